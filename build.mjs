@@ -1,0 +1,65 @@
+// Bundles the three programs (and, with --tests, every test file) with esbuild.
+// Type checking is tsc's job (`npm run typecheck`); esbuild only transpiles.
+import * as esbuild from 'esbuild';
+import { readFileSync, rmSync } from 'node:fs';
+
+const { version } = JSON.parse(readFileSync('package.json', 'utf8'));
+
+const production = process.argv.includes('--production');
+const withTests = process.argv.includes('--tests');
+
+const common = {
+  bundle: true,
+  sourcemap: production ? false : 'linked',
+  minify: production,
+  logLevel: 'warning',
+  target: 'node20',
+  define: { __COI_VERSION__: JSON.stringify(version) },
+};
+
+const builds = [
+  esbuild.build({
+    ...common,
+    entryPoints: { extension: 'extension/extension.ts' },
+    outdir: 'dist',
+    platform: 'node',
+    format: 'cjs',
+    external: ['vscode'],
+  }),
+  esbuild.build({
+    ...common,
+    entryPoints: { helper: 'helper/main.ts' },
+    outdir: 'dist',
+    platform: 'node',
+    format: 'cjs',
+    banner: { js: '#!/usr/bin/env node' },
+    // ws has optional native accelerators it probes with require(); they are not installed.
+    external: ['bufferutil', 'utf-8-validate'],
+  }),
+  esbuild.build({
+    ...common,
+    entryPoints: { webview: 'webview-ui/main.ts' },
+    outdir: 'dist',
+    platform: 'browser',
+    format: 'iife',
+    target: 'es2022',
+  }),
+];
+
+if (withTests) {
+  rmSync('out', { recursive: true, force: true });
+  builds.push(
+    esbuild.build({
+      ...common,
+      minify: false,
+      entryPoints: ['test/**/*.test.ts'],
+      outdir: 'out/test',
+      outbase: 'test',
+      platform: 'node',
+      format: 'cjs',
+      external: ['bufferutil', 'utf-8-validate', 'playwright-core'],
+    }),
+  );
+}
+
+await Promise.all(builds);

@@ -1,0 +1,72 @@
+/**
+ * `coi`: finds the command, runs it, and turns errors into a message and an
+ * exit code. Every command works without VS Code; the extension calls the same
+ * core functions through JSON-RPC.
+ */
+import { CoiError, ErrorCodes, formatErrorForTerminal, toCoiError } from '../errors';
+import { IncusClient } from '../incus/client';
+import { UnixSocketTransport } from '../incus/transport';
+import { createLog } from '../log';
+import { COI_VERSION } from '../version';
+import type { CliContext, Command } from './command';
+import { guardCommand } from './commands/guard';
+import { setupCommand } from './commands/setup';
+import { versionCommand } from './commands/version';
+
+export const commands: Command[] = [versionCommand, setupCommand, guardCommand];
+
+export function helpText(): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  const lines = commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
+  return [
+    `coi ${COI_VERSION} — run AI coding agents in hardened Incus containers`,
+    '',
+    'usage: coi <command> [flags]',
+    '',
+    'commands:',
+    ...lines,
+    '',
+    'Run "coi <command> --help" for a command\'s flags.',
+    '',
+  ].join('\n');
+}
+
+export function defaultContext(env: NodeJS.ProcessEnv = process.env): CliContext {
+  let incus: IncusClient | undefined;
+  return {
+    env,
+    out: (t) => process.stdout.write(t),
+    err: (t) => process.stderr.write(t),
+    log: createLog('coi'),
+    incus: () => (incus ??= new IncusClient(new UnixSocketTransport(), env.COI_INCUS_PROJECT ? { project: env.COI_INCUS_PROJECT } : {})),
+  };
+}
+
+export async function runCli(argv: string[], ctx: CliContext = defaultContext()): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    ctx.out(helpText());
+    return 0;
+  }
+  if (name === '--version') {
+    ctx.out(`${COI_VERSION}\n`);
+    return 0;
+  }
+  const cmd = commands.find((c) => c.name === name);
+  if (!cmd) {
+    ctx.err(formatErrorForTerminal(new CoiError(ErrorCodes.INVALID_INPUT, `unknown command "${name}"`, { remedy: { title: 'See the commands', shell: 'coi --help' } })) + '\n');
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    ctx.out(`${cmd.summary}\n\nusage: ${cmd.usage}\n`);
+    return 0;
+  }
+  try {
+    return await cmd.run(rest, ctx);
+  } catch (e) {
+    const err = toCoiError(e);
+    ctx.err(formatErrorForTerminal(err) + '\n');
+    if (err.code === ErrorCodes.INTERNAL && err.stack) ctx.log.debug(err.stack);
+    return err.code === ErrorCodes.INVALID_INPUT ? 2 : 1;
+  }
+}

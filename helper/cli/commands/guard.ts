@@ -1,0 +1,150 @@
+import { spawn } from 'node:child_process';
+import { openSync } from 'node:fs';
+import { CoiError, ErrorCodes } from '../../errors';
+import { GuardClient } from '../../guard/client';
+import { adminGroupName, DEFAULT_GUARD_LOG, guardSocketPath } from '../../guard/paths';
+import { GuardServer } from '../../guard/server';
+import { groupId } from '../../host/groups';
+import { createLog } from '../../log';
+import { Command, CliContext, formatOption, parseFlags } from '../command';
+
+const usage = 'coi guard run|start|stop|status [--format text|json]';
+
+export const guardCommand: Command = {
+  name: 'guard',
+  summary: 'Run, start, stop or inspect the root guard (network rules, monitor, audit)',
+  usage,
+  async run(args, ctx) {
+    const [sub, ...rest] = args;
+    switch (sub) {
+      case 'run':
+        return runGuard(ctx);
+      case 'start':
+        return startGuard(ctx);
+      case 'stop':
+        return stopGuard(ctx);
+      case 'status':
+        return guardStatus(rest, ctx);
+      default:
+        throw new CoiError(ErrorCodes.INVALID_INPUT, `${sub ? `unknown guard action "${sub}"` : 'guard needs an action'}\nusage: ${usage}`);
+    }
+  },
+};
+
+function requireRoot(action: string): void {
+  if (process.getuid?.() !== 0) {
+    throw new CoiError(ErrorCodes.NOT_PERMITTED, `the guard must run as root to ${action}`, { remedy: { title: 'Run it as root', shell: `sudo coi guard ${action}` } });
+  }
+}
+
+/** Foreground: what a service manager (or `coi guard start`) runs. */
+async function runGuard(ctx: CliContext): Promise<number> {
+  requireRoot('run');
+  const log = createLog('guard');
+  const group = adminGroupName(ctx.env);
+  const adminGid = groupId(group);
+  if (adminGid === undefined) log.warn(`group ${group} not found: only root may connect to the guard`);
+  let stopping = false;
+  let server: GuardServer | undefined;
+  const stop = async (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info(`stopping (${why})`);
+    await server?.stop();
+    process.exit(0);
+  };
+  server = new GuardServer({
+    socketPath: guardSocketPath(ctx.env),
+    incus: ctx.incus(),
+    log,
+    ...(adminGid !== undefined ? { adminGid } : {}),
+    onShutdownRequested: () => void stop('asked over the socket'),
+  });
+  // The guard watches agents: one bad event must never take it down.
+  process.on('uncaughtException', (e) => log.error(`uncaught: ${e.stack ?? e.message}`));
+  process.on('unhandledRejection', (e) => log.error(`unhandled rejection: ${String(e)}`));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  await server.start();
+  return new Promise<number>(() => undefined);
+}
+
+async function startGuard(ctx: CliContext): Promise<number> {
+  requireRoot('start');
+  const socketPath = guardSocketPath(ctx.env);
+  const probe = new GuardClient({ socketPath });
+  const already = await probe.connect({ timeoutMs: 1_000 }).then(() => probe.info(), () => undefined);
+  probe.close();
+  if (already) {
+    ctx.out(`guard already running (pid ${already.guard.pid}, version ${already.guard.version})\n`);
+    return 0;
+  }
+  const logFile = ctx.env.COI_GUARD_LOG || DEFAULT_GUARD_LOG;
+  const fd = openSync(logFile, 'a', 0o640);
+  const script = process.argv[1];
+  if (!script) throw new CoiError(ErrorCodes.INTERNAL, 'cannot tell which script to start the guard from');
+  const child = spawn(process.execPath, [script, 'guard', 'run'], { detached: true, stdio: ['ignore', fd, fd], env: ctx.env });
+  child.unref();
+  const client = new GuardClient({ socketPath, reconnect: true });
+  client.connect({ timeoutMs: 1_000 }).catch(() => undefined);
+  try {
+    await client.waitConnected(15_000);
+    const info = await client.info();
+    ctx.out(`guard started (pid ${info.guard.pid}, socket ${socketPath}, log ${logFile})\n`);
+    return 0;
+  } catch {
+    throw new CoiError(ErrorCodes.SETUP_FAILED, `the guard did not come up within 15 s; see ${logFile}`);
+  } finally {
+    client.close();
+  }
+}
+
+async function stopGuard(ctx: CliContext): Promise<number> {
+  const socketPath = guardSocketPath(ctx.env);
+  const client = new GuardClient({ socketPath });
+  try {
+    await client.connect({ timeoutMs: 1_000 });
+  } catch {
+    ctx.out('guard is not running\n');
+    return 0;
+  }
+  const info = await client.info();
+  await client.shutdown();
+  client.close();
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (!isAlive(info.guard.pid)) {
+      ctx.out(`guard stopped (was pid ${info.guard.pid})\n`);
+      return 0;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new CoiError(ErrorCodes.TIMEOUT, `guard pid ${info.guard.pid} did not stop within 10 s`);
+}
+
+async function guardStatus(args: string[], ctx: CliContext): Promise<number> {
+  const { values } = parseFlags({ name: 'guard status', usage }, args, { format: { type: 'string' }, json: { type: 'boolean' } });
+  const format = values.json ? 'json' : formatOption({ name: 'guard', usage }, values.format);
+  const client = new GuardClient({ socketPath: guardSocketPath(ctx.env) });
+  try {
+    await client.connect({ timeoutMs: 2_000 });
+    const info = await client.info();
+    if (format === 'json') ctx.out(JSON.stringify(info, null, 2) + '\n');
+    else {
+      ctx.out(`guard ${info.guard.version}: running (pid ${info.guard.pid}) since ${info.startedAt}\n`);
+      ctx.out(`socket ${info.socket}, ${info.clients} client(s), Incus events ${info.eventsConnected ? 'connected' : 'NOT connected'}\n`);
+    }
+    return 0;
+  } finally {
+    client.close();
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

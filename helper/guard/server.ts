@@ -1,0 +1,176 @@
+/**
+ * The guard: one root process per host that outlives every VS Code window and
+ * CLI process. It owns what needs privilege (network rules, the monitor, limits,
+ * the audit log — added by later features) and relays events to clients.
+ *
+ * Clients reach it on a unix socket that is never shared into a container. The
+ * socket is root:<admin group> 0660 in a 0755 root directory, and every
+ * connection's peer is checked again (uid 0 or a member of the admin group)
+ * before it may speak.
+ *
+ * It holds no state that Incus or files do not already hold, so a restart
+ * (crash, upgrade, kill -9) loses nothing: clients reconnect and resubscribe.
+ */
+import { promises as fs } from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import type { MessageConnection } from 'vscode-jsonrpc';
+import { CoiError, ErrorCodes } from '../errors';
+import { IncusClient } from '../incus/client';
+import { IncusEventStream, lifecycleOf } from '../incus/events';
+import type { RawEvent } from '../incus/types';
+import type { Log } from '../log';
+import { EventTopic, GuardEvent, GuardEventNotification, GuardInfo, GuardShutdown, GuardSubscribe, IncusEvent } from '../protocol/methods';
+import { notify, Router } from '../protocol/rpc';
+import { createConnection } from '../rpc/connection';
+import { COI_VERSION } from '../version';
+import { incusStatusOf } from '../core/info';
+import { PeerCredentials, peerCredentials } from './peer';
+
+export interface GuardOptions {
+  socketPath: string;
+  incus: IncusClient;
+  log: Log;
+  /** Group id whose members may connect besides root; undefined = root only. */
+  adminGid?: number;
+  /** Replaceable for tests that run the guard in-process. */
+  identify?: (socket: net.Socket) => Promise<PeerCredentials | undefined>;
+  onShutdownRequested?: () => void;
+}
+
+interface Client {
+  id: number;
+  conn: MessageConnection;
+  peer: PeerCredentials;
+  topics: Set<EventTopic>;
+}
+
+export class GuardServer {
+  private server: net.Server | undefined;
+  private readonly clients = new Map<number, Client>();
+  private nextId = 1;
+  private events: IncusEventStream | undefined;
+  private readonly startedAt = new Date();
+
+  constructor(private readonly opts: GuardOptions) {}
+
+  async start(): Promise<void> {
+    await this.claimSocket();
+    this.events = this.opts.incus.events({ types: ['lifecycle'], allProjects: true, onLog: (m) => this.opts.log.debug(m) });
+    this.events.on('event', (e) => this.relayIncus(e));
+    this.events.on('connected', () => this.broadcast({ topic: 'guard', event: { kind: 'events-connected', message: 'connected to Incus events' } }));
+    this.events.on('disconnected', () => this.broadcast({ topic: 'guard', event: { kind: 'events-lost', message: 'lost Incus events; reconnecting' } }));
+
+    const server = net.createServer((socket) => void this.accept(socket));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.socketPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (e) => this.opts.log.error(`guard socket error: ${e.message}`));
+    await fs.chmod(this.opts.socketPath, this.opts.adminGid === undefined ? 0o600 : 0o660);
+    if (this.opts.adminGid !== undefined && process.getuid?.() === 0) {
+      await fs.chown(this.opts.socketPath, 0, this.opts.adminGid);
+    }
+    this.opts.log.info(`guard ${COI_VERSION} listening on ${this.opts.socketPath} (pid ${process.pid})`);
+  }
+
+  async stop(): Promise<void> {
+    this.broadcast({ topic: 'guard', event: { kind: 'stopping', message: 'guard is stopping' } });
+    this.events?.close();
+    for (const c of this.clients.values()) c.conn.dispose();
+    this.clients.clear();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await fs.unlink(this.opts.socketPath).catch(() => undefined);
+  }
+
+  /**
+   * Makes the socket path ours: refuses when another guard answers there, and
+   * removes a stale socket file a crashed guard left behind.
+   */
+  private async claimSocket(): Promise<void> {
+    await fs.mkdir(path.dirname(this.opts.socketPath), { recursive: true, mode: 0o755 });
+    const alive = await new Promise<boolean>((resolve) => {
+      const s = net.connect(this.opts.socketPath);
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (alive) {
+      throw new CoiError(ErrorCodes.ALREADY_EXISTS, `a guard is already running on ${this.opts.socketPath}`, {
+        remedy: { title: 'Check it', shell: 'coi guard status' },
+      });
+    }
+    await fs.unlink(this.opts.socketPath).catch(() => undefined);
+  }
+
+  private authorized(peer: PeerCredentials): boolean {
+    return peer.uid === 0 || (this.opts.adminGid !== undefined && peer.gids.includes(this.opts.adminGid));
+  }
+
+  private async accept(socket: net.Socket): Promise<void> {
+    socket.on('error', () => undefined);
+    const peer = await (this.opts.identify ?? peerCredentials)(socket).catch(() => undefined);
+    if (!peer || !this.authorized(peer)) {
+      this.opts.log.warn(`refused a guard connection from ${peer ? `uid ${peer.uid} pid ${peer.pid}` : 'an unidentified peer'}`);
+      socket.destroy();
+      return;
+    }
+    const id = this.nextId++;
+    const conn = createConnection(socket, socket, { log: this.opts.log });
+    const client: Client = { id, conn, peer, topics: new Set() };
+    this.clients.set(id, client);
+    const drop = () => {
+      if (this.clients.delete(id)) this.opts.log.debug(`client ${id} (pid ${peer.pid}) disconnected`);
+    };
+    conn.onClose(drop);
+    socket.on('close', drop);
+    this.router(client).attach(conn);
+    conn.listen();
+    this.opts.log.debug(`client ${id} connected: uid ${peer.uid} pid ${peer.pid}`);
+  }
+
+  private router(client: Client): Router {
+    return new Router(this.opts.log)
+      .onRequest(GuardInfo, async () => ({
+        guard: { version: COI_VERSION, pid: process.pid, node: process.version },
+        startedAt: this.startedAt.toISOString(),
+        socket: this.opts.socketPath,
+        clients: this.clients.size,
+        subscriptions: [...this.clients.values()].reduce((n, c) => n + c.topics.size, 0),
+        incus: await incusStatusOf(this.opts.incus),
+        eventsConnected: this.events?.connected ?? false,
+      }))
+      .onRequest(GuardSubscribe, ({ topics }) => {
+        for (const t of topics) client.topics.add(t);
+        return { topics: [...client.topics] };
+      })
+      .onRequest(GuardShutdown, () => {
+        if (client.peer.uid !== 0) {
+          throw new CoiError(ErrorCodes.NOT_PERMITTED, 'only root may stop the guard', { remedy: { title: 'Stop it as root', shell: 'sudo coi guard stop' } });
+        }
+        setImmediate(() => this.opts.onShutdownRequested?.());
+        return { stopping: true as const };
+      });
+  }
+
+  private relayIncus(e: RawEvent): void {
+    const lc = lifecycleOf(e);
+    if (!lc) return;
+    const event: IncusEvent = { type: e.type, timestamp: e.timestamp, action: lc.action.slice(0, 256), source: lc.source.slice(0, 1024) };
+    if (e.project) event.project = e.project.slice(0, 256);
+    this.broadcast({ topic: 'incus', event });
+  }
+
+  private broadcast(ev: GuardEvent): void {
+    for (const c of this.clients.values()) {
+      if (!c.topics.has(ev.topic)) continue;
+      notify(c.conn, GuardEventNotification, ev).catch(() => undefined);
+    }
+  }
+}

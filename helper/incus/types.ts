@@ -1,0 +1,74 @@
+/** The parts of Incus API objects we read and write. Field names are Incus's own. */
+
+export interface ServerInfo {
+  api_version: string;
+  auth: string;
+  environment?: {
+    server_version?: string;
+    kernel_version?: string;
+    storage?: string;
+    server_name?: string;
+    driver?: string;
+  };
+}
+
+export type InstanceStatus = 'Running' | 'Stopped' | 'Frozen' | 'Error' | 'Starting' | 'Stopping' | 'Freezing' | string;
+
+export type Devices = Record<string, Record<string, string>>;
+
+export interface InstanceCreate {
+  name: string;
+  type?: 'container';
+  source: { type: 'image'; alias?: string; fingerprint?: string } | { type: 'none' } | { type: 'copy'; source: string };
+  config?: Record<string, string>;
+  devices?: Devices;
+  profiles?: string[];
+  ephemeral?: boolean;
+  start?: boolean;
+  description?: string;
+}
+
+export interface InstanceState {
+  status: InstanceStatus;
+  status_code: number;
+  pid: number;
+  processes: number;
+  network?: Record<string, { host_name?: string; addresses: { family: string; address: string; netmask: string; scope: string }[] }>;
+}
+
+export interface InstanceFull {
+  name: string;
+  status: InstanceStatus;
+  status_code: number;
+  type: string;
+  created_at: string;
+  config: Record<string, string>;
+  devices: Devices;
+  expanded_config?: Record<string, string>;
+  expanded_devices?: Devices;
+  profiles: string[];
+  project?: string;
+  state?: InstanceState | null;
+}
+
+export type StateAction = 'start' | 'stop' | 'restart' | 'freeze' | 'unfreeze';
+
+export interface Operation {
+  id: string;
+  class: string;
+  description: string;
+  status: 'Pending' | 'Running' | 'Success' | 'Failure' | 'Cancelled' | string;
+  status_code: number;
+  metadata: unknown;
+  err: string;
+  may_cancel: boolean;
+  resources?: Record<string, string[]>;
+}
+
+export interface RawEvent {
+  type: string;
+  timestamp: string;
+  project?: string;
+  location?: string;
+  metadata: unknown;
+}

@@ -1,0 +1,18 @@
+/** Entry point of dist/helper.js: the `coi` CLI, or with --stdio the extension's JSON-RPC server. */
+import { runCli } from './cli/cli';
+import { runStdioServer } from './server/stdio';
+
+const argv = process.argv.slice(2);
+if (argv[0] === '--stdio') {
+  runStdioServer();
+} else {
+  runCli(argv).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`coi: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

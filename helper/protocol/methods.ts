@@ -1,0 +1,90 @@
+/**
+ * Every JSON-RPC method and notification of COI, in one place, each with the zod
+ * schemas of its params and result. The extension, the helper and the guard all
+ * import these constants; nothing else names a method string.
+ *
+ * Namespaces: `helper/…` (the user's helper), `guard/…` (the root guard),
+ * `$/…` notifications pushed to clients.
+ */
+import { z } from 'zod';
+import { notification, request } from './rpc';
+
+/** Params of a method that takes none: `{}` or omitted, and nothing else. */
+const noParams = z.object({}).strict();
+
+export const versionInfo = z.object({
+  version: z.string(),
+  pid: z.number().int(),
+  node: z.string(),
+});
+export type VersionInfo = z.infer<typeof versionInfo>;
+
+export const incusStatus = z.discriminatedUnion('reachable', [
+  z.object({ reachable: z.literal(true), serverVersion: z.string(), apiVersion: z.string(), endpoint: z.string() }),
+  z.object({ reachable: z.literal(false), endpoint: z.string(), error: z.string(), remedy: z.string().optional() }),
+]);
+export type IncusStatus = z.infer<typeof incusStatus>;
+
+export const guardStatus = z.discriminatedUnion('reachable', [
+  z.object({ reachable: z.literal(true), version: z.string(), pid: z.number().int(), socket: z.string() }),
+  z.object({ reachable: z.literal(false), socket: z.string(), error: z.string() }),
+]);
+export type GuardStatus = z.infer<typeof guardStatus>;
+
+// ── helper ──────────────────────────────────────────────────────────────────
+
+export const HelperInfo = request(
+  'helper/info',
+  noParams,
+  z.object({ helper: versionInfo, incus: incusStatus, guard: guardStatus }),
+);
+export type HelperInfoResult = z.infer<typeof HelperInfo.result>;
+
+// ── guard ───────────────────────────────────────────────────────────────────
+
+export const GuardInfo = request(
+  'guard/info',
+  noParams,
+  z.object({
+    guard: versionInfo,
+    startedAt: z.string(),
+    socket: z.string(),
+    clients: z.number().int(),
+    subscriptions: z.number().int(),
+    incus: incusStatus,
+    eventsConnected: z.boolean(),
+  }),
+);
+export type GuardInfoResult = z.infer<typeof GuardInfo.result>;
+
+export const eventTopic = z.enum(['incus', 'guard']);
+export type EventTopic = z.infer<typeof eventTopic>;
+
+export const GuardSubscribe = request(
+  'guard/subscribe',
+  z.object({ topics: z.array(eventTopic).min(1).max(8) }).strict(),
+  z.object({ topics: z.array(eventTopic) }),
+);
+
+export const GuardShutdown = request('guard/shutdown', noParams, z.object({ stopping: z.literal(true) }));
+
+/** An Incus event as the guard relays it: trimmed to what clients use, never raw. */
+export const incusEvent = z.object({
+  type: z.string().max(64),
+  timestamp: z.string().max(64),
+  /** For lifecycle events: e.g. "instance-started"; for operations: the operation's description. */
+  action: z.string().max(256),
+  /** The source URL, e.g. /1.0/instances/coi-1a2b3c4d-1. */
+  source: z.string().max(1024),
+  project: z.string().max(256).optional(),
+});
+export type IncusEvent = z.infer<typeof incusEvent>;
+
+export const guardEvent = z.discriminatedUnion('topic', [
+  z.object({ topic: z.literal('incus'), event: incusEvent }),
+  z.object({ topic: z.literal('guard'), event: z.object({ kind: z.enum(['started', 'stopping', 'events-connected', 'events-lost']), message: z.string().max(1024) }) }),
+]);
+export type GuardEvent = z.infer<typeof guardEvent>;
+
+/** Pushed by the guard to every client subscribed to the event's topic. */
+export const GuardEventNotification = notification('$/guard/event', guardEvent);

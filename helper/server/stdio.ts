@@ -1,0 +1,29 @@
+/**
+ * `coi --stdio`: the JSON-RPC server the extension spawns. stdout carries
+ * protocol messages only; logs go to stderr.
+ */
+import { helperInfo } from '../core/info';
+import { guardSocketPath } from '../guard/paths';
+import { IncusClient } from '../incus/client';
+import { UnixSocketTransport } from '../incus/transport';
+import { createLog } from '../log';
+import { HelperInfo } from '../protocol/methods';
+import { Router } from '../protocol/rpc';
+import { createConnection } from '../rpc/connection';
+
+export function helperRouter(incus: IncusClient, env: NodeJS.ProcessEnv, log = createLog('helper')): Router {
+  return new Router(log).onRequest(HelperInfo, () => helperInfo(incus, guardSocketPath(env)));
+}
+
+export function runStdioServer(env: NodeJS.ProcessEnv = process.env): void {
+  const log = createLog('helper');
+  const incus = new IncusClient(new UnixSocketTransport(), env.COI_INCUS_PROJECT ? { project: env.COI_INCUS_PROJECT } : {});
+  const conn = createConnection(process.stdin, process.stdout, { log });
+  helperRouter(incus, env, log).attach(conn);
+  conn.onClose(() => process.exit(0));
+  // A handler bug must cost one request, never the helper.
+  process.on('uncaughtException', (e) => log.error(`uncaught: ${e.stack ?? e.message}`));
+  process.on('unhandledRejection', (e) => log.error(`unhandled rejection: ${String(e)}`));
+  conn.listen();
+  log.info(`helper ready (pid ${process.pid})`);
+}

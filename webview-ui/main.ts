@@ -1,0 +1,1 @@
+// The alert webview; filled in by the threats feature.
