@@ -7,10 +7,11 @@
  * Incus when it can be cancelled), and runs commands in instances with their
  * exit code and output.
  */
+import { createReadStream, promises as fsp } from 'node:fs';
 import { CoiError, ErrorCodes } from '../errors';
 import { Transport, TransportRequest, UnixSocketTransport } from './transport';
 import { IncusEventStream, EventStreamOptions } from './events';
-import type { InstanceCreate, InstanceFull, InstanceState, Operation, ServerInfo, StateAction } from './types';
+import type { ImageInfo, InstanceCreate, InstanceFull, InstanceState, Operation, ServerInfo, StateAction } from './types';
 
 interface Envelope {
   type: 'sync' | 'async' | 'error';
@@ -68,7 +69,7 @@ export class IncusClient {
   }
 
   /** One REST call; returns the envelope's metadata for sync answers, the operation for async ones. */
-  async call<T = unknown>(method: TransportRequest['method'], path: string, body?: unknown, opts: CallOptions & { raw?: Buffer; headers?: Record<string, string> } = {}): Promise<{ metadata: T; operation?: string }> {
+  async call<T = unknown>(method: TransportRequest['method'], path: string, body?: unknown, opts: CallOptions & { raw?: Buffer | NodeJS.ReadableStream; headers?: Record<string, string> } = {}): Promise<{ metadata: T; operation?: string }> {
     const res = await this.transport.request({
       method,
       path,
@@ -76,7 +77,7 @@ export class IncusClient {
       ...(opts.raw ? { rawBody: opts.raw } : {}),
       ...(opts.headers ? { headers: opts.headers } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
-      timeoutMs: 60_000,
+      timeoutMs: opts.raw ? 600_000 : 60_000,
     });
     let env: Envelope;
     try {
@@ -125,6 +126,8 @@ export class IncusClient {
       const slice = Math.max(1, Math.min(5, Math.ceil(left / 1000)));
       const op = await this.get<Operation>(this.url(`${opPath}/wait`, { timeout: slice }), opts.signal ? { signal: opts.signal } : {}).catch((e: unknown) => {
         if (e instanceof CoiError && e.code === ErrorCodes.CANCELLED) return undefined;
+        // Incus answers a wait that outlasts its timeout with an error envelope: still running.
+        if (e instanceof CoiError && /context deadline exceeded/.test(e.message)) return undefined;
         throw e;
       });
       if (!op) continue;
@@ -221,6 +224,44 @@ export class IncusClient {
     return res.status < 400 ? res.body.toString('utf8') : '';
   }
 
+  // ── images ────────────────────────────────────────────────────────────────
+
+  /** Imports a unified image tarball (metadata.yaml + rootfs/) from a file; returns its fingerprint. */
+  async importImage(tarPath: string, opts: CallOptions & { properties?: Record<string, string> } = {}): Promise<string> {
+    const { size } = await fsp.stat(tarPath);
+    const headers: Record<string, string> = { 'content-type': 'application/octet-stream', 'content-length': String(size) };
+    if (opts.properties) headers['X-Incus-properties'] = new URLSearchParams(opts.properties).toString();
+    const { operation } = await this.call('POST', this.url('/1.0/images'), undefined, { ...opts, raw: createReadStream(tarPath), headers });
+    if (!operation) throw new CoiError(ErrorCodes.INCUS_API, 'Incus accepted the image without an operation');
+    const op = await this.waitOperation(operation, { ...opts, timeoutMs: opts.timeoutMs ?? 600_000 });
+    const fp = (op.metadata as { fingerprint?: string } | null)?.fingerprint;
+    if (!fp) throw new CoiError(ErrorCodes.INCUS_API, 'Incus imported the image but reported no fingerprint');
+    return fp;
+  }
+
+  /** The fingerprint an alias points at, or undefined. */
+  async imageAlias(name: string): Promise<string | undefined> {
+    try {
+      return (await this.get<{ target: string }>(this.url(`/1.0/images/aliases/${encodeURIComponent(name)}`))).target;
+    } catch (e) {
+      if (e instanceof CoiError && e.code === ErrorCodes.NOT_FOUND) return undefined;
+      throw e;
+    }
+  }
+
+  /** Points an alias at a fingerprint, creating or moving it. */
+  async setImageAlias(name: string, fingerprint: string, description = ''): Promise<void> {
+    if (await this.imageAlias(name)) {
+      await this.run('PUT', this.url(`/1.0/images/aliases/${encodeURIComponent(name)}`), { target: fingerprint, description });
+    } else {
+      await this.run('POST', this.url('/1.0/images/aliases'), { name, target: fingerprint, description });
+    }
+  }
+
+  getImage(fingerprint: string): Promise<ImageInfo> {
+    return this.get<ImageInfo>(this.url(`/1.0/images/${encodeURIComponent(fingerprint)}`));
+  }
+
   // ── events ────────────────────────────────────────────────────────────────
 
   /** A reconnecting subscription to /1.0/events. Call `close()` when done. */
@@ -237,7 +278,10 @@ export class IncusClient {
 function apiError(method: string, path: string, status: number, message: string): CoiError {
   const where = `${method} ${path.split('?')[0]}`;
   if (status === 404) return new CoiError(ErrorCodes.NOT_FOUND, `${message} (${where})`, { details: { status } });
-  if (status === 409) return new CoiError(ErrorCodes.ALREADY_EXISTS, `${message} (${where})`, { details: { status } });
+  // A duplicate create fails late, inside the operation, as a database constraint error.
+  if (status === 409 || /already exists|UNIQUE constraint failed/.test(message)) {
+    return new CoiError(ErrorCodes.ALREADY_EXISTS, `${message} (${where})`, { details: { status } });
+  }
   if (status === 403) return new CoiError(ErrorCodes.INCUS_PERMISSION, `Incus refused ${where}: ${message}`, { details: { status } });
   return new CoiError(ErrorCodes.INCUS_API, `Incus: ${message} (${where})`, { details: { status } });
 }

@@ -72,3 +72,34 @@ export interface RawEvent {
   location?: string;
   metadata: unknown;
 }
+
+export interface ImageInfo {
+  fingerprint: string;
+  size: number;
+  created_at: string;
+  uploaded_at: string;
+  properties: Record<string, string>;
+  aliases: { name: string; description: string }[];
+}
+
+export interface StoragePool {
+  name: string;
+  driver: string;
+  config: Record<string, string>;
+  status?: string;
+}
+
+export interface Network {
+  name: string;
+  type: string;
+  managed: boolean;
+  config: Record<string, string>;
+  status?: string;
+}
+
+export interface Profile {
+  name: string;
+  config: Record<string, string>;
+  devices: Devices;
+  description: string;
+}

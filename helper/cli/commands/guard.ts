@@ -1,8 +1,7 @@
-import { spawn } from 'node:child_process';
-import { openSync } from 'node:fs';
 import { CoiError, ErrorCodes } from '../../errors';
 import { GuardClient } from '../../guard/client';
-import { adminGroupName, DEFAULT_GUARD_LOG, guardSocketPath } from '../../guard/paths';
+import { startGuardDaemon } from '../../guard/daemon';
+import { adminGroupName, guardSocketPath } from '../../guard/paths';
 import { GuardServer } from '../../guard/server';
 import { groupId } from '../../host/groups';
 import { createLog } from '../../log';
@@ -71,32 +70,9 @@ async function runGuard(ctx: CliContext): Promise<number> {
 
 async function startGuard(ctx: CliContext): Promise<number> {
   requireRoot('start');
-  const socketPath = guardSocketPath(ctx.env);
-  const probe = new GuardClient({ socketPath });
-  const already = await probe.connect({ timeoutMs: 1_000 }).then(() => probe.info(), () => undefined);
-  probe.close();
-  if (already) {
-    ctx.out(`guard already running (pid ${already.guard.pid}, version ${already.guard.version})\n`);
-    return 0;
-  }
-  const logFile = ctx.env.COI_GUARD_LOG || DEFAULT_GUARD_LOG;
-  const fd = openSync(logFile, 'a', 0o640);
-  const script = process.argv[1];
-  if (!script) throw new CoiError(ErrorCodes.INTERNAL, 'cannot tell which script to start the guard from');
-  const child = spawn(process.execPath, [script, 'guard', 'run'], { detached: true, stdio: ['ignore', fd, fd], env: ctx.env });
-  child.unref();
-  const client = new GuardClient({ socketPath, reconnect: true });
-  client.connect({ timeoutMs: 1_000 }).catch(() => undefined);
-  try {
-    await client.waitConnected(15_000);
-    const info = await client.info();
-    ctx.out(`guard started (pid ${info.guard.pid}, socket ${socketPath}, log ${logFile})\n`);
-    return 0;
-  } catch {
-    throw new CoiError(ErrorCodes.SETUP_FAILED, `the guard did not come up within 15 s; see ${logFile}`);
-  } finally {
-    client.close();
-  }
+  const r = await startGuardDaemon(ctx.env);
+  ctx.out(r.alreadyRunning ? `guard already running (pid ${r.pid}, version ${r.version})\n` : `guard started (pid ${r.pid}, socket ${r.socketPath}, log ${r.logFile})\n`);
+  return 0;
 }
 
 async function stopGuard(ctx: CliContext): Promise<number> {
