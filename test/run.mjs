@@ -42,4 +42,6 @@ try {
   skipped = Number(/^# skipped (\d+)$/m.exec(text)?.[1] ?? 0);
 } catch { failed = failed || 1; }
 console.log(`tests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
-process.exit(r.status === 0 && failed === 0 && passed > 0 ? 0 : 1);
+// In CI nothing may be skipped silently: a skipped test is a missing component.
+if (process.env.CI && skipped > 0) console.error(`${skipped} test(s) skipped in CI: every component must be present`);
+process.exit(r.status === 0 && failed === 0 && passed > 0 && !(process.env.CI && skipped > 0) ? 0 : 1);

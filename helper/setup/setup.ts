@@ -70,9 +70,29 @@ export async function setupHost(opts: SetupOptions, ctx: SetupContext): Promise<
   } else skip('guard: not started (--no-guard)');
 }
 
+/** Programs set-up and the guard rely on, with the Debian package that brings each. */
+const HOST_TOOLS: [program: string, pkg: string][] = [
+  ['nft', 'nftables'],
+  ['debootstrap', 'debootstrap'],
+  ['mkfs.btrfs', 'btrfs-progs'],
+  ['tmux', 'tmux'],
+  ['ip', 'iproute2'],
+  ['ss', 'iproute2'],
+];
+
 async function ensureIncusInstalled(ctx: SetupContext, did: (s: string) => void, skip: (s: string) => void): Promise<void> {
   if (await incusdPath()) {
-    skip('incus: installed');
+    const missing: string[] = [];
+    for (const [program, pkg] of HOST_TOOLS) if (!(await which(program)) && !missing.includes(pkg)) missing.push(pkg);
+    if (missing.length === 0) {
+      skip('incus and host tools: installed');
+      return;
+    }
+    ctx.progress(`apt-get install ${missing.join(' ')}`);
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } as Record<string, string>;
+    await run('apt-get', ['update', '-o', 'DPkg::Lock::Timeout=600'], { env, timeoutMs: 600_000 });
+    await run('apt-get', ['install', '-y', '-o', 'DPkg::Lock::Timeout=600', '--no-install-recommends', ...missing], { env, timeoutMs: 1_200_000 });
+    did(`host tools: installed ${missing.join(', ')}`);
     return;
   }
   const os = parseOsRelease(await fs.readFile('/etc/os-release', 'utf8').catch(() => ''));

@@ -1,0 +1,118 @@
+import { strict as assert } from 'node:assert';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, before, test } from 'node:test';
+import { GuardClient } from '../../helper/guard/client';
+import type { GuardEvent } from '../../helper/protocol/methods';
+import { SETUP_NAMES } from '../../helper/setup/names';
+import { cleanupLabelled, HELPER, requireIncus, TEST_LABEL, uniqueName } from './support';
+import type { IncusClient } from '../../helper/incus/client';
+
+const runId = randomBytes(4).toString('hex');
+const dir = mkdtempSync(path.join(tmpdir(), 'coi-guard-test-'));
+const socketPath = path.join(dir, 'guard.sock');
+let c: IncusClient;
+let guard: ChildProcess | undefined;
+
+/** A guard of our own on a private socket, so the host's guard is left alone. */
+function startGuard(): ChildProcess {
+  const g = spawn(process.execPath, [HELPER, 'guard', 'run'], {
+    env: { ...process.env, COI_GUARD_SOCKET: socketPath, COI_LOG_LEVEL: 'debug' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  g.stderr?.resume();
+  return g;
+}
+
+before(async () => {
+  c = await requireIncus();
+});
+after(async () => {
+  guard?.kill('SIGKILL');
+  await cleanupLabelled(c, runId);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function nextEvent(client: GuardClient, match: (e: GuardEvent) => boolean, timeoutMs = 60_000): Promise<GuardEvent> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('no matching guard event')), timeoutMs);
+    const on = (e: GuardEvent) => {
+      if (!match(e)) return;
+      clearTimeout(t);
+      client.off('event', on);
+      resolve(e);
+    };
+    client.on('event', on);
+  });
+}
+
+const lifecycle = (name: string, action: string) => (e: GuardEvent) =>
+  e.topic === 'incus' && e.event.source === `/1.0/instances/${name}` && e.event.action === action;
+
+test('the guard relays Incus lifecycle events to subscribers, and they survive a kill -9 and restart', async () => {
+  guard = startGuard();
+  const client = new GuardClient({ socketPath, reconnect: true });
+  client.connect({ timeoutMs: 1_000 }).catch(() => undefined);
+  await client.waitConnected(15_000);
+  await client.subscribe(['incus', 'guard']);
+  const info = await client.info();
+  assert.equal(info.socket, socketPath);
+  assert.equal(info.guard.pid, guard.pid);
+  assert.equal(info.incus.reachable, true);
+
+  const name = uniqueName();
+  const started = nextEvent(client, lifecycle(name, 'instance-started'));
+  await c.createInstance({ name, source: { type: 'image', alias: SETUP_NAMES.baseImage }, config: { [TEST_LABEL]: runId }, start: true }, { timeoutMs: 120_000 });
+  await started;
+
+  // Crash the guard: no goodbye, no clean-up. A new one takes its socket over.
+  const disconnected = new Promise<void>((r) => client.once('disconnected', () => r()));
+  guard.kill('SIGKILL');
+  await disconnected;
+  const reconnected = new Promise<void>((r) => client.once('connected', () => r()));
+  guard = startGuard();
+  await reconnected;
+  const after = await client.info();
+  assert.equal(after.guard.pid, guard.pid, 'talking to the new guard');
+  assert.equal(after.subscriptions >= 2, true, `the client resubscribed on its own (${after.subscriptions})`);
+
+  // The new guard's event stream may connect a moment after its socket: wait for it, then act.
+  for (let i = 0; i < 100 && !(await client.info()).eventsConnected; i++) await new Promise((r) => setTimeout(r, 100));
+  const stopped = nextEvent(client, lifecycle(name, 'instance-stopped'));
+  await c.setState(name, 'stop', { force: true });
+  await stopped;
+  client.close();
+});
+
+test('a second guard on the same socket refuses to start while the first answers', async () => {
+  guard ??= startGuard();
+  const probe = new GuardClient({ socketPath, reconnect: true });
+  probe.connect({ timeoutMs: 500 }).catch(() => undefined);
+  await probe.waitConnected(15_000);
+  probe.close();
+  const second = spawnSync(process.execPath, [HELPER, 'guard', 'run'], { env: { ...process.env, COI_GUARD_SOCKET: socketPath }, encoding: 'utf8', timeout: 20_000 });
+  assert.equal(second.status, 1);
+  assert.match(second.stderr, /a guard is already running on/);
+});
+
+test('a peer that is neither root nor in the admin group is refused, even when the socket file lets it in', async () => {
+  guard ??= startGuard();
+  chmodSync(dir, 0o755);
+  chmodSync(socketPath, 0o666);
+  // As "nobody": connect and ask guard/info; the guard must hang up without answering.
+  const script = `
+    const net = require('net');
+    const s = net.connect(${JSON.stringify(socketPath)});
+    const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'guard/info' });
+    s.on('connect', () => s.write('Content-Length: ' + Buffer.byteLength(body) + '\\r\\n\\r\\n' + body));
+    let got = '';
+    s.on('data', (d) => (got += d));
+    s.on('close', () => { console.log(got.includes('"result"') ? 'ANSWERED' : 'REFUSED'); process.exit(0); });
+    s.on('error', (e) => { console.log('ERROR ' + e.code); process.exit(0); });
+    setTimeout(() => { console.log('TIMEOUT'); process.exit(0); }, 10000);`;
+  const r = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, '-e', script], { encoding: 'utf8', timeout: 20_000 });
+  assert.equal(r.stdout.trim(), 'REFUSED', `nobody must not be served: ${r.stdout} ${r.stderr}`);
+});
