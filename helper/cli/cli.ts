@@ -9,11 +9,33 @@ import { UnixSocketTransport } from '../incus/transport';
 import { createLog } from '../log';
 import { COI_VERSION } from '../version';
 import type { CliContext, Command } from './command';
+import { attachCommand } from './commands/attach';
+import { fileCommand } from './commands/file';
 import { guardCommand } from './commands/guard';
+import { cleanCommand, killCommand, persistCommand, resumeCommand, shutdownCommand } from './commands/lifecycle';
+import { listCommand } from './commands/list';
+import { runCommand } from './commands/run';
 import { setupCommand } from './commands/setup';
+import { shellCommand } from './commands/shell';
+import { tmuxCommand } from './commands/tmux';
 import { versionCommand } from './commands/version';
 
-export const commands: Command[] = [versionCommand, setupCommand, guardCommand];
+export const commands: Command[] = [
+  shellCommand,
+  runCommand,
+  attachCommand,
+  listCommand,
+  shutdownCommand,
+  killCommand,
+  persistCommand,
+  resumeCommand,
+  cleanCommand,
+  fileCommand,
+  tmuxCommand,
+  setupCommand,
+  guardCommand,
+  versionCommand,
+];
 
 export function helpText(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

@@ -20,12 +20,14 @@ import { IncusClient } from '../incus/client';
 import { IncusEventStream, lifecycleOf } from '../incus/events';
 import type { RawEvent } from '../incus/types';
 import type { Log } from '../log';
-import { EventTopic, GuardEvent, GuardEventNotification, GuardInfo, GuardShutdown, GuardSubscribe, IncusEvent } from '../protocol/methods';
+import { EventTopic, GuardAllowIdmap, GuardEvent, GuardEventNotification, GuardInfo, GuardShutdown, GuardSubscribe, IncusEvent } from '../protocol/methods';
 import { notify, Router } from '../protocol/rpc';
 import { createConnection } from '../rpc/connection';
 import { COI_VERSION } from '../version';
 import { incusStatusOf } from '../core/info';
 import { PeerCredentials, peerCredentials } from './peer';
+import { Reaper } from './reaper';
+import { delegateId } from './subid';
 
 export interface GuardOptions {
   socketPath: string;
@@ -33,6 +35,9 @@ export interface GuardOptions {
   log: Log;
   /** Group id whose members may connect besides root; undefined = root only. */
   adminGid?: number;
+  /** Where subordinate id delegations live; tests point these elsewhere. */
+  subuidFile?: string;
+  subgidFile?: string;
   /** Replaceable for tests that run the guard in-process. */
   identify?: (socket: net.Socket) => Promise<PeerCredentials | undefined>;
   onShutdownRequested?: () => void;
@@ -51,14 +56,24 @@ export class GuardServer {
   private nextId = 1;
   private events: IncusEventStream | undefined;
   private readonly startedAt = new Date();
+  private readonly reaper: Reaper;
 
-  constructor(private readonly opts: GuardOptions) {}
+  constructor(private readonly opts: GuardOptions) {
+    this.reaper = new Reaper(opts.incus, opts.log);
+  }
 
   async start(): Promise<void> {
     await this.claimSocket();
     this.events = this.opts.incus.events({ types: ['lifecycle'], allProjects: true, onLog: (m) => this.opts.log.debug(m) });
-    this.events.on('event', (e) => this.relayIncus(e));
-    this.events.on('connected', () => this.broadcast({ topic: 'guard', event: { kind: 'events-connected', message: 'connected to Incus events' } }));
+    this.events.on('event', (e) => {
+      this.relayIncus(e);
+      this.reaper.onEvent(e);
+    });
+    this.events.on('connected', () => {
+      // Whatever ended while nobody watched (guard down, events lost) is reaped now.
+      void this.reaper.sweep();
+      this.broadcast({ topic: 'guard', event: { kind: 'events-connected', message: 'connected to Incus events' } });
+    });
     this.events.on('disconnected', () => this.broadcast({ topic: 'guard', event: { kind: 'events-lost', message: 'lost Incus events; reconnecting' } }));
 
     const server = net.createServer((socket) => void this.accept(socket));
@@ -149,6 +164,16 @@ export class GuardServer {
       .onRequest(GuardSubscribe, ({ topics }) => {
         for (const t of topics) client.topics.add(t);
         return { topics: [...client.topics] };
+      })
+      .onRequest(GuardAllowIdmap, async ({ uid, gid }) => {
+        const peer = client.peer;
+        if (peer.uid !== 0 && (peer.uid !== uid || !peer.gids.includes(gid))) {
+          throw new CoiError(ErrorCodes.NOT_PERMITTED, `uid ${peer.uid} may only delegate its own ids (asked for ${uid}:${gid})`);
+        }
+        const changedUid = await delegateId(this.opts.subuidFile ?? '/etc/subuid', uid);
+        const changedGid = await delegateId(this.opts.subgidFile ?? '/etc/subgid', gid);
+        if (changedUid || changedGid) this.opts.log.info(`delegated uid ${uid} and gid ${gid} for raw.idmap (asked by pid ${peer.pid})`);
+        return { changed: changedUid || changedGid };
       })
       .onRequest(GuardShutdown, () => {
         if (client.peer.uid !== 0) {

@@ -224,6 +224,41 @@ export class IncusClient {
     return res.status < 400 ? res.body.toString('utf8') : '';
   }
 
+  // ── files ─────────────────────────────────────────────────────────────────
+
+  /** Writes a file (or makes a directory) inside an instance; works on stopped instances too. */
+  async pushFile(name: string, filePath: string, content: Buffer | undefined, opts: { uid?: number; gid?: number; mode?: number; type?: 'file' | 'directory' } = {}): Promise<void> {
+    const headers: Record<string, string> = {
+      'X-Incus-type': opts.type ?? 'file',
+      'X-Incus-write': 'overwrite',
+      'X-Incus-uid': String(opts.uid ?? 0),
+      'X-Incus-gid': String(opts.gid ?? 0),
+      'X-Incus-mode': (opts.mode ?? (opts.type === 'directory' ? 0o755 : 0o644)).toString(8).padStart(4, '0'),
+    };
+    await this.call('POST', this.url(`/1.0/instances/${encodeURIComponent(name)}/files`, { path: filePath }), undefined, { raw: content ?? Buffer.alloc(0), headers });
+  }
+
+  /** Reads a file, or lists a directory, inside an instance. */
+  async pullFile(name: string, filePath: string): Promise<{ type: 'file'; content: Buffer; mode: number; uid: number; gid: number } | { type: 'directory'; entries: string[]; mode: number }> {
+    const res = await this.transport.request({ method: 'GET', path: this.url(`/1.0/instances/${encodeURIComponent(name)}/files`, { path: filePath }), timeoutMs: 120_000 });
+    const type = String(res.headers['x-incus-type'] ?? '');
+    const mode = parseInt(String(res.headers['x-incus-mode'] ?? '644'), 8);
+    if (res.status >= 400 || (type !== 'file' && type !== 'directory')) {
+      let msg = `HTTP ${res.status}`;
+      try {
+        msg = (JSON.parse(res.body.toString('utf8')) as { error?: string }).error ?? msg;
+      } catch {
+        // not JSON
+      }
+      throw apiError('GET', `/1.0/instances/${name}/files?path=${filePath}`, res.status, msg);
+    }
+    if (type === 'directory') {
+      const env = JSON.parse(res.body.toString('utf8')) as { metadata?: string[] };
+      return { type, entries: env.metadata ?? [], mode };
+    }
+    return { type, content: res.body, mode, uid: Number(res.headers['x-incus-uid'] ?? 0), gid: Number(res.headers['x-incus-gid'] ?? 0) };
+  }
+
   // ── images ────────────────────────────────────────────────────────────────
 
   /** Imports a unified image tarball (metadata.yaml + rootfs/) from a file; returns its fingerprint. */

@@ -88,3 +88,13 @@ export type GuardEvent = z.infer<typeof guardEvent>;
 
 /** Pushed by the guard to every client subscribed to the event's topic. */
 export const GuardEventNotification = notification('$/guard/event', guardEvent);
+
+/**
+ * Delegates a user's own uid and gid to root in /etc/subuid and /etc/subgid, so
+ * their workspace can be mapped with raw.idmap. Only for the caller's own ids.
+ */
+export const GuardAllowIdmap = request(
+  'guard/allowIdmap',
+  z.object({ uid: z.number().int().min(0).max(4_294_967_294), gid: z.number().int().min(0).max(4_294_967_294) }).strict(),
+  z.object({ changed: z.boolean() }),
+);

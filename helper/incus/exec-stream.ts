@@ -1,0 +1,147 @@
+/**
+ * Exec over websockets: output streamed as it is produced (coi run), and
+ * interactive sessions with a pty (coi attach, the editor's terminal).
+ *
+ * Incus hands out one secret per stream; every websocket must be connected
+ * before the command starts. Output is complete only once the stdout and
+ * stderr sockets have closed, so we wait for both and for the operation.
+ */
+import type { Readable, Writable } from 'node:stream';
+import type WebSocket from 'ws';
+import { CoiError, ErrorCodes } from '../errors';
+import type { IncusClient } from './client';
+
+export interface StreamExecOptions {
+  user?: number;
+  group?: number;
+  cwd?: string;
+  env?: Record<string, string>;
+  stdin?: Readable;
+  stdout: Writable;
+  stderr: Writable;
+  signal?: AbortSignal;
+}
+
+export interface InteractiveExecOptions {
+  user?: number;
+  group?: number;
+  cwd?: string;
+  env?: Record<string, string>;
+  width: number;
+  height: number;
+  input: Readable;
+  output: Writable;
+}
+
+export interface InteractiveSession {
+  resize(width: number, height: number): void;
+  /** Resolves with the exit code when the remote command ends. */
+  done: Promise<number>;
+}
+
+interface ExecOperation {
+  id: string;
+  metadata: { fds?: Record<string, string> };
+}
+
+async function startExec(incus: IncusClient, name: string, body: Record<string, unknown>): Promise<{ op: string; fds: Record<string, string> }> {
+  const { metadata, operation } = await incus.call<ExecOperation>('POST', incus.url(`/1.0/instances/${encodeURIComponent(name)}/exec`), body);
+  const fds = metadata?.metadata?.fds;
+  if (!operation || !fds) throw new CoiError(ErrorCodes.INCUS_API, 'Incus started exec without websocket secrets');
+  return { op: operation.split('?')[0]!, fds };
+}
+
+function connect(incus: IncusClient, op: string, secret: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = incus.transport.websocket(incus.url(`${op}/websocket`, { secret }));
+    ws.once('open', () => resolve(ws));
+    ws.once('error', (e) => reject(new CoiError(ErrorCodes.INCUS_API, `exec websocket failed: ${e.message}`)));
+  });
+}
+
+function closed(ws: WebSocket): Promise<void> {
+  return new Promise((resolve) => {
+    if (ws.readyState === ws.CLOSED) resolve();
+    else ws.once('close', () => resolve());
+  });
+}
+
+function exitCodeOf(md: unknown): number {
+  const r = (md as { return?: number } | null)?.return;
+  return typeof r === 'number' ? r : -1;
+}
+
+/** Runs a command with stdin/stdout/stderr streamed; resolves with its exit code. */
+export async function execStream(incus: IncusClient, name: string, command: string[], opts: StreamExecOptions): Promise<number> {
+  const body: Record<string, unknown> = {
+    command,
+    environment: opts.env ?? {},
+    'wait-for-websocket': true,
+    interactive: false,
+    'record-output': false,
+  };
+  if (opts.user !== undefined) body.user = opts.user;
+  if (opts.group !== undefined) body.group = opts.group;
+  if (opts.cwd !== undefined) body.cwd = opts.cwd;
+  const { op, fds } = await startExec(incus, name, body);
+  const [ws0, ws1, ws2, control] = await Promise.all([connect(incus, op, fds['0']!), connect(incus, op, fds['1']!), connect(incus, op, fds['2']!), connect(incus, op, fds.control!)]);
+  for (const ws of [ws0, ws1, ws2, control]) ws.on('error', () => undefined);
+  ws1.on('message', (d: Buffer) => opts.stdout.write(d));
+  ws2.on('message', (d: Buffer) => opts.stderr.write(d));
+  if (opts.stdin) {
+    opts.stdin.on('data', (d: Buffer) => ws0.send(d));
+    opts.stdin.on('end', () => ws0.close());
+  } else {
+    // No input: tell the command at once that stdin is at its end.
+    ws0.close();
+  }
+  const onAbort = () => control.send(JSON.stringify({ command: 'signal', signal: 9 }));
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const [opResult] = await Promise.all([incus.waitOperation(op, { timeoutMs: 365 * 24 * 3600 * 1000 }), closed(ws1), closed(ws2)]);
+    return exitCodeOf(opResult.metadata);
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+    for (const ws of [ws0, control]) if (ws.readyState === ws.OPEN) ws.close();
+  }
+}
+
+/** An interactive command on a pty, e.g. `tmux attach`. */
+export async function execInteractive(incus: IncusClient, name: string, command: string[], opts: InteractiveExecOptions): Promise<InteractiveSession> {
+  const body: Record<string, unknown> = {
+    command,
+    environment: opts.env ?? {},
+    'wait-for-websocket': true,
+    interactive: true,
+    width: opts.width,
+    height: opts.height,
+  };
+  if (opts.user !== undefined) body.user = opts.user;
+  if (opts.group !== undefined) body.group = opts.group;
+  if (opts.cwd !== undefined) body.cwd = opts.cwd;
+  const { op, fds } = await startExec(incus, name, body);
+  const [pty, control] = await Promise.all([connect(incus, op, fds['0']!), connect(incus, op, fds.control!)]);
+  pty.on('error', () => undefined);
+  control.on('error', () => undefined);
+  pty.on('message', (d: Buffer) => opts.output.write(d));
+  const onInput = (d: Buffer) => {
+    if (pty.readyState === pty.OPEN) pty.send(d);
+  };
+  opts.input.on('data', onInput);
+  const done = (async () => {
+    try {
+      const [r] = await Promise.all([incus.waitOperation(op, { timeoutMs: 365 * 24 * 3600 * 1000 }), closed(pty)]);
+      return exitCodeOf(r.metadata);
+    } finally {
+      opts.input.off('data', onInput);
+      if (control.readyState === control.OPEN) control.close();
+    }
+  })();
+  return {
+    resize(width: number, height: number) {
+      if (control.readyState !== control.OPEN) return;
+      control.send(JSON.stringify({ command: 'window-resize', args: { width: String(width), height: String(height) } }));
+    },
+    done,
+  };
+}
