@@ -9,11 +9,15 @@ import { UnixSocketTransport } from '../incus/transport';
 import { createLog } from '../log';
 import { COI_VERSION } from '../version';
 import type { CliContext, Command } from './command';
+import { configCommand } from './commands/config';
 import { guardCommand } from './commands/guard';
+import { profileCommand } from './commands/profile';
+import { schemaCommand } from './commands/schema';
 import { setupCommand } from './commands/setup';
+import { trustCommand, untrustCommand } from './commands/trust';
 import { versionCommand } from './commands/version';
 
-export const commands: Command[] = [versionCommand, setupCommand, guardCommand];
+export const commands: Command[] = [versionCommand, setupCommand, guardCommand, configCommand, profileCommand, trustCommand, untrustCommand, schemaCommand];
 
 export function helpText(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
