@@ -343,7 +343,7 @@ function finalCheck(m: Merged): Config {
   throw configError(
     problems.map((p) => {
       const src = nearestSource(m.provenance, p.path);
-      const label = src?.file ?? (src?.env ? `environment variable ${src.env}` : src?.layer ?? 'configuration');
+      const label = src?.file ?? (src?.env ? `environment variable ${src.env}` : src?.layer === 'default' ? 'built-in defaults' : src?.layer === 'flag' ? 'command flags' : 'configuration');
       return { ...p, label, ...(src?.line !== undefined ? { line: src.line, column: src.column! } : {}) };
     }),
     'the configuration',

@@ -411,15 +411,17 @@ export function defaults(): Config {
 
 /**
  * Checks that need more than one key, run on the merged result (one layer may
- * set the mode and another the name). Returns [path, message] pairs.
+ * set the mode and another the name). Returns [path, message] pairs, the path
+ * being the key whose setting asks for the missing or wrong one, so the error
+ * points at the line the user wrote.
  */
 export function crossFieldProblems(c: Config): Array<[Array<string | number>, string]> {
   const out: Array<[Array<string | number>, string]> = [];
   if (c.timezone.mode === 'fixed') {
-    if (c.timezone.name === '') out.push([['timezone', 'name'], 'timezone.mode = "fixed" needs timezone.name, e.g. "Europe/Berlin"']);
+    if (c.timezone.name === '') out.push([['timezone', 'mode'], 'timezone.mode = "fixed" needs timezone.name, e.g. "Europe/Berlin"']);
     else if (!isTimeZone(c.timezone.name)) out.push([['timezone', 'name'], `"${c.timezone.name}" is not an IANA time zone name, e.g. "Europe/Berlin"`]);
   }
-  if (c.tool.name === 'custom' && c.tool.binary === '') out.push([['tool', 'binary'], 'tool.name = "custom" needs tool.binary, the program to run']);
+  if (c.tool.name === 'custom' && c.tool.binary === '') out.push([['tool', 'name'], 'tool.name = "custom" needs tool.binary, the program to run']);
   return out;
 }
 

@@ -79,6 +79,13 @@ test('a cross-key problem points at the file that set the key', () =>
     assert.equal(e.message, `${p}:3:1: "Nowhere/Special" is not an IANA time zone name, e.g. "Europe/Berlin"`);
   }));
 
+test('a missing companion key is blamed on the key that needs it', () =>
+  withWorld(async (w) => {
+    const f = w.write('home/.coi/config.toml', '[tool]\nname = "custom"\n');
+    await assert.rejects(w.load(), (e) => isCoiError(e) && e.message === `${f}:2:1: tool.name = "custom" needs tool.binary, the program to run`);
+    await assert.rejects(w.load({ env: { COI_TOOL: 'custom' } }), (e) => isCoiError(e) && e.message.startsWith('environment variable COI_TOOL: tool.name = "custom" needs'));
+  }));
+
 test('the legacy .coi.toml is refused with the way to migrate', () =>
   withWorld(async (w) => {
     w.write('ws/.coi.toml', '');
