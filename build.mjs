@@ -1,7 +1,8 @@
 // Bundles the three programs (and, with --tests, every test file) with esbuild.
 // Type checking is tsc's job (`npm run typecheck`); esbuild only transpiles.
 import * as esbuild from 'esbuild';
-import { readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 
 const { version } = JSON.parse(readFileSync('package.json', 'utf8'));
 
@@ -63,3 +64,10 @@ if (withTests) {
 }
 
 await Promise.all(builds);
+
+// The JSON Schemas the TOML extensions read (package.json "tomlValidation"),
+// printed by the helper just built so they come from the same zod schema the
+// loader validates with.
+for (const kind of ['config', 'profile']) {
+  writeFileSync(`dist/coi-${kind}.schema.json`, execFileSync(process.execPath, ['dist/helper.js', 'schema', kind]));
+}

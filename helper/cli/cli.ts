@@ -10,14 +10,18 @@ import { createLog } from '../log';
 import { COI_VERSION } from '../version';
 import type { CliContext, Command } from './command';
 import { attachCommand } from './commands/attach';
+import { cleanCommand, killCommand, persistCommand, resumeCommand, shutdownCommand } from './commands/lifecycle';
+import { configCommand } from './commands/config';
 import { fileCommand } from './commands/file';
 import { guardCommand } from './commands/guard';
-import { cleanCommand, killCommand, persistCommand, resumeCommand, shutdownCommand } from './commands/lifecycle';
 import { listCommand } from './commands/list';
+import { profileCommand } from './commands/profile';
 import { runCommand } from './commands/run';
+import { schemaCommand } from './commands/schema';
 import { setupCommand } from './commands/setup';
 import { shellCommand } from './commands/shell';
 import { tmuxCommand } from './commands/tmux';
+import { trustCommand, untrustCommand } from './commands/trust';
 import { versionCommand } from './commands/version';
 
 export const commands: Command[] = [
@@ -32,6 +36,11 @@ export const commands: Command[] = [
   cleanCommand,
   fileCommand,
   tmuxCommand,
+  configCommand,
+  profileCommand,
+  trustCommand,
+  untrustCommand,
+  schemaCommand,
   setupCommand,
   guardCommand,
   versionCommand,
