@@ -4,14 +4,38 @@ import { GuardClient } from '../guard/client';
 import { guardSocketPath } from '../guard/paths';
 import { GuardAllowIdmap } from '../protocol/methods';
 import type { SandboxInfo } from '../sandbox/labels';
-import { hostIdentity, resolveWorkspace, SandboxManager } from '../sandbox/manager';
+import { ConfigPatch, loadConfig } from '../config';
+import { settingsFromConfig } from '../sandbox/from-config';
+import { hostIdentity, resolveWorkspace, SandboxManager, SandboxSettings } from '../sandbox/manager';
 import { workspaceHash } from '../sandbox/naming';
 import { defaultSettings, SettingsFlags } from '../sandbox/settings';
 import type { CliContext } from './command';
 
+/** For commands that act on sandboxes by name: no workspace config is read. */
 export function managerFor(ctx: CliContext, flags: SettingsFlags = {}, opts: { quiet?: boolean } = {}): SandboxManager {
+  return managerWith(ctx, defaultSettings(ctx.env, flags), opts);
+}
+
+/**
+ * For launches: the workspace's effective configuration (user, project,
+ * profile, COI_* variables, flags). Trust warnings are printed, never silent.
+ */
+export async function launchManager(ctx: CliContext, workspace: string, flags: SettingsFlags, opts: { quiet?: boolean } = {}): Promise<SandboxManager> {
   const host = hostIdentity(ctx.env);
-  return new SandboxManager(defaultSettings(ctx.env, flags), {
+  const real = resolveWorkspace(workspace, host.home);
+  const patch: ConfigPatch = {};
+  if (flags.image !== undefined || flags.persistent !== undefined) {
+    patch.container = { ...(flags.image !== undefined ? { image: flags.image } : {}), ...(flags.persistent !== undefined ? { persistent: flags.persistent } : {}) };
+  }
+  if (flags.tool !== undefined) patch.tool = { name: flags.tool as NonNullable<ConfigPatch['tool']>['name'] };
+  const loaded = await loadConfig({ home: host.home, workspace: real, env: ctx.env, flags: patch, ...(flags.profile ? { profile: flags.profile } : {}) });
+  for (const w of loaded.warnings) ctx.err(`coi: warning: ${w.message}${w.remedy ? `\n  fix: ${w.remedy.title}${w.remedy.shell ? `: ${w.remedy.shell}` : ''}` : ''}\n`);
+  return managerWith(ctx, settingsFromConfig(loaded, ctx.env), opts);
+}
+
+function managerWith(ctx: CliContext, settings: SandboxSettings, opts: { quiet?: boolean }): SandboxManager {
+  const host = hostIdentity(ctx.env);
+  return new SandboxManager(settings, {
     incus: ctx.incus(),
     log: ctx.log,
     host,

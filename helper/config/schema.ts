@@ -104,7 +104,8 @@ const absolutePath = z.string().refine((s) => s.startsWith('/'), { message: 'exp
 const workspaceRelative = z.string().refine((s) => s !== '' && !s.startsWith('/') && !s.split('/').includes('..'), {
   message: 'expected a path relative to the workspace, without ".."',
 });
-const toolName = z.enum(['claude', 'opencode', 'aider', 'codex', 'pi', 'omp', 'custom']);
+// "shell" is a plain bash login shell: for debugging and scripting the sandbox itself.
+const toolName = z.enum(['claude', 'opencode', 'aider', 'codex', 'pi', 'omp', 'custom', 'shell']);
 
 const strs = (values: string[] = []) => z.array(z.string()).default(() => [...values]);
 

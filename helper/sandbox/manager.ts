@@ -243,15 +243,25 @@ export class SandboxManager {
     }
   }
 
-  /** Waits until the container runs commands (its init is up and `code` exists). */
+  /**
+   * Waits until the container has finished booting. Starting the tool earlier
+   * races boot: systemd-tmpfiles empties /tmp (and with it tmux's socket), and
+   * the network may not be configured yet. Images without systemd only need
+   * their `code` user.
+   */
   private async waitReady(name: string): Promise<void> {
     const deadline = Date.now() + this.s.readyTimeoutSec * 1000;
     let last = '';
+    const probe = [
+      'sh',
+      '-c',
+      'if [ -d /run/systemd/system ]; then s=$(systemctl is-system-running --wait 2>/dev/null); case "$s" in running|degraded) exit 0;; *) echo "$s"; exit 3;; esac; else test -d /home/code; fi',
+    ];
     while (Date.now() < deadline) {
       try {
-        const r = await this.d.incus.exec(name, ['test', '-d', `/home/code`], { timeoutMs: 5_000 });
+        const r = await this.d.incus.exec(name, probe, { timeoutMs: Math.max(1_000, deadline - Date.now()) });
         if (r.exitCode === 0) return;
-        last = `exit ${r.exitCode}`;
+        last = `exit ${r.exitCode}${r.stdout.trim() ? `, system ${r.stdout.trim()}` : ''}`;
       } catch (e) {
         last = toCoiError(e).message;
       }
@@ -304,11 +314,15 @@ export class SandboxManager {
     const command = `${argv.map(shellQuote).join(' ')}; sudo -n /sbin/poweroff`;
     const r = await this.execAsCode(name, ['tmux', 'new-session', '-d', '-s', session, '-x', '200', '-y', '50', '-c', WORKSPACE_MOUNT, command]);
     if (r.exitCode !== 0) throw new CoiError(ErrorCodes.COMMAND_FAILED, `tmux could not start ${binary}: ${r.stderr.trim()}`);
+    let last = '';
     for (let i = 0; i < 60; i++) {
-      if ((await this.execAsCode(name, ['tmux', 'has-session', '-t', session])).exitCode === 0) return;
+      const probe = await this.execAsCode(name, ['tmux', 'has-session', '-t', session]);
+      if (probe.exitCode === 0) return;
+      last = `exit ${probe.exitCode}: ${probe.stderr.trim()}`;
+      this.d.log.debug(`has-session ${session}: ${last}`);
       await new Promise((res) => setTimeout(res, 50));
     }
-    throw new CoiError(ErrorCodes.COMMAND_FAILED, `the tmux session of ${name} ended at once; is ${binary} working in the image?`);
+    throw new CoiError(ErrorCodes.COMMAND_FAILED, `the tmux session of ${name} ended at once (${last}); is ${binary} working in the image?`);
   }
 
   /** Runs a command in a fresh sandbox, streaming its output; the sandbox is deleted after. */
@@ -348,9 +362,13 @@ export class SandboxManager {
     });
   }
 
-  /** Graceful stop within the timeout, then force; then delete (persistent ones too). */
-  async shutdown(name: string): Promise<void> {
-    await this.get(name);
+  /**
+   * Graceful stop within the timeout, then force. An ephemeral sandbox is then
+   * deleted; a persistent one is kept, stopped, for the next `coi shell`
+   * (`coi kill` deletes it).
+   */
+  async shutdown(name: string): Promise<'deleted' | 'stopped'> {
+    const sb = await this.get(name);
     const st = await this.d.incus.getState(name);
     if (st.status === 'Frozen') await this.d.incus.setState(name, 'unfreeze').catch(() => undefined);
     if (st.status !== 'Stopped') {
@@ -358,7 +376,12 @@ export class SandboxManager {
         await this.d.incus.setState(name, 'stop', { force: true });
       });
     }
-    await this.d.incus.deleteInstance(name, { force: true });
+    if (sb.persistent) return 'stopped';
+    await this.d.incus.deleteInstance(name, { force: true }).catch((e: unknown) => {
+      // The guard may have reaped it first, which is the same outcome.
+      if (!(e instanceof CoiError && e.code === ErrorCodes.NOT_FOUND)) throw e;
+    });
+    return 'deleted';
   }
 
   async kill(name: string): Promise<void> {

@@ -25,7 +25,7 @@ export function defaultSettings(env: NodeJS.ProcessEnv, flags: SettingsFlags = {
     persistent: flags.persistent ?? false,
     tool: flags.tool ?? env.COI_TOOL ?? 'claude',
     protectedPaths: [...DEFAULT_PROTECTED_PATHS],
-    forwardEnv: (env.COI_FORWARD_ENV ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    forwardEnv: [],
     environment: {},
     mounts: [],
     sshForwardAgent: false,

@@ -66,7 +66,8 @@ systemctl enable coi-dhcp.service >/dev/null 2>&1
 systemctl disable systemd-networkd.service systemd-networkd-wait-online.service >/dev/null 2>&1 || true
 systemctl mask systemd-networkd-wait-online.service >/dev/null 2>&1 || true
 sed -i 's/^# *en_US.UTF-8/en_US.UTF-8/' /etc/locale.gen && locale-gen >/dev/null 2>&1 || true
-echo coi > /etc/hostname
+# No /etc/hostname: each container then carries its own name (coi-<hash>-<slot>).
+rm -f /etc/hostname
 : > /etc/machine-id
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /tmp/* /var/tmp/*

@@ -30,9 +30,9 @@ function targetsCommand(name: string, summary: string, act: (mgr: SandboxManager
   };
 }
 
-export const shutdownCommand = targetsCommand('shutdown', 'Stop sandboxes gracefully (then by force) and delete them, persistent ones too', async (mgr, t) => {
-  await mgr.shutdown(t);
-  return `${t}: shut down and deleted`;
+export const shutdownCommand = targetsCommand('shutdown', 'Stop sandboxes gracefully (then by force); ephemeral ones are deleted, persistent ones kept', async (mgr, t) => {
+  const outcome = await mgr.shutdown(t);
+  return outcome === 'deleted' ? `${t}: shut down and deleted` : `${t}: shut down; kept (persistent), the next coi shell restarts it`;
 }, { allowAll: true });
 
 export const killCommand = targetsCommand('kill', 'Stop sandboxes at once and delete them', async (mgr, t) => {

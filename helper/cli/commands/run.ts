@@ -1,6 +1,6 @@
 import { CoiError, ErrorCodes } from '../../errors';
 import { Command, parseFlags } from '../command';
-import { managerFor } from '../sandboxes';
+import { launchManager } from '../sandboxes';
 
 export const runCommand: Command = {
   name: 'run',
@@ -20,7 +20,7 @@ export const runCommand: Command = {
       throw new CoiError(ErrorCodes.INVALID_INPUT, `give the command as one quoted string or after --\nusage: ${this.usage}`);
     }
     // `coi run` prints only what the command prints.
-    const mgr = managerFor(ctx, values.image ? { image: values.image } : {}, { quiet: true });
+    const mgr = await launchManager(ctx, values.workspace ?? process.cwd(), values.image ? { image: values.image } : {}, { quiet: true });
     const ac = new AbortController();
     const onSignal = () => ac.abort();
     process.once('SIGINT', onSignal);

@@ -2,7 +2,7 @@ import { CoiError, ErrorCodes } from '../../errors';
 import { toolNames } from '../../tools/registry';
 import { Command, parseFlags } from '../command';
 import { attachTerminal } from '../terminal';
-import { managerFor } from '../sandboxes';
+import { launchManager } from '../sandboxes';
 
 export const shellCommand: Command = {
   name: 'shell',
@@ -21,7 +21,7 @@ export const shellCommand: Command = {
     });
     const slot = values.slot === undefined ? undefined : Number(values.slot);
     if (slot !== undefined && !Number.isInteger(slot)) throw new CoiError(ErrorCodes.INVALID_INPUT, `--slot takes a number from 1 to 10, not "${values.slot}"`);
-    const mgr = managerFor(ctx, {
+    const mgr = await launchManager(ctx, values.workspace ?? process.cwd(), {
       ...(values.persistent !== undefined ? { persistent: values.persistent } : {}),
       ...(values.image ? { image: values.image } : {}),
       ...(values.tool ? { tool: values.tool } : {}),
