@@ -70,6 +70,7 @@ export class HelperProcess {
   private current: Running | undefined;
   private crashes: number[] = [];
   private restartTimer: NodeJS.Timeout | undefined;
+  private starting: Promise<MessageConnection> | undefined;
   private _state: HelperState = { kind: 'stopped' };
   private readonly stateEmitter = new Emitter<HelperState>();
   private readonly startedEmitter = new Emitter<number>();
@@ -97,11 +98,11 @@ export class HelperProcess {
 
   /** Sends a typed request, starting the helper first if needed; the answer is validated. */
   async request<P, R>(def: RequestDef<P, R>, params: P, token?: CancellationToken): Promise<R> {
-    return call(this.connection(), def, params, token);
+    return call(await this.connection(), def, params, token);
   }
 
   /** The connection to the running helper; starts it when none runs. */
-  connection(): MessageConnection {
+  async connection(): Promise<MessageConnection> {
     switch (this._state.kind) {
       case 'disposed':
         throw new HelperUnavailableError('the COI extension is shutting down');
@@ -124,7 +125,7 @@ export class HelperProcess {
     this.clearRestartTimer();
     this.crashes = [];
     await this.stopCurrent();
-    this.start();
+    await this.start().catch(() => undefined); // a failure to spawn is logged and handled as a crash
   }
 
   /** Stops the helper (if running) and refuses to start another. */
@@ -136,7 +137,13 @@ export class HelperProcess {
     this.startedEmitter.dispose();
   }
 
-  private start(): MessageConnection {
+  /** Spawns the helper; resolves once the process exists (its connection is then ready for requests). */
+  private start(): Promise<MessageConnection> {
+    this.starting ??= this.spawnHelper().finally(() => (this.starting = undefined));
+    return this.starting;
+  }
+
+  private async spawnHelper(): Promise<MessageConnection> {
     const { command, args, log } = this.opts;
     const spawn = this.opts.spawn ?? nodeSpawn;
     log.info(`starting helper: ${command} ${args.join(' ')}`);
@@ -169,17 +176,32 @@ export class HelperProcess {
         this.onCrash(why);
       }
     };
-    child.once('error', (e) => onGone(`could not run it: ${e.message}`));
     // 'close', not 'exit': by then stdout is drained, so a last answer is not lost.
     child.once('close', (code, signal) => onGone(signal ? `killed by ${signal}` : `exit code ${code}`));
+    // Wait for the process to exist: writing a request to a child that never
+    // started would leave vscode-jsonrpc with a rejected promise nobody awaits.
+    let didSpawn = false;
+    const spawned = await new Promise<Error | undefined>((resolve) => {
+      child.once('spawn', () => {
+        didSpawn = true;
+        resolve(undefined);
+      });
+      child.on('error', (e) => {
+        if (didSpawn) {
+          log.warn(`helper process: ${e.message}`); // e.g. a failed kill; 'close' tells when it is gone
+          return;
+        }
+        resolve(e);
+        onGone(`could not run it: ${e.message}`);
+      });
+    });
+    if (spawned) throw new HelperUnavailableError(`could not start the COI helper (${command}): ${spawned.message}`);
+    if (this.current !== running) throw new HelperUnavailableError('the COI helper stopped while starting');
     conn.listen();
-
-    const pid = child.pid;
-    if (pid !== undefined) {
-      this.setState({ kind: 'running', pid });
-      log.info(`helper running (pid ${pid})`);
-      this.startedEmitter.fire(pid);
-    }
+    const pid = child.pid!;
+    this.setState({ kind: 'running', pid });
+    log.info(`helper running (pid ${pid})`);
+    this.startedEmitter.fire(pid);
     return conn;
   }
 
@@ -198,7 +220,7 @@ export class HelperProcess {
     this.setState({ kind: 'restarting', delayMs: decision.delayMs, lastExit: why });
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
-      if (this._state.kind === 'restarting') this.start();
+      if (this._state.kind === 'restarting') this.start().catch(() => undefined); // handled as a crash
     }, decision.delayMs);
   }
 
