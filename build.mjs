@@ -58,7 +58,8 @@ if (withTests) {
       outbase: 'test',
       platform: 'node',
       format: 'cjs',
-      external: ['bufferutil', 'utf-8-validate', 'playwright-core'],
+      // Tools the tests drive, loaded from node_modules at run time (esbuild finds its binary relative to itself).
+      external: ['bufferutil', 'utf-8-validate', 'playwright-core', 'esbuild'],
     }),
   );
 }
