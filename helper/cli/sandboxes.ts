@@ -1,55 +1,30 @@
 /** Shared by the sandbox commands: the manager for this invocation and target resolution. */
 import { CoiError, ErrorCodes } from '../errors';
-import { GuardClient } from '../guard/client';
-import { guardSocketPath } from '../guard/paths';
-import { GuardAllowIdmap } from '../protocol/methods';
+import { FactoryDeps, launchManager as launch, managerByName } from '../sandbox/factory';
 import type { SandboxInfo } from '../sandbox/labels';
-import { ConfigPatch, loadConfig } from '../config';
-import { settingsFromConfig } from '../sandbox/from-config';
-import { hostIdentity, resolveWorkspace, SandboxManager, SandboxSettings } from '../sandbox/manager';
+import { hostIdentity, resolveWorkspace, SandboxManager } from '../sandbox/manager';
 import { workspaceHash } from '../sandbox/naming';
-import { defaultSettings, SettingsFlags } from '../sandbox/settings';
+import type { SettingsFlags } from '../sandbox/settings';
 import type { CliContext } from './command';
+
+function deps(ctx: CliContext, quiet: boolean): FactoryDeps {
+  return {
+    env: ctx.env,
+    incus: ctx.incus(),
+    log: ctx.log,
+    warn: (m) => ctx.err(`coi: warning: ${m}\n`),
+    ...(quiet ? {} : { progress: (m: string) => ctx.err(`coi: ${m}\n`) }),
+  };
+}
 
 /** For commands that act on sandboxes by name: no workspace config is read. */
 export function managerFor(ctx: CliContext, flags: SettingsFlags = {}, opts: { quiet?: boolean } = {}): SandboxManager {
-  return managerWith(ctx, defaultSettings(ctx.env, flags), opts);
+  return managerByName(deps(ctx, opts.quiet ?? false), flags);
 }
 
-/**
- * For launches: the workspace's effective configuration (user, project,
- * profile, COI_* variables, flags). Trust warnings are printed, never silent.
- */
-export async function launchManager(ctx: CliContext, workspace: string, flags: SettingsFlags, opts: { quiet?: boolean } = {}): Promise<SandboxManager> {
-  const host = hostIdentity(ctx.env);
-  const real = resolveWorkspace(workspace, host.home);
-  const patch: ConfigPatch = {};
-  if (flags.image !== undefined || flags.persistent !== undefined) {
-    patch.container = { ...(flags.image !== undefined ? { image: flags.image } : {}), ...(flags.persistent !== undefined ? { persistent: flags.persistent } : {}) };
-  }
-  if (flags.tool !== undefined) patch.tool = { name: flags.tool as NonNullable<ConfigPatch['tool']>['name'] };
-  const loaded = await loadConfig({ home: host.home, workspace: real, env: ctx.env, flags: patch, ...(flags.profile ? { profile: flags.profile } : {}) });
-  for (const w of loaded.warnings) ctx.err(`coi: warning: ${w.message}${w.remedy ? `\n  fix: ${w.remedy.title}${w.remedy.shell ? `: ${w.remedy.shell}` : ''}` : ''}\n`);
-  return managerWith(ctx, settingsFromConfig(loaded, ctx.env), opts);
-}
-
-function managerWith(ctx: CliContext, settings: SandboxSettings, opts: { quiet?: boolean }): SandboxManager {
-  const host = hostIdentity(ctx.env);
-  return new SandboxManager(settings, {
-    incus: ctx.incus(),
-    log: ctx.log,
-    host,
-    progress: opts.quiet ? () => undefined : (m) => ctx.err(`coi: ${m}\n`),
-    allowIdmap: async (uid, gid) => {
-      const g = new GuardClient({ socketPath: guardSocketPath(ctx.env) });
-      try {
-        await g.connect({ timeoutMs: 3_000 });
-        await g.request(GuardAllowIdmap, { uid, gid });
-      } finally {
-        g.close();
-      }
-    },
-  });
+/** For launches: the workspace's effective configuration; trust warnings are printed, never silent. */
+export function launchManager(ctx: CliContext, workspace: string, flags: SettingsFlags, opts: { quiet?: boolean } = {}): Promise<SandboxManager> {
+  return launch(deps(ctx, opts.quiet ?? false), workspace, flags);
 }
 
 /**

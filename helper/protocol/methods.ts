@@ -98,3 +98,59 @@ export const GuardAllowIdmap = request(
   z.object({ uid: z.number().int().min(0).max(4_294_967_294), gid: z.number().int().min(0).max(4_294_967_294) }).strict(),
   z.object({ changed: z.boolean() }),
 );
+
+// ── sandboxes ───────────────────────────────────────────────────────────────
+
+export const sandboxInfo = z.object({
+  name: z.string(),
+  workspace: z.string(),
+  slot: z.number().int(),
+  kind: z.enum(['shell', 'run']),
+  state: z.enum(['running', 'frozen', 'stopped', 'starting', 'stopping', 'error']),
+  tool: z.string(),
+  persistent: z.boolean(),
+  session: z.string(),
+  profile: z.string(),
+  phase: z.enum(['creating', 'ready']),
+  address: z.string().optional(),
+  createdAt: z.string(),
+  image: z.string(),
+  ownerUid: z.number().int().optional(),
+  launcherPid: z.number().int().optional(),
+});
+export type SandboxInfoWire = z.infer<typeof sandboxInfo>;
+
+const sandboxName = z.string().min(1).max(63).regex(/^[a-z0-9][a-z0-9-]*$/, 'a sandbox name (lowercase letters, digits and "-")');
+
+export const SandboxList = request('sandbox/list', noParams, z.object({ sandboxes: z.array(sandboxInfo) }));
+
+export const SandboxOpen = request(
+  'sandbox/open',
+  z
+    .object({
+      workspace: z.string().min(1).max(4096),
+      slot: z.number().int().min(1).max(10).optional(),
+      tool: z.string().max(64).optional(),
+      image: z.string().max(256).optional(),
+      persistent: z.boolean().optional(),
+      profile: z.string().max(64).optional(),
+    })
+    .strict(),
+  z.object({ sandbox: sandboxInfo, warnings: z.array(z.string()) }),
+);
+
+export const SandboxShutdown = request('sandbox/shutdown', z.object({ name: sandboxName }).strict(), z.object({ outcome: z.enum(['deleted', 'stopped']) }));
+export const SandboxKill = request('sandbox/kill', z.object({ name: sandboxName }).strict(), z.object({ killed: z.literal(true) }));
+export const SandboxPersist = request('sandbox/persist', z.object({ name: sandboxName }).strict(), z.object({ sandbox: sandboxInfo }));
+export const SandboxResume = request('sandbox/resume', z.object({ name: sandboxName }).strict(), z.object({ sandbox: sandboxInfo }));
+export const SandboxClean = request(
+  'sandbox/clean',
+  z.object({ dryRun: z.boolean().default(false) }).strict(),
+  z.object({ removed: z.array(z.object({ name: z.string(), reason: z.string() })) }),
+);
+
+/** A sandbox appeared, changed state or went away (sandbox null), from Incus events. */
+export const SandboxChanged = notification(
+  '$/sandbox/changed',
+  z.object({ name: z.string(), action: z.string(), sandbox: sandboxInfo.nullable() }),
+);

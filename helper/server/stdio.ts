@@ -10,9 +10,12 @@ import { createLog } from '../log';
 import { HelperInfo } from '../protocol/methods';
 import { Router } from '../protocol/rpc';
 import { createConnection } from '../rpc/connection';
+import { registerSandboxMethods, watchSandboxes } from './sandboxes';
 
 export function helperRouter(incus: IncusClient, env: NodeJS.ProcessEnv, log = createLog('helper')): Router {
-  return new Router(log).onRequest(HelperInfo, () => helperInfo(incus, guardSocketPath(env)));
+  const router = new Router(log).onRequest(HelperInfo, () => helperInfo(incus, guardSocketPath(env)));
+  registerSandboxMethods(router, incus, env, log);
+  return router;
 }
 
 export function runStdioServer(env: NodeJS.ProcessEnv = process.env): void {
@@ -20,7 +23,11 @@ export function runStdioServer(env: NodeJS.ProcessEnv = process.env): void {
   const incus = new IncusClient(new UnixSocketTransport(), env.COI_INCUS_PROJECT ? { project: env.COI_INCUS_PROJECT } : {});
   const conn = createConnection(process.stdin, process.stdout, { log });
   helperRouter(incus, env, log).attach(conn);
-  conn.onClose(() => process.exit(0));
+  const events = watchSandboxes(conn, incus, env, log);
+  conn.onClose(() => {
+    events.close();
+    process.exit(0);
+  });
   // A handler bug must cost one request, never the helper.
   process.on('uncaughtException', (e) => log.error(`uncaught: ${e.stack ?? e.message}`));
   process.on('unhandledRejection', (e) => log.error(`unhandled rejection: ${String(e)}`));

@@ -1,0 +1,60 @@
+/**
+ * The sandbox methods of the helper's JSON-RPC server, and the notifications
+ * that keep clients live: every Incus lifecycle event about one of our
+ * instances is re-read from Incus and pushed as `$/sandbox/changed`.
+ */
+import type { MessageConnection } from 'vscode-jsonrpc';
+import { toCoiError } from '../errors';
+import type { IncusClient } from '../incus/client';
+import { IncusEventStream, lifecycleOf } from '../incus/events';
+import type { Log } from '../log';
+import { SandboxChanged, SandboxClean, SandboxKill, SandboxList, SandboxOpen, SandboxPersist, SandboxResume, SandboxShutdown } from '../protocol/methods';
+import { notify, Router } from '../protocol/rpc';
+import { FactoryDeps, launchManager, managerByName } from '../sandbox/factory';
+import { sandboxFromInstance } from '../sandbox/labels';
+import { DEFAULT_PREFIX } from '../sandbox/naming';
+
+export function registerSandboxMethods(router: Router, incus: IncusClient, env: NodeJS.ProcessEnv, log: Log): void {
+  const deps = (warnings: string[] = []): FactoryDeps => ({ env, incus, log, warn: (m) => warnings.push(m) });
+  router
+    .onRequest(SandboxList, async () => ({ sandboxes: await managerByName(deps()).list() }))
+    .onRequest(SandboxOpen, async (p) => {
+      const warnings: string[] = [];
+      const mgr = await launchManager(deps(warnings), p.workspace, {
+        ...(p.tool !== undefined ? { tool: p.tool } : {}),
+        ...(p.image !== undefined ? { image: p.image } : {}),
+        ...(p.persistent !== undefined ? { persistent: p.persistent } : {}),
+        ...(p.profile !== undefined ? { profile: p.profile } : {}),
+      });
+      const sandbox = await mgr.open({ workspace: p.workspace, kind: 'shell', startTool: true, ...(p.slot !== undefined ? { slot: p.slot } : {}) });
+      return { sandbox, warnings };
+    })
+    .onRequest(SandboxShutdown, async ({ name }) => ({ outcome: await managerByName(deps()).shutdown(name) }))
+    .onRequest(SandboxKill, async ({ name }) => {
+      await managerByName(deps()).kill(name);
+      return { killed: true as const };
+    })
+    .onRequest(SandboxPersist, async ({ name }) => ({ sandbox: await managerByName(deps()).persist(name) }))
+    .onRequest(SandboxResume, async ({ name }) => ({ sandbox: await managerByName(deps()).resume(name) }))
+    .onRequest(SandboxClean, async ({ dryRun }) => ({ removed: await managerByName(deps()).clean(dryRun) }));
+}
+
+/** Pushes `$/sandbox/changed` for each lifecycle event of one of our instances. */
+export function watchSandboxes(conn: MessageConnection, incus: IncusClient, env: NodeJS.ProcessEnv, log: Log): IncusEventStream {
+  const prefix = env.COI_CONTAINER_PREFIX || DEFAULT_PREFIX;
+  const events = incus.events({ types: ['lifecycle'], onLog: (m) => log.debug(m) });
+  events.on('event', (e) => {
+    const lc = lifecycleOf(e);
+    const m = lc && /^\/1\.0\/instances\/([^/?]+)/.exec(lc.source);
+    if (!lc || !m) return;
+    const name = decodeURIComponent(m[1]!);
+    if (!name.startsWith(prefix)) return;
+    void (async () => {
+      const inst = lc.action === 'instance-deleted' ? undefined : await incus.getInstance(name).catch(() => undefined);
+      const sandbox = inst ? sandboxFromInstance(inst) ?? null : null;
+      if (inst && !sandbox) return; // not ours after all (no managed label)
+      await notify(conn, SandboxChanged, { name, action: lc.action, sandbox });
+    })().catch((err: unknown) => log.warn(`could not report ${name}: ${toCoiError(err).message}`));
+  });
+  return events;
+}
