@@ -31,6 +31,7 @@ import {
   parseFdTarget,
   parseIo,
   parseNetTable,
+  parseNetDev,
   parseNsLink,
   parseStat,
   parseStatus,
@@ -78,7 +79,7 @@ export interface CollectorOptions {
   limits?: Partial<CollectorLimits>;
   /** Polls between full re-reads of a known process. */
   fullScanEvery?: number;
-  /** Polls between re-reads of the net tables when no unknown socket forces one. */
+  /** Polls between re-reads of the net tables when no unknown socket forces one (8: every 2 s at a 250 ms poll). */
   netRefreshEvery?: number;
   /** Byte order of the kernel's net tables; the host's by default. */
   littleEndian?: boolean;
@@ -222,7 +223,7 @@ export class ProcessCollector {
     this.cgroupRoot = opts.cgroupRoot ?? '/sys/fs/cgroup';
     this.limits = { ...DEFAULT_COLLECTOR_LIMITS, ...(opts.limits ?? {}) };
     this.fullScanEvery = Math.max(1, opts.fullScanEvery ?? 8);
-    this.netRefreshEvery = Math.max(1, opts.netRefreshEvery ?? 4);
+    this.netRefreshEvery = Math.max(1, opts.netRefreshEvery ?? 8);
     this.littleEndian = opts.littleEndian ?? os.endianness() === 'LE';
     this.now = opts.now ?? Date.now;
   }
@@ -308,6 +309,14 @@ export class ProcessCollector {
       this.net.set(ns, fresh);
     }
     for (const ns of this.net.keys()) if (!byNs.has(ns)) this.net.delete(ns);
+    // Interface counters are cheap (no hash walk): every poll, every namespace.
+    let netdev: Snapshot['netdev'];
+    for (const members of byNs.values()) {
+      const text = readText(path.join(this.procRoot, String(members[0]?.info.pid), 'net', 'dev'), 256 * 1024);
+      if (text === undefined) continue;
+      const t = parseNetDev(text);
+      netdev = { rxBytes: (netdev?.rxBytes ?? 0) + t.rxBytes, txBytes: (netdev?.txBytes ?? 0) + t.txBytes };
+    }
     const connections: SocketInfo[] = [];
     for (const c of this.net.values()) connections.push(...c.all);
     const resolve = (inode: number, ns: string): SocketInfo | undefined => {
@@ -343,7 +352,7 @@ export class ProcessCollector {
     s.lastProcesses = processes.size;
     s.lastFullReads = fullReads;
     s.lastNetTablesRead = tablesRead;
-    return {
+    const snapshot: Snapshot = {
       container: this.opts.container,
       takenAt,
       monotonicMs: performance.now(),
@@ -352,6 +361,8 @@ export class ProcessCollector {
       truncated: all.length > pids.length,
       connections,
     };
+    if (netdev) snapshot.netdev = netdev;
+    return snapshot;
   }
 
   private proc(pid: number, ...parts: string[]): string {

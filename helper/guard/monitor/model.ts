@@ -83,6 +83,8 @@ export interface Snapshot {
   truncated: boolean;
   /** Every inet socket of the namespaces the container's processes are in. */
   connections: SocketInfo[];
+  /** Cumulative bytes through the container's interfaces (all but loopback, all its namespaces). */
+  netdev?: { rxBytes: number; txBytes: number };
 }
 
 /** pid alone is reused by the kernel; pid + start time names one process. */
@@ -254,6 +256,7 @@ export const snapshotJsonSchema = z.object({
   processCount: z.number().int(),
   truncated: z.boolean(),
   connections: z.array(socketSchema),
+  netdev: z.object({ rxBytes: z.number(), txBytes: z.number() }).optional(),
 });
 export type SnapshotJson = z.infer<typeof snapshotJsonSchema>;
 

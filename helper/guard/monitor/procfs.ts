@@ -267,3 +267,31 @@ export function parseNetTable(text: string, table: NetTable, littleEndian = true
   }
   return out;
 }
+
+// ── /proc/<pid>/net/dev ─────────────────────────────────────────────────────
+
+export interface NetDevTotals {
+  rxBytes: number;
+  txBytes: number;
+  interfaces: number;
+}
+
+/**
+ * Byte counters of a namespace's interfaces, summed over all but loopback:
+ * what left (tx) and entered (rx) the container. Interface names are the
+ * container's to choose, so only "lo" is special.
+ */
+export function parseNetDev(text: string): NetDevTotals {
+  const out: NetDevTotals = { rxBytes: 0, txBytes: 0, interfaces: 0 };
+  for (const line of text.split('\n').slice(2)) {
+    const colon = line.indexOf(':');
+    if (colon < 0) continue;
+    const name = line.slice(0, colon).trim();
+    const f = line.slice(colon + 1).trim().split(/\s+/).map(Number);
+    if (name === 'lo' || f.length < 9 || !Number.isFinite(f[0]) || !Number.isFinite(f[8])) continue;
+    out.rxBytes += f[0] as number;
+    out.txBytes += f[8] as number;
+    out.interfaces++;
+  }
+  return out;
+}
