@@ -10,7 +10,7 @@
  * processes blocks the loop for a few milliseconds.
  *
  * Incremental: a process already known (same pid and start time) gets only
- * stat, io, cmdline and its three standard fds re-read each poll; status, exe,
+ * stat, its threads' io, cmdline and its three standard fds re-read each poll; status, exe,
  * its netns and the full fd table are read when it is new, when it exec'd
  * (comm or cmdline changed), and every `fullScanEvery` polls.
  *
@@ -30,6 +30,7 @@ import {
   NetTable,
   parseFdTarget,
   parseIo,
+  ProcIo,
   parseNetTable,
   parseNetDev,
   parseNsLink,
@@ -52,6 +53,8 @@ export interface CollectorLimits {
   maxCgroupDirs: number;
   maxCgroupDepth: number;
   maxPathChars: number;
+  /** Threads whose I/O counters are summed; beyond, the whole-process counter is used. */
+  maxThreads: number;
 }
 
 export const DEFAULT_COLLECTOR_LIMITS: CollectorLimits = {
@@ -64,6 +67,7 @@ export const DEFAULT_COLLECTOR_LIMITS: CollectorLimits = {
   maxCgroupDirs: 2048,
   maxCgroupDepth: 32,
   maxPathChars: 4096,
+  maxThreads: 64,
 };
 
 export interface CollectorOptions {
@@ -379,8 +383,7 @@ export class ProcessCollector {
     }
     const cmd = readCapped(this.proc(pid, 'cmdline'), this.limits.maxCmdlineBytes);
     const cmdline = cmd?.bytes ?? Buffer.alloc(0);
-    const ioText = readText(this.proc(pid, 'io'), 4096);
-    const io = ioText === undefined ? undefined : parseIo(ioText);
+    const io = this.readOwnIo(pid, stat.numThreads);
     const std = this.readFds(pid, [0, 1, 2]);
 
     let k = this.known.get(pid);
@@ -441,6 +444,43 @@ export class ProcessCollector {
       if (full) k.lastFullPoll = poll;
     }
     return { known: k, std, full };
+  }
+
+  /**
+   * The I/O this process did itself: the sum over its live threads.
+   * /proc/<pid>/io would also include every child it has reaped (the kernel
+   * adds a reaped child's counters to its parent's), so a shell running 150
+   * short git commands, or the agent after an `npm install` it ran, would
+   * look like one process reading tens of MB. Cost: one read per thread (a
+   * single-threaded process needs no directory listing). Lost: threads that
+   * have exited; children that lived between two polls (network egress still
+   * sees what they sent).
+   */
+  private readOwnIo(pid: number, numThreads: number): ProcIo | undefined {
+    let tids: string[];
+    if (numThreads <= 1) tids = [String(pid)];
+    else {
+      try {
+        tids = fs.readdirSync(this.proc(pid, 'task'));
+      } catch {
+        return undefined;
+      }
+      if (tids.length > this.limits.maxThreads) {
+        // Too many to read each poll: the whole-process counter, children included.
+        const t = readText(this.proc(pid, 'io'), 4096);
+        return t === undefined ? undefined : parseIo(t);
+      }
+    }
+    let sum: ProcIo | undefined;
+    for (const tid of tids) {
+      const t = readText(this.proc(pid, 'task', tid, 'io'), 4096);
+      const io = t === undefined ? undefined : parseIo(t);
+      if (!io) continue;
+      sum = sum
+        ? { rchar: sum.rchar + io.rchar, wchar: sum.wchar + io.wchar, readBytes: sum.readBytes + io.readBytes, writeBytes: sum.writeBytes + io.writeBytes }
+        : io;
+    }
+    return sum;
   }
 
   private readFds(pid: number, fds: number[]): FdInfo[] {

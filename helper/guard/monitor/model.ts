@@ -36,6 +36,10 @@ export interface FdInfo {
   socket?: SocketInfo;
 }
 
+/**
+ * The process's OWN I/O: summed over its live threads, so the counters of
+ * children it reaped (which the kernel folds into /proc/<pid>/io) are not in it.
+ */
 export interface ProcessIo {
   /** Cumulative bytes through read()-family syscalls (rchar): files, pipes, sockets. */
   readBytes: number;

@@ -24,11 +24,23 @@ export const DEFAULT_THRESHOLDS: MonitorThresholds = {
 const SHELLS = new Set(['sh', 'bash', 'rbash', 'dash', 'zsh', 'ksh', 'ksh93', 'mksh', 'pdksh', 'oksh', 'ash', 'busybox', 'fish', 'csh', 'tcsh', 'yash', 'elvish', 'nu', 'xonsh', 'pwsh', 'powershell', 'rc', 'es']);
 const INTERPRETER = /^(python[0-9.]*|pypy[0-9.]*|perl[0-9.]*|ruby[0-9.]*|irb|php[0-9.]*|php-cgi|php-fpm[0-9.]*|node|nodejs|deno|bun|lua[0-9.]*|luajit|tclsh[0-9.]*|wish|expect|awk|gawk|mawk|nawk|busybox|guile|racket|Rscript|R|julia|jshell|groovy|scala|osascript|socat|nc|ncat|netcat|nc\.traditional|nc\.openbsd)$/;
 
+/**
+ * The names a process goes by: comm, the executable's file name, argv[0]'s
+ * file name (minus a login shell's "-"). A process that set its title
+ * (node's process.title, setproctitle: npm shows as "npm install ./x") also
+ * goes by the first word of it. All are chosen by the process except exe.
+ */
 function names(p: ProcessInfo): string[] {
   const out = [p.comm];
+  const commWord = p.comm.split(' ')[0];
+  if (commWord && commWord !== p.comm) out.push(commWord);
   if (p.exe) out.push(baseName(p.exe));
   const a0 = p.argv[0];
-  if (a0) out.push(baseName(a0).replace(/^-/, ''));
+  if (a0) {
+    out.push(baseName(a0).replace(/^-/, ''));
+    const word = a0.split(' ')[0];
+    if (word && word !== a0) out.push(baseName(word).replace(/^-/, ''));
+  }
   return out;
 }
 
