@@ -153,6 +153,13 @@ export function listCgroupPids(dirs: readonly string[], limits: Pick<CollectorLi
 
 // ── small capped readers ────────────────────────────────────────────────────
 
+/**
+ * One scratch buffer for every read: collection is synchronous, so it is never
+ * shared between two reads in flight, and a poll does not allocate a fresh
+ * 64 KiB buffer for each of its hundreds of tiny files.
+ */
+let scratch = Buffer.allocUnsafe(64 * 1024);
+
 /** Reads at most `max` bytes; undefined when the file cannot be read. */
 function readCapped(file: string, max: number): { bytes: Buffer; capped: boolean } | undefined {
   let fd: number;
@@ -162,20 +169,22 @@ function readCapped(file: string, max: number): { bytes: Buffer; capped: boolean
     return undefined;
   }
   try {
-    // /proc files report size 0: read in chunks until EOF or the cap.
-    const chunks: Buffer[] = [];
+    // /proc files report size 0: read until EOF or the cap.
     let total = 0;
-    const chunkSize = Math.min(max + 1, 64 * 1024);
     for (;;) {
-      const buf = Buffer.allocUnsafe(Math.min(chunkSize, max + 1 - total));
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
-      if (n <= 0) break;
-      chunks.push(n === buf.length ? buf : buf.subarray(0, n));
-      total += n;
       if (total > max) break;
+      if (total === scratch.length) {
+        const bigger = Buffer.allocUnsafe(Math.min(scratch.length * 2, max + 1 + 4096));
+        scratch.copy(bigger, 0, 0, total);
+        scratch = bigger;
+      }
+      const n = fs.readSync(fd, scratch, total, Math.min(scratch.length, max + 1) - total, null);
+      if (n <= 0) break;
+      total += n;
+      if (total >= max + 1) break;
     }
-    const all = Buffer.concat(chunks, total);
-    return total > max ? { bytes: all.subarray(0, max), capped: true } : { bytes: all, capped: false };
+    const capped = total > max;
+    return { bytes: Buffer.from(scratch.subarray(0, capped ? max : total)), capped };
   } catch {
     return undefined;
   } finally {
@@ -381,15 +390,23 @@ export class ProcessCollector {
       this.known.delete(pid);
       return undefined;
     }
-    const cmd = readCapped(this.proc(pid, 'cmdline'), this.limits.maxCmdlineBytes);
-    const cmdline = cmd?.bytes ?? Buffer.alloc(0);
     const io = this.readOwnIo(pid, stat.numThreads);
     const std = this.readFds(pid, [0, 1, 2]);
 
     let k = this.known.get(pid);
     const same = k !== undefined && k.info.startTime === stat.startTime;
+    // An exec changes comm (bash → sh, → update-check): then, on first sight
+    // and on the periodic full read, cmdline is read; an exec that keeps the
+    // comm (bash → bash) is seen by the next full read (fullScanEvery polls).
+    const due = !same || k === undefined || k.info.comm !== stat.comm || poll - k.lastFullPoll >= this.fullScanEvery;
+    let cmd: { bytes: Buffer; capped: boolean } | undefined;
+    let cmdline = k?.cmdline ?? Buffer.alloc(0);
+    if (due) {
+      cmd = readCapped(this.proc(pid, 'cmdline'), this.limits.maxCmdlineBytes);
+      cmdline = cmd?.bytes ?? Buffer.alloc(0);
+    }
     const exec = same && k !== undefined && (k.info.comm !== stat.comm || !k.cmdline.equals(cmdline));
-    const full = !same || exec || poll - (k?.lastFullPoll ?? 0) >= this.fullScanEvery;
+    const full = due || exec;
 
     let argv = k?.info.argv ?? [];
     let argvTruncated = k?.info.argvTruncated;

@@ -339,3 +339,15 @@ test('the npm fixture really exercises the package-manager exception (it moves m
   );
   assert.ok(strict.some((e) => e.level === 'high'), 'without the exception it would be paused');
 });
+
+test('thresholds come from the reference [monitoring] keys, with bad values falling back to the defaults', async () => {
+  const { thresholdsFromConfig } = await import('../../../helper/guard/monitor');
+  assert.deepEqual(thresholdsFromConfig(), DEFAULT_THRESHOLDS);
+  const t = thresholdsFromConfig({ poll_interval_sec: 1, file_read_threshold_mb: 200, reverse_shell_one_liners: 'warn', process_count_threshold: -3, nft: { dns_query_threshold: 40 }, unknown: 1 });
+  assert.equal(t.pollIntervalSec, 1);
+  assert.equal(t.fileReadThresholdMb, 200);
+  assert.equal(t.reverseShellOneLiners, 'warn');
+  assert.equal(t.processCountThreshold, 100);
+  assert.equal(t.dnsQueryThreshold, 40);
+  assert.equal(thresholdsFromConfig({ reverse_shell_one_liners: 'yes' }).reverseShellOneLiners, 'critical');
+});
