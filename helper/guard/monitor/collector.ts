@@ -10,9 +10,9 @@
  * processes blocks the loop for a few milliseconds.
  *
  * Incremental: a process already known (same pid and start time) gets only
- * stat, its threads' io, cmdline and its three standard fds re-read each poll; status, exe,
- * its netns and the full fd table are read when it is new, when it exec'd
- * (comm or cmdline changed), and every `fullScanEvery` polls.
+ * stat, its threads' io and its three standard fds re-read each poll;
+ * cmdline, status, exe, its netns and the full fd table are read when it is
+ * new, when it exec'd (comm changed), and every `fullScanEvery` polls.
  *
  * Every read is capped and every failure (the process exited, EACCES, a
  * hostile file name) degrades to a missing field, never an exception.
