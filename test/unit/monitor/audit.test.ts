@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { AuditRecord, auditFiles, auditRecord, AuditWriter, followAudit, pruneAudit, readAudit } from '../../../helper/guard/monitor/audit';
 import { Deduplicator } from '../../../helper/guard/monitor/dedup';
 import type { ThreatEvent } from '../../../helper/guard/monitor/detectors/types';
@@ -27,7 +27,12 @@ function record(n: number, action = 'killed'): AuditRecord {
   return auditRecord(event(n), 'coi-test-1', action as 'killed');
 }
 
-const tmpDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'coi-audit-'));
+const made: string[] = [];
+const tmpDir = () => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'coi-audit-'));
+  made.push(d);
+  return d;
+};
 
 // In the child: append until killed, acknowledging each record once it is on disk.
 async function child(dir: string): Promise<void> {
@@ -41,6 +46,10 @@ async function child(dir: string): Promise<void> {
 if (process.env.COI_AUDIT_CHILD) {
   void child(process.env.COI_AUDIT_CHILD);
 } else {
+  after(() => {
+    for (const d of made) fs.rmSync(d, { recursive: true, force: true });
+  });
+
   test('records are appended as JSON lines, read back in order, with hostile strings intact as data', async () => {
     const dir = tmpDir();
     const w = await AuditWriter.open({ dir, container: 'coi-test-1' });

@@ -7,7 +7,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { findContainerCgroup, listCgroupPids, ProcessCollector } from '../../../helper/guard/monitor/collector';
 import { diffSnapshots, lineage, snapshotFromJson, snapshotToJson } from '../../../helper/guard/monitor/model';
 
@@ -51,8 +51,14 @@ function writeProc(root: string, p: FakeProc): void {
   fs.writeFileSync(path.join(d, 'net', 'dev'), 'Inter-|\n face |\n    lo: 500 1 0 0 0 0 0 0 500 1 0 0 0 0 0 0\n  eth0: 1000 10 0 0 0 0 0 0 2000 20 0 0 0 0 0 0\n');
 }
 
+const made: string[] = [];
+after(() => {
+  for (const d of made) fs.rmSync(d, { recursive: true, force: true });
+});
+
 function fixture() {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'coi-fakeproc-'));
+  made.push(root);
   const proc = path.join(root, 'proc');
   const cg = path.join(root, 'cgroup');
   // v1 layout: pids controller, the container's group with nested groups below.
