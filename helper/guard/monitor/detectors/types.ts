@@ -1,0 +1,161 @@
+/**
+ * The shape every detector shares, modelled on a Falco rule: a condition
+ * (`evaluate`), an output carrying the evidence and the process lineage, a
+ * priority (`severity`), tags (`mitre`) and named exceptions. Detectors are
+ * pure: the same snapshots and context always give the same events, so each
+ * is tested on fixtures and the monitor loop owns all I/O and time.
+ */
+import type { LineageEntry, Snapshot } from '../model';
+
+export type Severity = 'info' | 'warning' | 'high' | 'critical';
+
+export const SEVERITY_ORDER: Record<Severity, number> = { info: 0, warning: 1, high: 2, critical: 3 };
+
+export function maxSeverity(a: Severity, b: Severity): Severity {
+  return SEVERITY_ORDER[a] >= SEVERITY_ORDER[b] ? a : b;
+}
+
+export type ThreatCategory =
+  | 'reverse_shell'
+  | 'suspicious_connection'
+  | 'credential_access'
+  | 'large_io'
+  | 'process_storm'
+  | 'dns_tunnel'
+  | 'monitor';
+
+export interface ProcessEvidence {
+  pid: number;
+  /** The pid inside the container, what a person in there would see. */
+  nsPid?: number;
+  comm: string;
+  exe?: string;
+  argv: string[];
+  uid?: number;
+  /** The process, then its parent, up to the container's init. */
+  lineage: LineageEntry[];
+}
+
+export interface NetworkEvidence {
+  proto: 'tcp' | 'udp';
+  remote: string;
+  port: number;
+  /** "address:port" on the container's side. */
+  local: string;
+  state?: string;
+  /** Which standard streams (or fds) are on this socket, for stdio findings. */
+  fds?: number[];
+}
+
+export interface FilesystemEvidence {
+  /** Paths named on the command line or held open. */
+  paths?: string[];
+  readBytes?: number;
+  writeBytes?: number;
+  windowMs?: number;
+  readBytesPerSec?: number;
+  writeBytesPerSec?: number;
+}
+
+export interface ProcessCountEvidence {
+  count: number;
+  threshold: number;
+  spawned?: number;
+  spawnThreshold?: number;
+  windowMs?: number;
+}
+
+export interface DnsEvidence {
+  domain: string;
+  queries: number;
+  windowMs: number;
+  /** A few of the offending names, capped. */
+  examples: string[];
+  maxLabelLength?: number;
+  maxEntropy?: number;
+}
+
+export interface ThreatEvidence {
+  process?: ProcessEvidence;
+  network?: NetworkEvidence;
+  filesystem?: FilesystemEvidence;
+  processCount?: ProcessCountEvidence;
+  dns?: DnsEvidence;
+  /** The rule inside the detector that matched, e.g. "reverse-shell/shell-stdio-network". */
+  rule: string;
+  /** What makes two events "the same" for de-duplication (with category and title). */
+  key: string;
+}
+
+export interface ThreatEvent {
+  id: string;
+  /** ISO 8601. */
+  time: string;
+  level: Severity;
+  category: ThreatCategory;
+  /** Fixed text per rule: never contains container-controlled data. */
+  title: string;
+  /** For a person; container-controlled parts are made display-safe. */
+  description: string;
+  evidence: ThreatEvidence;
+  /** The detector's id. */
+  detector: string;
+  mitre: string[];
+}
+
+/** A documented reason a detector stays silent, like Falco's named exceptions. */
+export interface NamedException {
+  name: string;
+  description: string;
+}
+
+export interface NetworkPolicyContext {
+  /** open: anything goes; restricted: private ranges blocked; allowlist: only `allowlist` reachable. */
+  mode: 'open' | 'restricted' | 'allowlist';
+  /** The container's gateway(s) and resolvers: talking to them is normal. */
+  gateways: string[];
+  /** CIDRs or addresses the container may reach (allowlist mode). */
+  allowlist: string[];
+}
+
+export interface DnsQuery {
+  name: string;
+  /** ms since epoch. */
+  time: number;
+}
+
+export interface MonitorThresholds {
+  pollIntervalSec: number;
+  fileReadThresholdMb: number;
+  fileReadRateMbPerSec: number;
+  /** Window the rate is averaged over; a rate over a single short poll is noise. */
+  rateWindowSec: number;
+  processCountThreshold: number;
+  processSpawnRateThreshold: number;
+  reverseShellOneLiners: 'critical' | 'warn' | 'off';
+  /** DNS queries per minute before the rate alone is reported. */
+  dnsQueryThreshold: number;
+}
+
+export interface DetectorContext {
+  thresholds: MonitorThresholds;
+  /** Earlier snapshots of the same container, oldest first, not including `current`. */
+  history?: readonly Snapshot[];
+  network?: NetworkPolicyContext;
+  /** DNS queries seen (from the resolver log or nft), for the DNS detector. */
+  dnsQueries?: readonly DnsQuery[];
+  /** Names of exceptions to switch off (e.g. "package-managers"), for a stricter profile. */
+  disabledExceptions?: readonly string[];
+  /** Ids for events; random by default, fixed in tests. */
+  newId?: () => string;
+}
+
+export interface Detector {
+  id: string;
+  title: string;
+  /** The highest level it can raise. */
+  severity: Severity;
+  mitre: string[];
+  exceptions: NamedException[];
+  evaluate(current: Snapshot, previous: Snapshot | undefined, ctx: DetectorContext): ThreatEvent[];
+}
