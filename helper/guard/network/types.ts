@@ -33,7 +33,12 @@ export interface SandboxNetwork {
   allowedPorts?: number[];
 }
 
-/** An interface whose rules are not in place yet: everything it sends is dropped. */
+/**
+ * An interface whose rules are not in place yet: everything it sends is dropped.
+ * Put it in place before the container starts (the chain binds to the name
+ * before the device exists). While listed, it drops everything even if the
+ * same interface also has sandbox rules: leave it out once they are final.
+ */
 export interface BootBlock {
   container: string;
   hostIface: string;
