@@ -1,0 +1,388 @@
+/**
+ * Renders the whole desired network state into ONE nft script that atomically
+ * replaces the guard's own tables and touches nothing else (not `inet incus`,
+ * not firewalld's tables, not Docker's).
+ *
+ * Design, and why it is shaped by this kernel (see ../shared/testbed.md §3):
+ *
+ * 1. `table netdev coi_guard_ingress`: one base chain per sandbox, bound with
+ *    `hook ingress device "<hostIface>"` to the container's fixed host-side veth.
+ *    Ingress sees every frame the container sends, before bridging or routing,
+ *    whatever source address root in the container gives itself. The chain
+ *      - counts every frame (the per-sandbox accounting, also for `open`);
+ *      - drops, statelessly, what has no business leaving a fenced sandbox:
+ *        IPv6 (restricted/allowlist), VLAN-tagged frames (br_netfilter does not
+ *        pass them to the inet hooks, so they would cross the bridge unfiltered)
+ *        and any other non-IPv4, non-ARP frame;
+ *      - stamps IPv4 packets with the sandbox's id in bits 16-27 of skb->mark.
+ *    Chains are bound by device *name*: on this kernel (6.16+ netdev hooks) a
+ *    chain may name a device that does not exist yet and re-binds when a device
+ *    of that name appears (container restart, or Incus renaming its temporary
+ *    veth), so a boot block can be in place before the container starts.
+ *    A boot block is a separate chain with policy drop on the same device.
+ *
+ * 2. `table inet coi_guard`: the decisions, in the forward and input hooks at
+ *    priority -300 (before Incus's and firewalld's filters, so our log lines and
+ *    rejects happen even where they would drop). The sandbox is recognised by
+ *    the mark from step 1 (`meta mark & MASK vmap { id : jump sb_<key> }`),
+ *    because here `iifname` is the bridge, not the veth. These hooks have
+ *    conntrack, so `ct state established,related accept` comes first: an
+ *    allowlist refresh that drops an address never cuts a live connection, and
+ *    replies to connections made *to* the container pass.
+ *    Blocked connections are refused, not silently dropped: TCP gets a reset
+ *    ("Connection refused" at once), anything else ICMP admin-prohibited.
+ *
+ * Why not decide in the other places the kernel offers:
+ *  - `bridge` family: no `ct` and no `reject` here (CONFIG_NF_CONNTRACK_BRIDGE,
+ *    CONFIG_NFT_BRIDGE_REJECT off): a blocked connect would hang until timeout,
+ *    and refreshed allowlists would cut live connections.
+ *  - netdev ingress alone: it can `reject with tcp reset`, but runs before
+ *    conntrack, so it cannot tell a reply from a new connection.
+ *  - inet alone: it sees the bridge, not the veth, and matching the source IP
+ *    is bypassed by `ip addr add` inside the container.
+ * Container-to-container traffic on the same bridge reaches the inet forward
+ * hook only through br_netfilter (`bridge-nf-call-iptables=1`, on here); the
+ * guard must check that on hosts where it could be off.
+ *
+ * The script starts with `table X` + `delete table X` for both tables, then
+ * declares them in full, all in one transaction: either the new state is in
+ * place or, on any error, the old one still is. The empty state renders only
+ * the deletions, which removes everything. The output depends only on the
+ * state and `now` (ordering is by key, addresses numerically), so the same
+ * state renders byte-identical scripts.
+ */
+import { CoiError, ErrorCodes } from '../../errors';
+import { Cidr4, formatCidr4, formatIpv4, normaliseCidrs, parseCidr4, parseIpv4 } from './ipv4';
+import {
+  assertHostIface,
+  chainBoot,
+  chainIngress,
+  chainSandbox,
+  COMMENT_BOOT,
+  COMMENT_SANDBOX,
+  FILTER_FAMILY,
+  FILTER_TABLE,
+  INGRESS_FAMILY,
+  INGRESS_TABLE,
+  limitLog,
+  logPrefix,
+  RuleName,
+  RULES,
+  sandboxKey,
+  setAllowDns,
+  setAllowNet,
+} from './names';
+import { BootBlock, NETWORK_MODES, NetworkState, SandboxNetwork } from './types';
+
+/** Bits of skb->mark that carry the sandbox id from ingress to the inet hooks. */
+export const MARK_MASK = 0x0fff0000;
+export const MARK_SHIFT = 16;
+export const MAX_FILTERED_SANDBOXES = MARK_MASK >>> MARK_SHIFT; // 4095
+
+const INGRESS_PRIORITY = -500;
+const FILTER_PRIORITY = -300;
+/** Kernel log lines per sandbox and table: enough to see an attack, too few to flood /dev/kmsg. */
+const LOG_RATE = 'rate 10/second burst 20 packets';
+/** Element timeouts are capped so a stalled refresher fails closed within a day. */
+const MAX_ELEMENT_TIMEOUT_S = 24 * 3600;
+
+/** Ranges a restricted sandbox may not reach, in the order they are checked. */
+const PRIVATE: readonly string[] = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'];
+const SPECIAL: ReadonlyArray<{ rule: RuleName; cidrs: readonly string[] }> = [
+  /** Includes the cloud metadata address 169.254.169.254. */
+  { rule: RULES.linklocal, cidrs: ['169.254.0.0/16'] },
+  /** Carrier-grade NAT, also Tailscale's and many VPNs' address space. */
+  { rule: RULES.cgnat, cidrs: ['100.64.0.0/10'] },
+  { rule: RULES.loopback, cidrs: ['127.0.0.0/8'] },
+  { rule: RULES.multicast, cidrs: ['224.0.0.0/4'] },
+  /**
+   * "This network", IETF protocol assignments, benchmarking (also used by
+   * fake-IP proxies on the host), and class E with the limited broadcast.
+   * The documentation ranges (192.0.2/24, 198.51.100/24, 203.0.113/24) are
+   * deliberately not here: nothing routes them, and tests use them as the
+   * "internet".
+   */
+  { rule: RULES.reserved, cidrs: ['0.0.0.0/8', '192.0.0.0/24', '198.18.0.0/15', '240.0.0.0/4'] },
+];
+
+export interface RenderOptions {
+  /** Current time (ms since the epoch); turns `expiresAt` into element timeouts. */
+  now: number;
+}
+
+/** A sandbox after validation, with everything the script needs precomputed. */
+interface Prepared {
+  s: SandboxNetwork;
+  key: string;
+  gateway: string;
+  /** 1-based id in the mark; 0 for open sandboxes, which the inet table never sees. */
+  id: number;
+  nets: Cidr4[];
+  dns: Array<{ ip: number; timeoutS?: number }>;
+  ports: number[];
+}
+
+function invalid(message: string, details?: Record<string, unknown>): CoiError {
+  return new CoiError(ErrorCodes.INVALID_INPUT, message, details ? { details } : {});
+}
+
+/** Code-point order: independent of locale and ICU, so the same on every host. */
+function byString(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function prepareSandbox(s: SandboxNetwork, now: number): Omit<Prepared, 'id'> {
+  const key = sandboxKey(s.container);
+  assertHostIface(s.hostIface, s.container);
+  if (!NETWORK_MODES.includes(s.mode)) throw invalid(`sandbox ${JSON.stringify(s.container)} has an unknown network mode ${JSON.stringify(s.mode)}`);
+  let gateway = '';
+  if (s.mode !== 'open') {
+    const gw = parseIpv4(s.gatewayV4);
+    if (gw === undefined) throw invalid(`sandbox ${s.container}: gateway ${JSON.stringify(s.gatewayV4)} is not an IPv4 address`);
+    gateway = formatIpv4(gw);
+  }
+  let nets: Cidr4[] = [];
+  let dns: Prepared['dns'] = [];
+  let ports: number[] = [];
+  if (s.mode === 'allowlist') {
+    nets = normaliseCidrs(
+      s.allowCidrs.map((c) => {
+        const parsed = parseCidr4(c);
+        if (!parsed) throw invalid(`sandbox ${s.container}: ${JSON.stringify(c)} in the allowlist is not an IPv4 address or CIDR (IPv6 is always blocked)`, { container: s.container, cidr: c });
+        return parsed;
+      }),
+    );
+    // One element per address: the latest expiry wins, and no expiry beats any.
+    const byIp = new Map<number, number | undefined>();
+    for (const r of s.resolvedIps) {
+      const ip = parseIpv4(r.ip);
+      if (ip === undefined) throw invalid(`sandbox ${s.container}: resolved address ${JSON.stringify(r.ip)} is not IPv4`, { container: s.container, ip: r.ip });
+      const prev = byIp.has(ip) ? byIp.get(ip) : null;
+      const exp = r.expiresAt;
+      if (prev === null) byIp.set(ip, exp);
+      else if (prev !== undefined) byIp.set(ip, exp === undefined ? undefined : Math.max(prev, exp));
+    }
+    dns = [...byIp.entries()]
+      .map(([ip, exp]) => {
+        if (exp === undefined) return { ip };
+        if (!Number.isFinite(exp)) throw invalid(`sandbox ${s.container}: expiresAt of ${formatIpv4(ip)} is not a time`);
+        return { ip, timeoutS: Math.min(MAX_ELEMENT_TIMEOUT_S, Math.ceil((exp - now) / 1000)) };
+      })
+      // An address already expired is not written: nft refuses a zero timeout, and it is no longer allowed.
+      .filter((e) => e.timeoutS === undefined || e.timeoutS > 0)
+      .sort((a, b) => a.ip - b.ip);
+    for (const p of s.allowedPorts ?? []) {
+      if (!Number.isInteger(p) || p < 1 || p > 65535) throw invalid(`sandbox ${s.container}: ${p} is not a port number`);
+    }
+    ports = [...new Set(s.allowedPorts ?? [])].sort((a, b) => a - b);
+  }
+  return { s, key, gateway, nets, dns, ports };
+}
+
+function validateUnique(prepared: ReadonlyArray<Omit<Prepared, 'id'>>, boots: readonly BootBlock[]): void {
+  const keys = new Map<string, string>();
+  const ifaces = new Map<string, string>();
+  for (const p of prepared) {
+    const other = keys.get(p.key);
+    if (other !== undefined) throw invalid(`two sandboxes share the rules key ${p.key} (${JSON.stringify(other)} and ${JSON.stringify(p.s.container)})`);
+    keys.set(p.key, p.s.container);
+    const owner = ifaces.get(p.s.hostIface);
+    if (owner !== undefined) throw invalid(`sandboxes ${JSON.stringify(owner)} and ${JSON.stringify(p.s.container)} both claim host interface ${p.s.hostIface}`);
+    ifaces.set(p.s.hostIface, p.s.container);
+  }
+  for (const b of boots) {
+    const owner = ifaces.get(b.hostIface);
+    if (owner !== undefined && owner !== b.container) {
+      throw invalid(`host interface ${b.hostIface} is blocked for ${JSON.stringify(b.container)} but belongs to ${JSON.stringify(owner)}`);
+    }
+  }
+}
+
+/** The per-table preamble that makes the script a full replacement. */
+function resetLines(): string[] {
+  return [
+    `table ${FILTER_FAMILY} ${FILTER_TABLE}`,
+    `delete table ${FILTER_FAMILY} ${FILTER_TABLE}`,
+    `table ${INGRESS_FAMILY} ${INGRESS_TABLE}`,
+    `delete table ${INGRESS_FAMILY} ${INGRESS_TABLE}`,
+  ];
+}
+
+const HEADER = '#!/usr/sbin/nft -f\n# Written by the COI guard: the complete state of its own tables, applied as one transaction.\n';
+
+/** A script that removes every table of ours and nothing else. */
+export function renderRemoveAll(): string {
+  return `${HEADER}${resetLines().join('\n')}\n`;
+}
+
+function hex(n: number): string {
+  return `0x${n.toString(16).padStart(8, '0')}`;
+}
+
+/** Two rules: log (rate-limited, so it may not fire) and then refuse regardless. */
+function refuse(key: string, match: string, rule: RuleName): string[] {
+  return [
+    `${match} limit name "${limitLog(key)}" log prefix "${logPrefix('reject', key, rule)}" level info`,
+    `${match} goto refuse`,
+  ];
+}
+
+function dropLogged(key: string, match: string, rule: RuleName): string[] {
+  return [
+    `${match} limit name "${limitLog(key)}" log prefix "${logPrefix('drop', key, rule)}" level info`,
+    `${match} drop`,
+  ];
+}
+
+function block(lines: string[], indent: string): string[] {
+  return lines.map((l) => (l === '' ? '' : indent + l));
+}
+
+function ingressChain(p: Prepared): string[] {
+  const { s, key } = p;
+  const body: string[] = [
+    `type filter hook ingress device "${s.hostIface}" priority ${INGRESS_PRIORITY}; policy accept;`,
+    // First rule: identity for the parser (nft -j omits chain comments and devices) and the accounting counter.
+    `counter comment "${COMMENT_SANDBOX} key=${key} iface=${s.hostIface} mode=${s.mode}"`,
+  ];
+  if (s.mode !== 'open') {
+    body.push(
+      ...dropLogged(key, 'ether type { 8021q, 8021ad }', RULES.vlan),
+      ...dropLogged(key, 'meta protocol ip6', RULES.ipv6),
+      ...dropLogged(key, 'meta protocol != { ip, arp }', RULES.l2),
+      // Keep other users' mark bits; ours say which sandbox this is.
+      `meta protocol ip meta mark set meta mark and ${hex(~MARK_MASK >>> 0)} or ${hex(p.id << MARK_SHIFT)}`,
+    );
+  }
+  return [`chain ${chainIngress(key)} {`, ...block(body, '\t'), '}'];
+}
+
+function bootChain(b: BootBlock): string[] {
+  const key = sandboxKey(b.container);
+  return [
+    `chain ${chainBoot(key)} {`,
+    ...block(
+      [
+        `type filter hook ingress device "${b.hostIface}" priority ${INGRESS_PRIORITY}; policy drop;`,
+        `counter comment "${COMMENT_BOOT} key=${key} iface=${b.hostIface}"`,
+        // Dropped, not refused: a connect() that races the boot block then retries its SYN and
+        // succeeds once the real rules are in, instead of failing for good.
+        `limit name "${limitLog(key)}" log prefix "${logPrefix('drop', key, RULES.boot)}" level info`,
+      ],
+      '\t',
+    ),
+    '}',
+  ];
+}
+
+function restrictedChain(p: Prepared): string[] {
+  const { key, gateway, s } = p;
+  const body: string[] = [
+    // The sandbox's own resolver and DHCP server. The DHCP client's first packets go to the limited broadcast.
+    `ip daddr ${gateway} meta l4proto { tcp, udp } th dport 53 accept`,
+    `udp sport 68 udp dport 67 ip daddr { ${gateway}, 255.255.255.255 } accept`,
+  ];
+  if (!s.allowLocalNetwork) body.push(...refuse(key, `ip daddr { ${PRIVATE.join(', ')} }`, RULES.private));
+  for (const sp of SPECIAL) {
+    const match = sp.cidrs.length === 1 ? `ip daddr ${sp.cidrs[0]}` : `ip daddr { ${sp.cidrs.join(', ')} }`;
+    body.push(...refuse(key, match, sp.rule));
+  }
+  // Any other address of the host (a public one, say): its services are not "the internet".
+  if (!s.allowLocalNetwork) body.push(...refuse(key, 'fib daddr type local', RULES.host));
+  body.push('accept');
+  return body;
+}
+
+function allowlistChain(p: Prepared): string[] {
+  const { key, gateway } = p;
+  const body: string[] = [
+    `udp sport 68 udp dport 67 ip daddr { ${gateway}, 255.255.255.255 } accept`,
+    // Before the allow sets: names were resolved on the host, and DNS to anyone (an allowed address
+    // included) could carry a tunnel.
+    ...refuse(key, 'meta l4proto { tcp, udp } th dport 53', RULES.dns),
+  ];
+  for (const set of [setAllowNet(key), setAllowDns(key)]) {
+    if (p.ports.length === 0) {
+      body.push(`ip daddr @${set} accept`);
+    } else {
+      body.push(`ip daddr @${set} meta l4proto { tcp, udp } th dport { ${p.ports.join(', ')} } accept`);
+      body.push(`ip daddr @${set} icmp type echo-request accept`);
+    }
+  }
+  body.push(...refuse(key, 'meta nfproto ipv4', RULES.notallowed));
+  return body;
+}
+
+function allowSets(p: Prepared): string[] {
+  const out: string[] = [];
+  const nets = p.nets.map(formatCidr4);
+  out.push(`set ${setAllowNet(p.key)} {`, '\ttype ipv4_addr', '\tflags interval', '\tauto-merge');
+  if (nets.length) out.push(`\telements = { ${nets.join(', ')} }`);
+  out.push('}');
+  const dns = p.dns.map((e) => (e.timeoutS === undefined ? formatIpv4(e.ip) : `${formatIpv4(e.ip)} timeout ${e.timeoutS}s`));
+  out.push(`set ${setAllowDns(p.key)} {`, '\ttype ipv4_addr', '\tflags timeout');
+  if (dns.length) out.push(`\telements = { ${dns.join(', ')} }`);
+  out.push('}');
+  return out;
+}
+
+/**
+ * The nft script for the complete desired state. Throws INVALID_INPUT for
+ * anything that cannot be rendered safely (bad interface names, addresses,
+ * duplicates); never writes a partial script.
+ */
+export function renderRuleset(state: NetworkState, opts: RenderOptions): string {
+  const base = state.sandboxes.map((s) => prepareSandbox(s, opts.now)).sort((a, b) => byString(a.key, b.key));
+  // Boot blocks: one per container; the same container twice with the same interface is harmless.
+  const bootByKey = new Map<string, BootBlock>();
+  for (const b of state.blockAll) {
+    const key = sandboxKey(b.container);
+    assertHostIface(b.hostIface, b.container);
+    const prev = bootByKey.get(key);
+    if (prev && prev.hostIface !== b.hostIface) throw invalid(`container ${JSON.stringify(b.container)} is blocked on two interfaces (${prev.hostIface}, ${b.hostIface})`);
+    bootByKey.set(key, b);
+  }
+  const boots = [...bootByKey.entries()].sort((a, b) => byString(a[0], b[0]));
+  validateUnique(base, boots.map(([, b]) => b));
+
+  let nextId = 1;
+  const prepared: Prepared[] = base.map((p) => ({ ...p, id: p.s.mode === 'open' ? 0 : nextId++ }));
+  const filtered = prepared.filter((p) => p.id > 0);
+  if (filtered.length > MAX_FILTERED_SANDBOXES) throw invalid(`at most ${MAX_FILTERED_SANDBOXES} sandboxes with filtered networks are supported, ${filtered.length} requested`);
+
+  const lines: string[] = [...resetLines()];
+
+  if (prepared.length > 0 || boots.length > 0) {
+    const t: string[] = [];
+    const limitKeys = [...new Set([...filtered.map((p) => p.key), ...boots.map(([k]) => k)])].sort(byString);
+    for (const k of limitKeys) t.push(`limit ${limitLog(k)} { ${LOG_RATE} }`);
+    for (const [, b] of boots) t.push('', ...bootChain(b));
+    for (const p of prepared) t.push('', ...ingressChain(p));
+    lines.push('', `table ${INGRESS_FAMILY} ${INGRESS_TABLE} {`, ...block(t, '\t'), '}');
+  }
+
+  if (filtered.length > 0) {
+    const t: string[] = [];
+    for (const p of filtered) t.push(`limit ${limitLog(p.key)} { ${LOG_RATE} }`);
+    for (const p of filtered.filter((x) => x.s.mode === 'allowlist')) t.push('', ...allowSets(p));
+    t.push('', 'chain refuse {', '\tmeta l4proto tcp reject with tcp reset', '\treject with icmpx admin-prohibited', '}');
+    for (const p of filtered) {
+      const body = p.s.mode === 'restricted' ? restrictedChain(p) : allowlistChain(p);
+      t.push('', `# ${p.s.mode}, mark ${hex(p.id << MARK_SHIFT)}`, `chain ${chainSandbox(p.key)} {`, ...block(body, '\t'), '}');
+    }
+    const vmap = filtered.map((p) => `${hex(p.id << MARK_SHIFT)} : jump ${chainSandbox(p.key)}`).join(', ');
+    for (const hook of ['forward', 'input'] as const) {
+      t.push(
+        '',
+        `chain ${hook} {`,
+        `\ttype filter hook ${hook} priority ${FILTER_PRIORITY}; policy accept;`,
+        '\tct state established,related accept',
+        `\tmeta mark and ${hex(MARK_MASK)} vmap { ${vmap} }`,
+        '}',
+      );
+    }
+    lines.push('', `table ${FILTER_FAMILY} ${FILTER_TABLE} {`, ...block(t, '\t'), '}');
+  }
+
+  return `${HEADER}${lines.join('\n')}\n`;
+}
