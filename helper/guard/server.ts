@@ -26,6 +26,7 @@ import { createConnection } from '../rpc/connection';
 import { COI_VERSION } from '../version';
 import { incusStatusOf } from '../core/info';
 import { PeerCredentials, peerCredentials } from './peer';
+import { DeadlineKeeper } from './deadlines';
 import { Reaper } from './reaper';
 import { delegateId } from './subid';
 
@@ -57,9 +58,11 @@ export class GuardServer {
   private events: IncusEventStream | undefined;
   private readonly startedAt = new Date();
   private readonly reaper: Reaper;
+  private readonly deadlines: DeadlineKeeper;
 
   constructor(private readonly opts: GuardOptions) {
     this.reaper = new Reaper(opts.incus, opts.log);
+    this.deadlines = new DeadlineKeeper(opts.incus, opts.log, (n) => this.broadcast({ topic: 'guard', event: n }));
   }
 
   async start(): Promise<void> {
@@ -68,10 +71,12 @@ export class GuardServer {
     this.events.on('event', (e) => {
       this.relayIncus(e);
       this.reaper.onEvent(e);
+      this.deadlines.onEvent(e);
     });
     this.events.on('connected', () => {
       // Whatever ended while nobody watched (guard down, events lost) is reaped now.
       void this.reaper.sweep();
+      void this.deadlines.sync();
       this.broadcast({ topic: 'guard', event: { kind: 'events-connected', message: 'connected to Incus events' } });
     });
     this.events.on('disconnected', () => this.broadcast({ topic: 'guard', event: { kind: 'events-lost', message: 'lost Incus events; reconnecting' } }));
@@ -96,6 +101,7 @@ export class GuardServer {
   async stop(): Promise<void> {
     this.broadcast({ topic: 'guard', event: { kind: 'stopping', message: 'guard is stopping' } });
     this.events?.close();
+    this.deadlines.stop();
     for (const c of this.clients.values()) c.conn.dispose();
     this.clients.clear();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));

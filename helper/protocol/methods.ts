@@ -82,7 +82,14 @@ export type IncusEvent = z.infer<typeof incusEvent>;
 
 export const guardEvent = z.discriminatedUnion('topic', [
   z.object({ topic: z.literal('incus'), event: incusEvent }),
-  z.object({ topic: z.literal('guard'), event: z.object({ kind: z.enum(['started', 'stopping', 'events-connected', 'events-lost']), message: z.string().max(1024) }) }),
+  z.object({
+    topic: z.literal('guard'),
+    event: z.object({
+      kind: z.enum(['started', 'stopping', 'events-connected', 'events-lost', 'limit-warning', 'limit-stopped']),
+      message: z.string().max(1024),
+      container: z.string().max(128).optional(),
+    }),
+  }),
 ]);
 export type GuardEvent = z.infer<typeof guardEvent>;
 

@@ -3,7 +3,8 @@
  * config keys and what a launch does.
  */
 import * as path from 'node:path';
-import { LoadedConfig, limitsToIncus } from '../config';
+import { Config, LoadedConfig, limitsToIncus, runtimeLimits } from '../config';
+import type { RuntimeLabel } from './labels';
 import { SETUP_NAMES } from '../setup/names';
 import type { SandboxSettings } from './manager';
 import { DEFAULT_PREFIX, validatePrefix } from './naming';
@@ -35,5 +36,11 @@ export function settingsFromConfig(loaded: LoadedConfig, env: NodeJS.ProcessEnv)
     codeGid: c.incus.code_uid,
     disableShift: c.incus.disable_shift,
     limits: limitsToIncus(c.limits),
+    ...runtimeOf(c.limits),
   };
+}
+
+function runtimeOf(limits: Config['limits']): { runtime?: RuntimeLabel } {
+  const r = runtimeLimits(limits);
+  return r.maxDurationMs ? { runtime: { maxDurationMs: r.maxDurationMs, autoStop: r.autoStop, stopGraceful: r.stopGraceful } } : {};
 }

@@ -20,7 +20,27 @@ export const LABELS = {
   launcher: 'user.coi.launcher-pid',
   createdAt: 'user.coi.created-at',
   image: 'user.coi.image',
+  /** Runtime limits the guard enforces (JSON of RuntimeLabel); absent when there are none. */
+  runtime: 'user.coi.runtime',
 } as const;
+
+/** What the guard needs to enforce max_duration without any coi process alive. */
+export interface RuntimeLabel {
+  maxDurationMs: number;
+  autoStop: boolean;
+  stopGraceful: boolean;
+}
+
+export function parseRuntimeLabel(text: string | undefined): RuntimeLabel | undefined {
+  if (!text) return undefined;
+  try {
+    const v = JSON.parse(text) as Partial<RuntimeLabel>;
+    if (typeof v.maxDurationMs !== 'number' || !(v.maxDurationMs > 0)) return undefined;
+    return { maxDurationMs: v.maxDurationMs, autoStop: v.autoStop !== false, stopGraceful: v.stopGraceful !== false };
+  } catch {
+    return undefined;
+  }
+}
 
 export type SandboxKind = 'shell' | 'run';
 export type SandboxState = 'running' | 'frozen' | 'stopped' | 'starting' | 'stopping' | 'error';

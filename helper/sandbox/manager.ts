@@ -19,7 +19,7 @@ import type { InstanceFull, Profile } from '../incus/types';
 import type { Log } from '../log';
 import { getTool } from '../tools/registry';
 import { idmapMode, IdmapMode, subidDelegates } from './idmap';
-import { LABELS, SandboxInfo, sandboxFromInstance, SandboxKind } from './labels';
+import { LABELS, RuntimeLabel, SandboxInfo, sandboxFromInstance, SandboxKind } from './labels';
 import { acquireLock, pidAlive } from './lock';
 import { containerName, slotOf, tmuxSession, workspaceHash } from './naming';
 import { preparePlaceholders } from './protected';
@@ -47,6 +47,8 @@ export interface SandboxSettings {
   codeGid: number;
   disableShift: boolean;
   limits?: { config: Record<string, string>; rootDevice: Record<string, string> };
+  /** max_duration and how to end it; enforced by the guard. */
+  runtime?: RuntimeLabel;
 }
 
 export interface HostIdentity {
@@ -178,6 +180,7 @@ export class SandboxManager {
       ...(hostTimezone() ? { timezone: hostTimezone()! } : {}),
       ...(sshAgentSocket ? { sshAgentSocket } : {}),
       ...(this.s.limits ? { limits: this.s.limits } : {}),
+      ...(this.s.runtime ? { runtime: this.s.runtime } : {}),
     });
     this.d.progress?.(`creating ${name} from ${this.s.image}`);
     try {

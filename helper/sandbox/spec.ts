@@ -4,7 +4,7 @@
  */
 import type { Devices, InstanceCreate } from '../incus/types';
 import type { IdmapMode } from './idmap';
-import { LABELS, SandboxKind } from './labels';
+import { LABELS, RuntimeLabel, SandboxKind } from './labels';
 import { hostVethName } from './naming';
 import { protectedDevices } from './protected';
 
@@ -35,6 +35,7 @@ export interface SandboxSpecInput {
   /** SSH agent socket on the host to forward through a proxy device. */
   sshAgentSocket?: string;
   limits?: { config: Record<string, string>; rootDevice: Record<string, string> };
+  runtime?: RuntimeLabel;
   now: Date;
 }
 
@@ -86,6 +87,7 @@ export function buildInstanceSpec(s: SandboxSpecInput): InstanceCreate {
     [LABELS.launcher]: String(s.launcherPid),
     [LABELS.createdAt]: s.now.toISOString(),
     [LABELS.image]: s.image,
+    ...(s.runtime ? { [LABELS.runtime]: JSON.stringify(s.runtime) } : {}),
   };
   return {
     name: s.name,
