@@ -94,9 +94,9 @@ export class DeadlineKeeper {
     const boot = bootTimeMs(readFileSync(`${this.procRoot}/stat`, 'utf8'));
     const seen = new Set<string>();
     for (const i of await this.incus.listInstances()) {
-      const rt = parseRuntimeLabel(i.config[LABELS.runtime]);
+      const rt = parseRuntimeLabel(i.config?.[LABELS.runtime]);
       const pid = i.state?.pid;
-      if (i.config[LABELS.managed] !== 'true' || !rt || i.status !== 'Running' || !pid || boot === undefined) continue;
+      if (i.config?.[LABELS.managed] !== 'true' || !rt || i.status !== 'Running' || !pid || boot === undefined) continue;
       let ticks: number | undefined;
       try {
         ticks = startTicksOf(readFileSync(`${this.procRoot}/${pid}/stat`, 'utf8'));

@@ -37,6 +37,21 @@ export function settingsFromConfig(loaded: LoadedConfig, env: NodeJS.ProcessEnv)
     disableShift: c.incus.disable_shift,
     limits: limitsToIncus(c.limits),
     ...runtimeOf(c.limits),
+    agent: {
+      permissionMode: c.tool.permission_mode,
+      autoContext: c.tool.auto_context,
+      ...(c.tool.binary ? { binary: c.tool.binary } : {}),
+      ...(c.tool.name === 'custom' ? { customArgs: c.tool.custom.args, customResumeArgs: c.tool.custom.resume_args } : {}),
+      ...(c.tool.claude.model ? { model: c.tool.claude.model } : {}),
+      network: { mode: c.network.mode, allowedDomains: c.network.allowed_domains },
+      limits: {
+        ...(c.limits.cpu.count ? { cpu: c.limits.cpu.count } : {}),
+        ...(c.limits.memory.limit ? { memory: c.limits.memory.limit } : {}),
+        ...(c.limits.runtime.max_duration ? { maxDuration: c.limits.runtime.max_duration } : {}),
+        ...(c.limits.runtime.max_processes ? { maxProcesses: c.limits.runtime.max_processes } : {}),
+      },
+      profileContexts: loaded.profile.context.map((x) => ({ profile: x.profile, text: x.text })),
+    },
   };
 }
 

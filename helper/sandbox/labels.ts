@@ -17,6 +17,10 @@ export const LABELS = {
   /** "creating" until the launch completed; what `coi clean` uses to find half-made sandboxes. */
   phase: 'user.coi.phase',
   owner: 'user.coi.owner-uid',
+  /** The launching user's home, where the guard saves the session (checked to belong to the owner). */
+  ownerHome: 'user.coi.owner-home',
+  /** Set while coi itself is ending or maintaining a sandbox: the guard's reaper keeps its hands off. */
+  hold: 'user.coi.hold',
   launcher: 'user.coi.launcher-pid',
   createdAt: 'user.coi.created-at',
   image: 'user.coi.image',
@@ -60,7 +64,9 @@ export interface SandboxInfo {
   createdAt: string;
   image: string;
   ownerUid?: number;
+  ownerHome?: string;
   launcherPid?: number;
+  hold?: string;
 }
 
 export function stateOf(status: string): SandboxState {
@@ -84,6 +90,7 @@ export function stateOf(status: string): SandboxState {
 /** A sandbox from an instance, or undefined for instances that are not ours. */
 export function sandboxFromInstance(i: InstanceFull): SandboxInfo | undefined {
   const c = i.config ?? {};
+  if (!i.name) return undefined;
   if (c[LABELS.managed] !== 'true') return undefined;
   const info: SandboxInfo = {
     name: i.name,
@@ -102,6 +109,8 @@ export function sandboxFromInstance(i: InstanceFull): SandboxInfo | undefined {
   const address = ipv4Of(i);
   if (address) info.address = address;
   if (c[LABELS.owner]) info.ownerUid = Number(c[LABELS.owner]);
+  if (c[LABELS.ownerHome]) info.ownerHome = c[LABELS.ownerHome];
+  if (c[LABELS.hold]) info.hold = c[LABELS.hold];
   if (c[LABELS.launcher]) info.launcherPid = Number(c[LABELS.launcher]);
   return info;
 }

@@ -8,7 +8,7 @@
  * instance whose launcher is dead, which `coi clean` removes.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, promises as fs, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -17,7 +17,9 @@ import type { IncusClient } from '../incus/client';
 import { execInteractive, execStream, InteractiveSession } from '../incus/exec-stream';
 import type { InstanceFull, Profile } from '../incus/types';
 import type { Log } from '../log';
-import { getTool } from '../tools/registry';
+import { listSessions, pickSession, restoreState, saveState, sessionDir, SessionMetadata, writeMetadata } from '../sessions/store';
+import { sandboxContext, SandboxFacts } from '../tools/context';
+import { getTool, LaunchContext, PermissionMode, ToolDef } from '../tools/registry';
 import { idmapMode, IdmapMode, subidDelegates } from './idmap';
 import { LABELS, RuntimeLabel, SandboxInfo, sandboxFromInstance, SandboxKind } from './labels';
 import { acquireLock, pidAlive } from './lock';
@@ -49,6 +51,21 @@ export interface SandboxSettings {
   limits?: { config: Record<string, string>; rootDevice: Record<string, string> };
   /** max_duration and how to end it; enforced by the guard. */
   runtime?: RuntimeLabel;
+  agent: AgentSettings;
+}
+
+/** How the agent is started and told about its sandbox. */
+export interface AgentSettings {
+  permissionMode: PermissionMode;
+  autoContext: boolean;
+  binary?: string;
+  customArgs?: string[];
+  customResumeArgs?: string[];
+  model?: string;
+  /** Facts for ~/SANDBOX_CONTEXT.md that come from configuration. */
+  network: { mode: string; allowedDomains: string[] };
+  limits: SandboxFacts['limits'];
+  profileContexts: { profile: string; text: string }[];
 }
 
 export interface HostIdentity {
@@ -64,7 +81,12 @@ export interface OpenRequest {
   kind: SandboxKind;
   /** Start the tool in tmux (shell) or not (run). */
   startTool: boolean;
+  /** Resume a saved session of this workspace: true for the newest, or a session id (prefix). */
+  resume?: true | string;
 }
+
+const CODE_HOME = '/home/code';
+const CONTEXT_FILE = `${CODE_HOME}/SANDBOX_CONTEXT.md`;
 
 export interface ManagerDeps {
   incus: IncusClient;
@@ -137,23 +159,28 @@ export class SandboxManager {
         existing.set(slotOf(this.s.prefix, hash, i.name)!, { state: info?.state ?? 'error', persistent: info?.persistent ?? false });
       }
       const persistent = req.kind === 'shell' && this.s.persistent;
-      const choice = chooseSlot(existing, { ...(req.slot !== undefined ? { requested: req.slot } : {}), persistent });
+      const resumed = req.resume !== undefined ? await this.findSession(workspace, tool, req.resume) : undefined;
+      // A persistent sandbox that still holds the session is restarted as it is.
+      const keeper = resumed && existing.has(slotOf(this.s.prefix, hash, resumed.container_name) ?? 0) ? resumed.container_name : undefined;
+      const requested = keeper ? slotOf(this.s.prefix, hash, keeper) : req.slot;
+      const choice = chooseSlot(existing, { ...(requested !== undefined ? { requested } : {}), persistent: persistent || keeper !== undefined });
       if (choice.notice) this.d.progress?.(choice.notice);
       const name = containerName(this.s.prefix, workspace, choice.slot);
       if (choice.reuse) {
         this.d.progress?.(`restarting persistent sandbox ${name}`);
         await this.d.incus.setState(name, 'start', { timeoutMs: 120_000 });
         await this.waitReady(name);
-        if (req.startTool) await this.startTool(name, tool.argv, tool.binary);
+        const info = await this.get(name);
+        if (req.startTool) await this.launchAgent(name, workspace, tool, info.session, resumed && resumed.container_name === name ? 'in-place' : resumed);
         return this.get(name);
       }
-      return await this.create(name, workspace, choice.slot, req, persistent, tool);
+      return await this.create(name, workspace, choice.slot, req, persistent, tool, resumed);
     } finally {
       await lock.release();
     }
   }
 
-  private async create(name: string, workspace: string, slot: number, req: OpenRequest, persistent: boolean, tool: { name: string; argv: string[]; binary: string }): Promise<SandboxInfo> {
+  private async create(name: string, workspace: string, slot: number, req: OpenRequest, persistent: boolean, tool: ToolDef, resumed?: SessionMetadata & { dir: string }): Promise<SandboxInfo> {
     const idmap = idmapMode(this.d.host.uid, this.d.host.gid, this.s.codeUid, this.s.codeGid, this.s.disableShift);
     if (idmap.kind === 'raw') await this.ensureDelegated();
     await preparePlaceholders(workspace, this.s.protectedPaths);
@@ -168,9 +195,10 @@ export class SandboxManager {
       kind: req.kind,
       tool: tool.name,
       persistent,
-      session: randomUUID(),
+      session: resumed?.session_id ?? randomUUID(),
       profile: this.s.profile,
       ownerUid: this.d.host.uid,
+      ownerHome: this.d.host.home,
       launcherPid: process.pid,
       idmap,
       protectedPaths: this.s.protectedPaths,
@@ -193,7 +221,7 @@ export class SandboxManager {
         throw this.explainStartError(e, idmap);
       });
       await this.waitReady(name);
-      if (req.startTool) await this.startTool(name, tool.argv, tool.binary);
+      if (req.startTool) await this.launchAgent(name, workspace, tool, spec.config![LABELS.session]!, resumed);
       await this.d.incus.run('PATCH', this.d.incus.url(`/1.0/instances/${encodeURIComponent(name)}`), { config: { [LABELS.phase]: 'ready' } });
       return await this.get(name);
     } catch (e) {
@@ -304,7 +332,123 @@ export class SandboxManager {
    * sandbox, the guard then deletes it). Variables reach tmux through the exec
    * environment, never its command line, so they do not show in `ps`.
    */
-  private async startTool(name: string, argv: string[], binary: string): Promise<void> {
+  private async findSession(workspace: string, tool: ToolDef, id: true | string): Promise<SessionMetadata & { dir: string }> {
+    const found = pickSession(await listSessions(this.d.host.home, tool.name), workspace, id === true ? undefined : id);
+    if (!found) {
+      throw new CoiError(ErrorCodes.NOT_FOUND, id === true ? `no saved ${tool.name} session for ${workspace}` : `no saved ${tool.name} session ${id} for ${workspace}`, {
+        remedy: { title: 'List saved sessions', shell: 'coi list --all' },
+      });
+    }
+    return found;
+  }
+
+  private launchContext(sessionId: string): LaunchContext {
+    const a = this.s.agent;
+    return {
+      mode: a.permissionMode,
+      home: CODE_HOME,
+      contextFile: a.autoContext ? CONTEXT_FILE : '',
+      sessionId,
+      ...(a.binary ? { binary: a.binary } : {}),
+      ...(a.customArgs ? { customArgs: a.customArgs } : {}),
+      ...(a.customResumeArgs ? { customResumeArgs: a.customResumeArgs } : {}),
+      ...(a.model ? { model: a.model } : {}),
+    };
+  }
+
+  /**
+   * Everything the agent needs before it starts: its saved state (resume), the
+   * sandbox context and the tool's own settings for the permission mode, the
+   * credentials files it needs from the host (only those, only if present), the
+   * session's metadata on the host; then the tool itself in tmux.
+   */
+  private async launchAgent(name: string, workspace: string, tool: ToolDef, sessionId: string, resumed?: (SessionMetadata & { dir: string }) | 'in-place'): Promise<void> {
+    const ctx = this.launchContext(sessionId);
+    const binary = tool.binary(ctx);
+    if (resumed && resumed !== 'in-place') {
+      const n = await restoreState(this.d.incus, name, CODE_HOME, resumed.dir, this.s.codeUid, this.s.codeGid);
+      this.d.progress?.(`restored ${n} file(s) of session ${sessionId.slice(0, 8)}`);
+    }
+    await this.writeAgentFiles(name, tool, ctx);
+    await writeMetadata(sessionDir(this.d.host.home, tool.name, sessionId), {
+      session_id: sessionId,
+      container_name: name,
+      workspace,
+      tool: tool.name,
+      profile: this.s.profile,
+      persistent: this.s.persistent,
+      saved_at: new Date().toISOString(),
+      state_saved: resumed !== undefined,
+    });
+    await this.startTool(name, resumed ? tool.resume(ctx) : tool.launch(ctx), binary, tool.env(ctx));
+  }
+
+  private async writeAgentFiles(name: string, tool: ToolDef, ctx: LaunchContext): Promise<void> {
+    const push = async (file: string, content: string, owner: 'code' | 'root', mode = 0o644) => {
+      const uid = owner === 'code' ? this.s.codeUid : 0;
+      const gid = owner === 'code' ? this.s.codeGid : 0;
+      // Parent directories first, owned like the file (Incus does not create them).
+      const parts = file.split('/').slice(1, -1);
+      for (let i = 1; i <= parts.length; i++) {
+        const dir = `/${parts.slice(0, i).join('/')}`;
+        if (dir === CODE_HOME || !dir.startsWith(`${CODE_HOME}/`) && owner === 'code') continue;
+        const exists = await this.d.incus.pullFile(name, dir).then(() => true, () => false);
+        if (!exists) await this.d.incus.pushFile(name, dir, undefined, { type: 'directory', uid, gid, mode: 0o755 });
+      }
+      await this.d.incus.pushFile(name, file, Buffer.from(content), { uid, gid, mode });
+    };
+    if (ctx.contextFile) await push(ctx.contextFile, sandboxContext(this.facts(name, tool)), 'code');
+    for (const f of tool.files(ctx)) {
+      const existing = await this.d.incus.pullFile(name, f.path).then((r) => (r.type === 'file' ? r.content.toString('utf8') : undefined), () => undefined);
+      await push(f.path, f.update(existing), f.owner);
+    }
+    for (const rel of tool.credentials) {
+      const hostFile = path.join(this.d.host.home, rel);
+      const st = await fs.lstat(hostFile).catch(() => undefined);
+      if (!st?.isFile()) continue; // only the files the tool needs, only if the user has them
+      await push(path.posix.join(CODE_HOME, rel), await fs.readFile(hostFile, 'utf8'), 'code', 0o600);
+    }
+  }
+
+  private facts(name: string, tool: ToolDef): SandboxFacts {
+    const a = this.s.agent;
+    return {
+      container: name,
+      tool: tool.description,
+      workspace: WORKSPACE_MOUNT,
+      persistent: this.s.persistent,
+      network: a.network,
+      limits: a.limits,
+      forwardedEnv: this.s.forwardEnv,
+      readOnlyPaths: this.s.protectedPaths,
+      sshAgent: this.s.sshForwardAgent,
+      docker: this.s.nesting,
+      permissionMode: a.permissionMode,
+      profile: this.s.profile,
+      profileContexts: a.profileContexts,
+    };
+  }
+
+  /** Saves the session's state to the host (running or stopped container). Best effort: never blocks an ending. */
+  async saveSession(name: string): Promise<void> {
+    const sb = await this.get(name).catch(() => undefined);
+    if (!sb || !sb.session || sb.kind !== 'shell') return;
+    let tool: ToolDef;
+    try {
+      tool = getTool(sb.tool);
+    } catch {
+      return;
+    }
+    const dir = sessionDir(this.d.host.home, tool.name, sb.session);
+    try {
+      await saveState(this.d.incus, name, CODE_HOME, tool.stateDirs, dir);
+      await writeMetadata(dir, { session_id: sb.session, container_name: name, workspace: sb.workspace, tool: tool.name, profile: sb.profile, persistent: sb.persistent, saved_at: new Date().toISOString(), state_saved: true });
+    } catch (e) {
+      this.d.log.warn(`could not save session ${sb.session} of ${name}: ${toCoiError(e).message}`);
+    }
+  }
+
+  private async startTool(name: string, argv: string[], binary: string, toolEnv: Record<string, string> = {}): Promise<void> {
     const check = await this.execAsCode(name, ['sh', '-c', `command -v ${shellQuote(binary)}`]);
     if (check.exitCode !== 0) {
       throw new CoiError(ErrorCodes.NOT_FOUND, `${binary} is not installed in the image ${this.s.image}`, {
@@ -315,7 +459,7 @@ export class SandboxManager {
     const has = await this.execAsCode(name, ['tmux', 'has-session', '-t', session]);
     if (has.exitCode === 0) return;
     const command = `${argv.map(shellQuote).join(' ')}; sudo -n /sbin/poweroff`;
-    const r = await this.execAsCode(name, ['tmux', 'new-session', '-d', '-s', session, '-x', '200', '-y', '50', '-c', WORKSPACE_MOUNT, command]);
+    const r = await this.execAsCode(name, ['tmux', 'new-session', '-d', '-s', session, '-x', '200', '-y', '50', '-c', WORKSPACE_MOUNT, command], { env: { ...this.agentEnv(), ...toolEnv } });
     if (r.exitCode !== 0) throw new CoiError(ErrorCodes.COMMAND_FAILED, `tmux could not start ${binary}: ${r.stderr.trim()}`);
     let last = '';
     for (let i = 0; i < 60; i++) {
@@ -372,6 +516,7 @@ export class SandboxManager {
    */
   async shutdown(name: string): Promise<'deleted' | 'stopped'> {
     const sb = await this.get(name);
+    if (!sb.persistent) await this.hold(name, 'shutdown');
     const st = await this.d.incus.getState(name);
     if (st.status === 'Frozen') await this.d.incus.setState(name, 'unfreeze').catch(() => undefined);
     if (st.status !== 'Stopped') {
@@ -380,16 +525,31 @@ export class SandboxManager {
       });
     }
     if (sb.persistent) return 'stopped';
-    await this.d.incus.deleteInstance(name, { force: true }).catch((e: unknown) => {
-      // The guard may have reaped it first, which is the same outcome.
-      if (!(e instanceof CoiError && e.code === ErrorCodes.NOT_FOUND)) throw e;
-    });
+    await this.saveSession(name);
+    await this.remove(name);
     return 'deleted';
+  }
+
+  /** Marks a sandbox as being handled by coi, so the guard's reaper does not race us. */
+  private async hold(name: string, why: string): Promise<void> {
+    await this.d.incus.run('PATCH', this.d.incus.url(`/1.0/instances/${encodeURIComponent(name)}`), { config: { [LABELS.hold]: why } }).catch(() => undefined);
+  }
+
+  /** Deletes an instance; already gone counts as done. */
+  private async remove(name: string): Promise<void> {
+    try {
+      await this.d.incus.deleteInstance(name, { force: true });
+    } catch (e) {
+      if (await this.d.incus.instanceExists(name).catch(() => true)) throw e;
+    }
   }
 
   async kill(name: string): Promise<void> {
     await this.get(name);
-    await this.d.incus.deleteInstance(name, { force: true });
+    await this.hold(name, 'kill');
+    await this.d.incus.setState(name, 'stop', { force: true }).catch(() => undefined);
+    await this.saveSession(name);
+    await this.remove(name);
   }
 
   /** Stops the sandbox without deleting it: only for persistent ones (an ephemeral one is deleted when stopped). */
@@ -419,9 +579,24 @@ export class SandboxManager {
     return out;
   }
 
-  async clean(dryRun: boolean): Promise<{ name: string; reason: string }[]> {
-    const victims = await this.cleanable();
-    if (!dryRun) for (const v of victims) await this.d.incus.deleteInstance(v.name, { force: true }).catch(() => undefined);
+  async clean(dryRun: boolean): Promise<{ name: string; reason: string; error?: string }[]> {
+    const victims: { name: string; reason: string; error?: string }[] = await this.cleanable();
+    if (dryRun) return victims;
+    for (const v of victims) {
+      // An interrupted launch may still have its create operation running in Incus: retry a little.
+      let last: unknown;
+      for (let i = 0; i < 20; i++) {
+        try {
+          await this.remove(v.name);
+          last = undefined;
+          break;
+        } catch (e) {
+          last = e;
+          await new Promise((r) => setTimeout(r, 250 * Math.min(i + 1, 4)));
+        }
+      }
+      if (last) v.error = toCoiError(last).message;
+    }
     return victims;
   }
 

@@ -35,5 +35,6 @@ export function defaultSettings(env: NodeJS.ProcessEnv, flags: SettingsFlags = {
     codeUid: 1000,
     codeGid: 1000,
     disableShift: false,
+    agent: { permissionMode: 'bypass', autoContext: true, network: { mode: 'restricted', allowedDomains: [] }, limits: {}, profileContexts: [] },
   };
 }

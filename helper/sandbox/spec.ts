@@ -23,6 +23,7 @@ export interface SandboxSpecInput {
   session: string;
   profile: string;
   ownerUid: number;
+  ownerHome: string;
   launcherPid: number;
   idmap: IdmapMode;
   protectedPaths: string[];
@@ -84,6 +85,7 @@ export function buildInstanceSpec(s: SandboxSpecInput): InstanceCreate {
     [LABELS.profile]: s.profile,
     [LABELS.phase]: 'creating',
     [LABELS.owner]: String(s.ownerUid),
+    [LABELS.ownerHome]: s.ownerHome,
     [LABELS.launcher]: String(s.launcherPid),
     [LABELS.createdAt]: s.now.toISOString(),
     [LABELS.image]: s.image,

@@ -59,7 +59,10 @@ export const cleanCommand: Command = {
     const dry = values['dry-run'] === true;
     const victims = await managerFor(ctx).clean(dry);
     if (victims.length === 0) ctx.out('nothing to clean\n');
-    for (const v of victims) ctx.out(`${dry ? 'would delete' : 'deleted'} ${v.name} (${v.reason})\n`);
-    return 0;
+    for (const v of victims) {
+      if (v.error) ctx.err(`coi: could not delete ${v.name} (${v.reason}): ${v.error}\n`);
+      else ctx.out(`${dry ? 'would delete' : 'deleted'} ${v.name} (${v.reason})\n`);
+    }
+    return victims.some((v) => v.error) ? 1 : 0;
   },
 };
