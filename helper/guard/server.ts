@@ -27,6 +27,8 @@ import { COI_VERSION } from '../version';
 import { incusStatusOf } from '../core/info';
 import { PeerCredentials, peerCredentials } from './peer';
 import { DeadlineKeeper } from './deadlines';
+import { tryBecomePrimary } from './primary';
+import type { Lock } from '../sandbox/lock';
 import { Reaper } from './reaper';
 import { delegateId } from './subid';
 
@@ -36,6 +38,8 @@ export interface GuardOptions {
   log: Log;
   /** Group id whose members may connect besides root; undefined = root only. */
   adminGid?: number;
+  /** Where the host lock of the primary guard lives; null: never primary. */
+  primaryLockDir?: string | null;
   /** Where subordinate id delegations live; tests point these elsewhere. */
   subuidFile?: string;
   subgidFile?: string;
@@ -59,6 +63,20 @@ export class GuardServer {
   private readonly startedAt = new Date();
   private readonly reaper: Reaper;
   private readonly deadlines: DeadlineKeeper;
+  private primary: Lock | undefined;
+  private primaryTimer: NodeJS.Timeout | undefined;
+
+  private async claimPrimary(): Promise<void> {
+    if (this.primary || this.opts.primaryLockDir === null) return;
+    this.primary = await tryBecomePrimary(this.opts.primaryLockDir);
+    if (!this.primary) return;
+    if (this.primaryTimer) clearInterval(this.primaryTimer);
+    this.opts.log.info('holding the host lock: reaping ended sandboxes and enforcing deadlines');
+    if (this.events?.connected) {
+      void this.reaper.sweep();
+      void this.deadlines.sync();
+    }
+  }
 
   constructor(private readonly opts: GuardOptions) {
     this.reaper = new Reaper(opts.incus, opts.log);
@@ -67,16 +85,26 @@ export class GuardServer {
 
   async start(): Promise<void> {
     await this.claimSocket();
+    await this.claimPrimary();
+    if (!this.primary && this.opts.primaryLockDir !== null) {
+      this.opts.log.info('another guard holds the host lock: this one serves and relays only, and takes over if that guard dies');
+      // A primary that dies (kill -9, crash) must not leave the host without one.
+      this.primaryTimer = setInterval(() => void this.claimPrimary(), 2_000);
+      this.primaryTimer.unref();
+    }
     this.events = this.opts.incus.events({ types: ['lifecycle'], allProjects: true, onLog: (m) => this.opts.log.debug(m) });
     this.events.on('event', (e) => {
       this.relayIncus(e);
+      if (!this.primary) return;
       this.reaper.onEvent(e);
       this.deadlines.onEvent(e);
     });
     this.events.on('connected', () => {
       // Whatever ended while nobody watched (guard down, events lost) is reaped now.
-      void this.reaper.sweep();
-      void this.deadlines.sync();
+      if (this.primary) {
+        void this.reaper.sweep();
+        void this.deadlines.sync();
+      }
       this.broadcast({ topic: 'guard', event: { kind: 'events-connected', message: 'connected to Incus events' } });
     });
     this.events.on('disconnected', () => this.broadcast({ topic: 'guard', event: { kind: 'events-lost', message: 'lost Incus events; reconnecting' } }));
@@ -102,6 +130,8 @@ export class GuardServer {
     this.broadcast({ topic: 'guard', event: { kind: 'stopping', message: 'guard is stopping' } });
     this.events?.close();
     this.deadlines.stop();
+    if (this.primaryTimer) clearInterval(this.primaryTimer);
+    await this.primary?.release();
     for (const c of this.clients.values()) c.conn.dispose();
     this.clients.clear();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
@@ -166,6 +196,7 @@ export class GuardServer {
         subscriptions: [...this.clients.values()].reduce((n, c) => n + c.topics.size, 0),
         incus: await incusStatusOf(this.opts.incus),
         eventsConnected: this.events?.connected ?? false,
+        primary: this.primary !== undefined,
       }))
       .onRequest(GuardSubscribe, ({ topics }) => {
         for (const t of topics) client.topics.add(t);

@@ -53,6 +53,8 @@ export const GuardInfo = request(
     subscriptions: z.number().int(),
     incus: incusStatus,
     eventsConnected: z.boolean(),
+    /** Holds the host lock: reaps ended sandboxes, enforces deadlines. */
+    primary: z.boolean(),
   }),
 );
 export type GuardInfoResult = z.infer<typeof GuardInfo.result>;

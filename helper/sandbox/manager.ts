@@ -278,7 +278,9 @@ export class SandboxManager {
    * Waits until the container has finished booting. Starting the tool earlier
    * races boot: systemd-tmpfiles empties /tmp (and with it tmux's socket), and
    * the network may not be configured yet. Images without systemd only need
-   * their `code` user.
+   * their `code` user. Whether the image boots systemd is told by PID 1's
+   * executable: /run/systemd/system appears only some way into boot, and a
+   * probe that ran earlier would have declared a half-booted container ready.
    */
   private async waitReady(name: string): Promise<void> {
     const deadline = Date.now() + this.s.readyTimeoutSec * 1000;
@@ -286,7 +288,7 @@ export class SandboxManager {
     const probe = [
       'sh',
       '-c',
-      'if [ -d /run/systemd/system ]; then s=$(systemctl is-system-running --wait 2>/dev/null); case "$s" in running|degraded) exit 0;; *) echo "$s"; exit 3;; esac; else test -d /home/code; fi',
+      'case "$(readlink /proc/1/exe)" in */systemd) s=$(systemctl is-system-running --wait 2>/dev/null); case "$s" in running|degraded) exit 0;; *) echo "$s"; exit 3;; esac;; *) test -d /home/code;; esac',
     ];
     while (Date.now() < deadline) {
       try {

@@ -74,6 +74,8 @@ export async function saveState(incus: IncusClient, container: string, home: str
   await fs.mkdir(dest, { recursive: true, mode: 0o700 });
   let n = 0;
   for (const rel of paths) n += await pullTree(incus, container, path.posix.join(home, rel), path.join(dest, rel));
+  // A path that was missing is fine; a container that went away mid-save is not a saved session.
+  if (!(await incus.instanceExists(container))) throw new Error(`${container} disappeared while its session was being saved`);
   if (owner) await chownTree(dir, owner, 64);
   return n;
 }

@@ -57,6 +57,7 @@ async function runGuard(ctx: CliContext): Promise<number> {
     incus: ctx.incus(),
     log,
     ...(adminGid !== undefined ? { adminGid } : {}),
+    ...(ctx.env.COI_GUARD_LOCK_DIR ? { primaryLockDir: ctx.env.COI_GUARD_LOCK_DIR } : {}),
     onShutdownRequested: () => void stop('asked over the socket'),
   });
   // The guard watches agents: one bad event must never take it down.
