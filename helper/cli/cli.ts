@@ -20,6 +20,7 @@ import { runCommand } from './commands/run';
 import { schemaCommand } from './commands/schema';
 import { setupCommand } from './commands/setup';
 import { shellCommand } from './commands/shell';
+import { snapshotCommand } from './commands/snapshot';
 import { tmuxCommand } from './commands/tmux';
 import { trustCommand, untrustCommand } from './commands/trust';
 import { versionCommand } from './commands/version';
@@ -34,6 +35,7 @@ export const commands: Command[] = [
   persistCommand,
   resumeCommand,
   cleanCommand,
+  snapshotCommand,
   fileCommand,
   tmuxCommand,
   configCommand,

@@ -9,6 +9,7 @@ import { guardSocketPath } from '../guard/paths';
 import type { IncusClient } from '../incus/client';
 import type { Log } from '../log';
 import { GuardAllowIdmap } from '../protocol/methods';
+import { SnapshotService } from '../snapshot/service';
 import { settingsFromConfig } from './from-config';
 import { hostIdentity, resolveWorkspace, SandboxManager, SandboxSettings } from './manager';
 import { defaultSettings, SettingsFlags } from './settings';
@@ -54,4 +55,9 @@ function managerWith(d: FactoryDeps, settings: SandboxSettings): SandboxManager 
       }
     },
   });
+}
+
+/** Snapshots: sandboxes found by name; a restored session or a branch runs with its workspace's configuration. */
+export function snapshotService(d: FactoryDeps): SnapshotService {
+  return new SnapshotService({ incus: d.incus, log: d.log, sandboxes: managerByName(d), launcher: (workspace) => launchManager(d, workspace, {}) });
 }

@@ -35,5 +35,6 @@ export function settingsFromConfig(loaded: LoadedConfig, env: NodeJS.ProcessEnv)
     codeGid: c.incus.code_uid,
     disableShift: c.incus.disable_shift,
     limits: limitsToIncus(c.limits),
+    snapshots: { auto: c.snapshots.auto, keep: c.snapshots.keep },
   };
 }

@@ -20,6 +20,12 @@ export const LABELS = {
   launcher: 'user.coi.launcher-pid',
   createdAt: 'user.coi.created-at',
   image: 'user.coi.image',
+  /**
+   * The pid of a coi process that stops the sandbox on purpose and starts it
+   * again (a snapshot restore): while that process lives, the guard does not
+   * reap the stopped sandbox. A hold whose process died counts for nothing.
+   */
+  hold: 'user.coi.hold',
 } as const;
 
 export type SandboxKind = 'shell' | 'run';
@@ -41,6 +47,8 @@ export interface SandboxInfo {
   image: string;
   ownerUid?: number;
   launcherPid?: number;
+  /** See LABELS.hold. */
+  holdPid?: number;
 }
 
 export function stateOf(status: string): SandboxState {
@@ -83,6 +91,7 @@ export function sandboxFromInstance(i: InstanceFull): SandboxInfo | undefined {
   if (address) info.address = address;
   if (c[LABELS.owner]) info.ownerUid = Number(c[LABELS.owner]);
   if (c[LABELS.launcher]) info.launcherPid = Number(c[LABELS.launcher]);
+  if (/^\d+$/.test(c[LABELS.hold] ?? '')) info.holdPid = Number(c[LABELS.hold]);
   return info;
 }
 
