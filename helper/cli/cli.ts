@@ -14,6 +14,7 @@ import { cleanCommand, killCommand, persistCommand, resumeCommand, shutdownComma
 import { configCommand } from './commands/config';
 import { fileCommand } from './commands/file';
 import { guardCommand } from './commands/guard';
+import { healthCommand } from './commands/health';
 import { listCommand } from './commands/list';
 import { profileCommand } from './commands/profile';
 import { runCommand } from './commands/run';
@@ -45,6 +46,7 @@ export const commands: Command[] = [
   schemaCommand,
   setupCommand,
   guardCommand,
+  healthCommand,
   versionCommand,
 ];
 

@@ -39,7 +39,8 @@ export async function launchManager(d: FactoryDeps, workspace: string, flags: Se
   return managerWith(d, settingsFromConfig(loaded, d.env));
 }
 
-function managerWith(d: FactoryDeps, settings: SandboxSettings): SandboxManager {
+/** A manager with settings made by the caller (the health check's temporary sandbox). */
+export function managerWith(d: FactoryDeps, settings: SandboxSettings): SandboxManager {
   return new SandboxManager(settings, {
     incus: d.incus,
     log: d.log,
