@@ -295,7 +295,9 @@ export class SandboxManager {
     const probe = [
       'sh',
       '-c',
-      'if [ -d /run/systemd/system ]; then s=$(systemctl is-system-running --wait 2>/dev/null); case "$s" in running|degraded) exit 0;; *) echo "$s"; exit 3;; esac; else test -d /home/code; fi',
+      // Whether the image boots systemd is read from /sbin/init, not from /run/systemd/system:
+      // an exec that lands before systemd made that directory would take a booting system for ready.
+      'case "$(readlink -f /sbin/init 2>/dev/null)" in *systemd*) sd=1;; *) [ -d /run/systemd/system ] && sd=1 || sd=0;; esac; if [ "$sd" = 1 ]; then s=$(systemctl is-system-running --wait 2>/dev/null); case "$s" in running|degraded) exit 0;; *) echo "$s"; exit 3;; esac; else test -d /home/code; fi',
     ];
     while (Date.now() < deadline) {
       try {
