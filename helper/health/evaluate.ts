@@ -77,18 +77,21 @@ export function checkPermissions(f: HealthFacts): Check {
   const join = { title: `Add ${f.user.name} to ${f.access.group}, then log in again`, shell: `sudo usermod -aG ${f.access.group} ${f.user.name}` };
   if (!f.access.groupExists) return bad('failed', name, `the group ${f.access.group} does not exist, so only root may use Incus`, SETUP, details);
   if (f.incus.reachable === false && f.incus.code === 'INCUS_PERMISSION') {
-    return bad('failed', name, `${f.user.name} may not open ${f.socket.path}${f.access.inGroupFile ? ` (a member of ${f.access.group}, but not in this login session)` : ''}`, f.access.inGroupFile ? { title: 'Log out and in again (or run: newgrp incus-admin)' } : join, details, !f.access.inGroupFile);
+    return bad('failed', name, `${f.user.name} may not open ${f.socket.path}${f.access.inGroupFile ? ` (a member of ${f.access.group}, but not in this login session)` : ''}`, f.access.inGroupFile ? { title: 'Log out and in again (or run: newgrp incus-admin)' } : join, details);
   }
   if (f.access.inSession) return ok(name, `${f.user.name} is in ${f.access.group}`, details);
   if (f.access.inGroupFile) return bad('warning', name, `${f.user.name} was added to ${f.access.group} after this session started; new terminals may not have it`, { title: 'Log out and in again (or run: newgrp incus-admin)' }, details);
-  return bad('failed', name, `${f.user.name} is not in ${f.access.group}`, join, details, true);
+  return bad('failed', name, `${f.user.name} is not in ${f.access.group}`, join, details);
 }
 
 export function checkGuard(f: HealthFacts): Check {
   const name = 'COI guard';
   const g = f.guard;
+  if (!g.reachable && g.denied) {
+    return bad('failed', name, `the guard's socket ${g.socket} refuses ${f.user.name}: only root and members of ${f.access.group} may talk to it`, { title: `Add ${f.user.name} to ${f.access.group}, then log in again`, shell: `sudo usermod -aG ${f.access.group} ${f.user.name}` }, { socket: g.socket });
+  }
   if (!g.reachable) {
-    return bad('failed', name, `the guard is not running (${g.error}): stopped sandboxes are not cleaned up, and no network rules or monitor protect them`, { title: 'Start the guard', shell: 'sudo coi guard start' }, { socket: g.socket }, true);
+    return bad('failed', name, `the guard is not running (${g.error.replace(/^the COI guard is not running \((.*)\)$/, '$1')}): stopped sandboxes are not cleaned up, and no network rules or monitor protect them`, { title: 'Start the guard', shell: 'sudo coi guard start' }, { socket: g.socket }, true);
   }
   const caps = g.capabilities ?? [];
   const details = { socket: g.socket, version: g.version, pid: g.pid, capabilities: caps, eventsConnected: g.eventsConnected };
@@ -130,7 +133,7 @@ export function checkPools(f: HealthFacts): Check {
     configured: want,
     pools: f.pools.map((p) => ({ name: p.name, driver: p.driver, ...(p.total !== undefined ? { totalBytes: p.total, usedBytes: p.used } : {}), ...(p.status ? { status: p.status } : {}) })),
   };
-  if (!f.incus.reachable) return bad('warning', name, 'not checked: Incus cannot be reached', SETUP, details);
+  if (!f.incus.reachable) return bad('warning', name, 'not checked: Incus cannot be reached', { title: 'Fix the incus check first' }, details);
   if (!pool) {
     return bad('failed', name, `the storage pool "${want}" that sandboxes use does not exist`, want === SETUP_NAMES.pool ? SETUP : { title: `Create it, or point [container] storage_pool at one of: ${f.pools.map((p) => p.name).join(', ') || 'none'}`, shell: 'coi config show' }, details);
   }
@@ -147,6 +150,7 @@ export function checkPools(f: HealthFacts): Check {
 export function checkBridge(f: HealthFacts): Check {
   const name = 'Sandbox bridge';
   const b = f.bridge;
+  if (!f.incus.reachable) return bad('warning', name, 'not checked: Incus cannot be reached', { title: 'Fix the incus check first' }, { bridge: b.name });
   if (!b.exists) return bad('failed', name, `the bridge ${b.name} does not exist${b.error ? ` (${b.error})` : ''}: sandboxes have no network`, SETUP, { bridge: b.name });
   const details = { bridge: b.name, mode: b.mode, address: b.address, state: b.state, nat: b.nat };
   if (b.state && b.state !== 'up') return bad('failed', name, `${b.name} is ${b.state}`, SETUP, details);
@@ -238,7 +242,7 @@ export function checkSecurityPosture(f: HealthFacts): Check {
 export function checkImage(f: HealthFacts): Check {
   const name = 'Image';
   const details = { alias: f.image.alias, fingerprint: f.image.fingerprint };
-  if (!f.incus.reachable) return bad('warning', name, 'not checked: Incus cannot be reached', SETUP, details);
+  if (!f.incus.reachable) return bad('warning', name, 'not checked: Incus cannot be reached', { title: 'Fix the incus check first' }, details);
   if (!f.image.fingerprint) {
     const remedy = f.image.alias === SETUP_NAMES.baseImage ? SETUP : { title: `Build it, or set [container] image = "${SETUP_NAMES.baseImage}" (what set-up makes)`, shell: 'coi build' };
     return bad('failed', name, `the image "${f.image.alias}" (container.image) does not exist${f.image.error ? `: ${f.image.error}` : ''}`, remedy, details);
@@ -257,7 +261,7 @@ export function imageDate(f: HealthFacts): Date | undefined {
 export function checkImageAge(f: HealthFacts): Check {
   const name = 'Image age';
   const when = imageDate(f);
-  if (!f.image.fingerprint) return bad('warning', name, 'no image to date', { title: 'See the image check' }, {});
+  if (!f.image.fingerprint) return bad('warning', name, 'not checked: no image to date', { title: 'Fix the image check first' }, {});
   if (!when) return ok(name, `the image ${f.image.alias} carries no creation date`, {});
   const days = Math.floor((f.now.getTime() - when.getTime()) / 86_400_000);
   const details = { created: when.toISOString(), days };
@@ -273,9 +277,9 @@ export function checkIdmap(f: HealthFacts): Check {
   const details = { uid: i.uid, gid: i.gid, needed: i.needed, uidDelegated: i.uidDelegated, gidDelegated: i.gidDelegated };
   if (!i.needed) return ok(name, `uid ${i.uid} is the sandbox user's: the workspace is mapped with an idmapped mount`, details);
   if (i.uidDelegated && i.gidDelegated) return ok(name, `uid ${i.uid} and gid ${i.gid} are delegated to root for raw.idmap`, details);
-  const fix = { title: 'Delegate them (coi health --fix does, through the guard or as root)', shell: `sudo coi health --fix` };
+  const fix = { title: 'Delegate them', shell: 'sudo coi health --fix' };
   if (f.guard.reachable) return ok(name, `uid ${i.uid} / gid ${i.gid} are not delegated for raw.idmap yet; the guard delegates them at the first launch`, details);
-  return bad('failed', name, `uid ${i.uid} / gid ${i.gid} are not delegated for raw.idmap and no guard runs to do it: launches will fail`, fix, details, true);
+  return bad('failed', name, `uid ${i.uid} / gid ${i.gid} are not delegated for raw.idmap and no guard can be asked to: launches will fail`, fix, details, true);
 }
 
 export function checkOrphans(f: HealthFacts): Check {
@@ -287,7 +291,7 @@ export function checkOrphans(f: HealthFacts): Check {
     ...o.veths.map((v) => `host interface ${v} (no bridge, no container)`),
     ...o.locks.map((l) => `launch lock ${l} (its process is gone)`),
   ];
-  if (parts.length === 0) return o.error ? bad('warning', name, `could not look for leftovers: ${o.error}`, { title: 'Run it again as root', shell: 'sudo coi health' }, details) : ok(name, 'none', details);
+  if (parts.length === 0) return o.error ? bad('warning', name, `not checked: ${o.error}`, { title: 'Fix the incus check first' }, details) : ok(name, 'none', details);
   return bad('warning', name, `left behind: ${parts.join(', ')}`, { title: 'Remove them', shell: 'coi health --fix' }, details, true);
 }
 

@@ -60,7 +60,7 @@ export interface HealthFacts {
   access: { group: string; groupExists: boolean; inGroupFile: boolean; inSession: boolean };
   guard:
     | { reachable: true; socket: string; version: string; pid: number; capabilities?: string[]; eventsConnected: boolean }
-    | { reachable: false; socket: string; error: string };
+    | { reachable: false; socket: string; error: string; /** The socket exists but refuses this user (not in the admin group). */ denied?: boolean };
   pools: PoolFact[];
   bridge: { name: string; exists: false; error?: string } | { name: string; exists: true; managed: boolean; mode: 'nat' | 'dead-end' | 'unknown'; address?: string; state?: string; nat: boolean };
   sysctl: { ipForward?: string; bridgeNfCallIptables?: string };

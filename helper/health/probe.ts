@@ -73,7 +73,11 @@ export async function gatherFacts(o: ProbeOptions): Promise<HealthFacts> {
   const subuid = safe(() => readFileSync('/etc/subuid', 'utf8'), '');
   const subgid = safe(() => readFileSync('/etc/subgid', 'utf8'), '');
   const cfg = loaded?.config;
-  const idmap = idmapMode(uid, gid, cfg?.incus.code_uid ?? 1000, cfg?.incus.code_uid ?? 1000, cfg?.incus.disable_shift ?? false);
+  // Under sudo, ids are checked for the user who will run sandboxes, so `sudo coi health --fix` delegates theirs.
+  const sudo = uid === 0 && /^\d+$/.test(o.env.SUDO_UID ?? '') && /^\d+$/.test(o.env.SUDO_GID ?? '');
+  const idUid = sudo ? Number(o.env.SUDO_UID) : uid;
+  const idGid = sudo ? Number(o.env.SUDO_GID) : gid;
+  const idmap = idmapMode(idUid, idGid, cfg?.incus.code_uid ?? 1000, cfg?.incus.code_uid ?? 1000, cfg?.incus.disable_shift ?? false);
   const facts: HealthFacts = {
     now: new Date(),
     helperVersion: COI_VERSION,
@@ -104,7 +108,7 @@ export async function gatherFacts(o: ProbeOptions): Promise<HealthFacts> {
     profiles: profiles.map((p) => ({ name: p.name, config: p.config ?? {} })),
     instances: instances.map((i) => ({ name: i.name, config: i.config ?? {}, status: i.status })),
     image,
-    idmap: { needed: idmap.kind === 'raw', uid, gid, uidDelegated: subidDelegates(subuid, uid), gidDelegated: subidDelegates(subgid, gid) },
+    idmap: { needed: idmap.kind === 'raw', uid: idUid, gid: idGid, uidDelegated: subidDelegates(subuid, idUid), gidDelegated: subidDelegates(subgid, idGid) },
     orphans: reach ? await orphanFacts(o, home, instances) : { sandboxes: [], veths: [], locks: [], error: 'Incus cannot be reached' },
     live: { ran: false, why: 'skipped (--no-live)' },
   };
@@ -151,7 +155,8 @@ async function guardFacts(env: NodeJS.ProcessEnv): Promise<HealthFacts['guard']>
     const info = await client.request(GuardInfoWithCapabilities, {});
     return { reachable: true, socket, version: info.guard.version, pid: info.guard.pid, eventsConnected: info.eventsConnected, ...(info.capabilities ? { capabilities: info.capabilities } : {}) };
   } catch (e) {
-    return { reachable: false, socket, error: toCoiError(e).message };
+    const error = toCoiError(e).message;
+    return { reachable: false, socket, error, ...(/\b(EACCES|EPERM)\b/.test(error) ? { denied: true } : {}) };
   } finally {
     client.close();
   }
