@@ -1,6 +1,9 @@
 import { strict as assert } from 'node:assert';
 import { describe, test } from 'node:test';
 import { CHECKS, evaluate, parseVersion, poolVerdict, versionAtLeast } from '../../../helper/health/evaluate';
+import { applyFixes } from '../../../helper/health/fix';
+import { silentLog } from '../../../helper/log';
+import type { IncusClient } from '../../../helper/incus/client';
 import type { HealthFacts, ProbeOutcome } from '../../../helper/health/facts';
 import { exitCodeOf, healthReport } from '../../../helper/health/schema';
 import { chooseTarget, parseProbeOutput, parseTarget } from '../../../helper/health/target';
@@ -201,6 +204,52 @@ describe('health evaluation', () => {
     const c = checkOf(f, 'id_delegation').check;
     assert.equal(c.status, 'failed');
     assert.equal(c.fixable, true);
+  });
+});
+
+describe('when a component cannot be reached', () => {
+  test('a guard socket that refuses the user is not a stopped guard: the fix is the group, not a start', () => {
+    const f = healthy();
+    f.guard = { reachable: false, socket: '/run/coi/guard.sock', error: 'the COI guard is not running (EACCES on /run/coi/guard.sock)', denied: true };
+    const c = checkOf(f, 'guard').check;
+    assert.match(c.message, /refuses ann: only root and members of incus-admin/);
+    assert.equal(c.fixable, undefined);
+    assert.equal(c.remedy?.shell, 'sudo usermod -aG incus-admin ann');
+  });
+
+  test('without Incus, what depends on it is "not checked", not reported missing', () => {
+    const f = healthy();
+    f.incus = { reachable: false, endpoint: 'unix:/x', error: 'ENOENT', code: 'INCUS_UNREACHABLE' };
+    f.bridge = { name: 'coibr0', exists: false, error: 'Incus cannot be reached' };
+    f.image = { alias: 'coi-base', error: 'Incus cannot be reached' };
+    for (const k of ['network_bridge', 'incus_storage_pools', 'image']) {
+      const c = checkOf(f, k).check;
+      assert.equal(c.status, 'warning', k);
+      assert.match(c.message, /^not checked: Incus cannot be reached/, k);
+    }
+  });
+});
+
+describe('--fix', () => {
+  const o = { env: {}, incus: {} as IncusClient, log: silentLog, dryRun: true };
+
+  test('plans only what is safe, says why it cannot without root, and lists the rest with its remedy', async () => {
+    const f = healthy();
+    f.guard = { reachable: false, socket: 's', error: 'ENOENT' };
+    f.idmap = { needed: true, uid: 1500, gid: 1500, uidDelegated: false, gidDelegated: true };
+    f.orphans = { sandboxes: [{ name: 'coi-1-1', reason: 'launch was interrupted' }], veths: [], locks: ['/h/.coi/locks/x.lock'] };
+    f.profiles = [{ name: 'default', config: { 'security.privileged': 'true' } }];
+    const fixes = await applyFixes(evaluate(f), f, o);
+    const by = Object.fromEntries(fixes.map((x) => [x.check, x]));
+    assert.deepEqual(by.guard, { check: 'guard', action: 'starting the guard needs root: run sudo coi health --fix', outcome: 'skipped' });
+    assert.equal(by.id_delegation!.outcome, 'skipped');
+    assert.deepEqual(by.orphaned_resources, { check: 'orphaned_resources', action: 'would remove coi-1-1, /h/.coi/locks/x.lock', outcome: 'dry-run' });
+    assert.equal(by.privileged_profile!.outcome, 'skipped', 'a profile is the user\'s: never changed');
+    assert.match(by.privileged_profile!.action, /not changed automatically; to fix it: .*incus profile unset default security\.privileged/);
+    f.user = { uid: 0, name: 'root', root: true };
+    const asRoot = Object.fromEntries((await applyFixes(evaluate(f), f, o)).map((x) => [x.check, x]));
+    assert.deepEqual([asRoot.guard!.outcome, asRoot.guard!.action], ['dry-run', 'would start the guard']);
+    assert.equal(asRoot.id_delegation!.action, 'would delegate uid 1500 and gid 1500 to root in /etc/subuid and /etc/subgid');
   });
 });
 
