@@ -152,7 +152,7 @@ export class SandboxManager {
         this.d.progress?.(`restarting persistent sandbox ${name}`);
         await this.d.incus.setState(name, 'start', { timeoutMs: 120_000 });
         await this.waitReady(name);
-        await this.autoCheckpoint(name);
+        if (req.kind === 'shell') await this.autoCheckpoint(name);
         if (req.startTool) await this.startTool(name, tool.argv, tool.binary);
         return this.get(name);
       }
@@ -205,7 +205,7 @@ export class SandboxManager {
         throw this.explainStartError(e, idmap);
       });
       await this.waitReady(name);
-      await this.autoCheckpoint(name);
+      if (req.kind === 'shell') await this.autoCheckpoint(name);
       if (req.startTool) await this.startTool(name, tool.argv, tool.binary);
       await this.d.incus.run('PATCH', this.d.incus.url(`/1.0/instances/${encodeURIComponent(name)}`), { config: { [LABELS.phase]: 'ready' } });
       return await this.get(name);
@@ -313,7 +313,8 @@ export class SandboxManager {
   }
 
   /**
-   * `[snapshots] auto = true`: a checkpoint before the tool starts, so the user
+   * `[snapshots] auto = true`: a checkpoint when a session (not a one-shot
+   * `coi run`, whose sandbox is deleted after) starts, before the tool, so the user
    * can always go back to before the agent's run; older automatic ones beyond
    * `keep` are pruned. A checkpoint that fails fails the launch: the user asked
    * for a way back and would not have one.

@@ -122,8 +122,8 @@ describe('coi health', () => {
     let text: CoiResult;
     try {
       await c.run('PUT', '/1.0/profiles/default', { config: { ...profile.config, 'security.privileged': 'true' }, devices: profile.devices, description: profile.description });
-      res = await report(home, ['--no-live']);
-      text = await health(home, ['--no-live']);
+      // Both at once: the window in which the shared default profile is privileged stays short.
+      [res, text] = await Promise.all([report(home, ['--no-live']), health(home, ['--no-live'])]);
     } finally {
       await c.run('PUT', '/1.0/profiles/default', { config: profile.config, devices: profile.devices, description: profile.description });
     }
