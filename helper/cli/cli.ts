@@ -14,12 +14,14 @@ import { cleanCommand, killCommand, persistCommand, resumeCommand, shutdownComma
 import { configCommand } from './commands/config';
 import { fileCommand } from './commands/file';
 import { guardCommand } from './commands/guard';
+import { healthCommand } from './commands/health';
 import { listCommand } from './commands/list';
 import { profileCommand } from './commands/profile';
 import { runCommand } from './commands/run';
 import { schemaCommand } from './commands/schema';
 import { setupCommand } from './commands/setup';
 import { shellCommand } from './commands/shell';
+import { snapshotCommand } from './commands/snapshot';
 import { tmuxCommand } from './commands/tmux';
 import { trustCommand, untrustCommand } from './commands/trust';
 import { versionCommand } from './commands/version';
@@ -34,6 +36,7 @@ export const commands: Command[] = [
   persistCommand,
   resumeCommand,
   cleanCommand,
+  snapshotCommand,
   fileCommand,
   tmuxCommand,
   configCommand,
@@ -43,6 +46,7 @@ export const commands: Command[] = [
   schemaCommand,
   setupCommand,
   guardCommand,
+  healthCommand,
   versionCommand,
 ];
 

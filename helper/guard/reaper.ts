@@ -2,7 +2,8 @@
  * Deletes sandboxes whose session is over, from the guard, so it happens even
  * when no coi process and no editor is left: an ephemeral sandbox that stopped
  * (the tool exited, or it was powered off from inside), and a `coi run`
- * sandbox whose coi process died.
+ * sandbox whose coi process died. A sandbox held by a live coi process (a
+ * snapshot restore stops and restarts it) is left alone.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -19,7 +20,7 @@ import { getTool } from '../tools/registry';
 
 export function reapReason(sb: SandboxInfo, launcherAlive: (pid: number) => boolean): string | undefined {
   if (sb.phase !== 'ready') return undefined; // a launch in progress owns it
-  if (sb.hold) return undefined; // coi is ending or maintaining it itself
+  if (sb.holdPid !== undefined && launcherAlive(sb.holdPid)) return undefined; // stopped on purpose, about to restart
   if (sb.state === 'stopped' && !sb.persistent) return 'its session ended';
   if (sb.kind === 'run' && sb.launcherPid !== undefined && !launcherAlive(sb.launcherPid)) return 'the coi run that owned it is gone';
   return undefined;

@@ -163,3 +163,48 @@ export const SandboxChanged = notification(
   '$/sandbox/changed',
   z.object({ name: z.string(), action: z.string(), sandbox: sandboxInfo.nullable() }),
 );
+
+// ── snapshots ───────────────────────────────────────────────────────────────
+
+export const SnapshotList = request('snapshot/list', z.object({ name: sandboxName }).strict(), z.object({ snapshots: z.array(z.object({ name: z.string(), createdAt: z.string(), stateful: z.boolean() })) }));
+
+const snapshotName = z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a snapshot name (letters, digits, ".", "_" and "-")');
+const snapshotSummary = z.object({ name: z.string(), createdAt: z.string(), stateful: z.boolean() });
+
+/** Takes a snapshot; without `snapshot`, named snap-YYYYMMDD-HHMMSS. */
+export const SnapshotCreate = request('snapshot/create', z.object({ name: sandboxName, snapshot: snapshotName.optional() }).strict(), z.object({ snapshot: snapshotSummary }));
+
+/** What a restore throws away and keeps, and whether it will go ahead: for the confirmation dialog. */
+export const restorePlan = z.object({
+  sandbox: z.string(),
+  snapshot: z.string(),
+  snapshotCreatedAt: z.string(),
+  refused: z.object({ reason: z.string(), remedy: z.object({ title: z.string(), shell: z.string().optional(), command: z.string().optional() }).optional() }).optional(),
+  restart: z.boolean(),
+  lost: z.array(z.string()),
+  kept: z.array(z.string()),
+});
+export type RestorePlanWire = z.infer<typeof restorePlan>;
+
+/**
+ * Restores a sandbox to a snapshot. With `dryRun` only the plan is returned
+ * (ask the user with it, then call again without). A running sandbox is
+ * stopped, restored and started again with its tool; a refused plan is an error.
+ */
+export const SnapshotRestore = request(
+  'snapshot/restore',
+  z.object({ name: sandboxName, snapshot: snapshotName, dryRun: z.boolean().default(false) }).strict(),
+  z.object({ plan: restorePlan, restored: z.boolean(), restarted: z.boolean(), sandbox: sandboxInfo }),
+);
+
+export const SnapshotDelete = request(
+  'snapshot/delete',
+  z
+    .object({ name: sandboxName, snapshot: snapshotName.optional(), all: z.boolean().default(false) })
+    .strict()
+    .refine((p) => p.all !== (p.snapshot !== undefined), { message: 'give either snapshot or all: true' }),
+  z.object({ deleted: z.array(z.string()) }),
+);
+
+/** Starts a new slot of the sandbox's workspace from one of its snapshots. */
+export const SnapshotBranch = request('snapshot/branch', z.object({ name: sandboxName, snapshot: snapshotName }).strict(), z.object({ sandbox: sandboxInfo, warnings: z.array(z.string()) }));

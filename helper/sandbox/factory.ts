@@ -9,6 +9,7 @@ import { guardSocketPath } from '../guard/paths';
 import type { IncusClient } from '../incus/client';
 import type { Log } from '../log';
 import { GuardAllowIdmap } from '../protocol/methods';
+import { SnapshotService } from '../snapshot/service';
 import { settingsFromConfig } from './from-config';
 import { hostIdentity, resolveWorkspace, SandboxManager, SandboxSettings } from './manager';
 import { defaultSettings, SettingsFlags } from './settings';
@@ -38,7 +39,8 @@ export async function launchManager(d: FactoryDeps, workspace: string, flags: Se
   return managerWith(d, settingsFromConfig(loaded, d.env));
 }
 
-function managerWith(d: FactoryDeps, settings: SandboxSettings): SandboxManager {
+/** A manager with settings made by the caller (the health check's temporary sandbox). */
+export function managerWith(d: FactoryDeps, settings: SandboxSettings): SandboxManager {
   return new SandboxManager(settings, {
     incus: d.incus,
     log: d.log,
@@ -54,4 +56,9 @@ function managerWith(d: FactoryDeps, settings: SandboxSettings): SandboxManager 
       }
     },
   });
+}
+
+/** Snapshots: sandboxes found by name; a restored session or a branch runs with its workspace's configuration. */
+export function snapshotService(d: FactoryDeps): SnapshotService {
+  return new SnapshotService({ incus: d.incus, log: d.log, sandboxes: managerByName(d), launcher: (workspace) => launchManager(d, workspace, {}) });
 }

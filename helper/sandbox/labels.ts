@@ -19,13 +19,17 @@ export const LABELS = {
   owner: 'user.coi.owner-uid',
   /** The launching user's home, where the guard saves the session (checked to belong to the owner). */
   ownerHome: 'user.coi.owner-home',
-  /** Set while coi itself is ending or maintaining a sandbox: the guard's reaper keeps its hands off. */
-  hold: 'user.coi.hold',
   launcher: 'user.coi.launcher-pid',
   createdAt: 'user.coi.created-at',
   image: 'user.coi.image',
   /** Runtime limits the guard enforces (JSON of RuntimeLabel); absent when there are none. */
   runtime: 'user.coi.runtime',
+  /**
+   * The pid of a coi process that stops the sandbox on purpose and starts it
+   * again (a snapshot restore): while that process lives, the guard does not
+   * reap the stopped sandbox. A hold whose process died counts for nothing.
+   */
+  hold: 'user.coi.hold',
 } as const;
 
 /** What the guard needs to enforce max_duration without any coi process alive. */
@@ -66,7 +70,8 @@ export interface SandboxInfo {
   ownerUid?: number;
   ownerHome?: string;
   launcherPid?: number;
-  hold?: string;
+  /** See LABELS.hold. */
+  holdPid?: number;
 }
 
 export function stateOf(status: string): SandboxState {
@@ -110,8 +115,8 @@ export function sandboxFromInstance(i: InstanceFull): SandboxInfo | undefined {
   if (address) info.address = address;
   if (c[LABELS.owner]) info.ownerUid = Number(c[LABELS.owner]);
   if (c[LABELS.ownerHome]) info.ownerHome = c[LABELS.ownerHome];
-  if (c[LABELS.hold]) info.hold = c[LABELS.hold];
   if (c[LABELS.launcher]) info.launcherPid = Number(c[LABELS.launcher]);
+  if (/^\d+$/.test(c[LABELS.hold] ?? '')) info.holdPid = Number(c[LABELS.hold]);
   return info;
 }
 

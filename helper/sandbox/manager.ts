@@ -15,7 +15,7 @@ import type { Readable, Writable } from 'node:stream';
 import { CoiError, ErrorCodes, toCoiError } from '../errors';
 import type { IncusClient } from '../incus/client';
 import { execInteractive, execStream, InteractiveSession } from '../incus/exec-stream';
-import type { InstanceFull, Profile } from '../incus/types';
+import type { InstanceCreate, InstanceFull, Profile } from '../incus/types';
 import type { Log } from '../log';
 import { listSessions, pickSession, restoreState, saveState, sessionDir, SessionMetadata, writeMetadata } from '../sessions/store';
 import { sandboxContext, SandboxFacts } from '../tools/context';
@@ -27,6 +27,7 @@ import { containerName, slotOf, tmuxSession, workspaceHash } from './naming';
 import { preparePlaceholders } from './protected';
 import { chooseSlot, ExistingSlot } from './slots';
 import { buildInstanceSpec, privilegedKeys, WORKSPACE_MOUNT } from './spec';
+import { pruneCheckpoints, takeSnapshot } from '../snapshot/checkpoint';
 
 export interface SandboxSettings {
   prefix: string;
@@ -52,6 +53,8 @@ export interface SandboxSettings {
   /** max_duration and how to end it; enforced by the guard. */
   runtime?: RuntimeLabel;
   agent: AgentSettings;
+  /** `[snapshots]`: a checkpoint when a session starts, keeping the last `keep`. */
+  snapshots?: { auto: boolean; keep: number };
 }
 
 /** How the agent is started and told about its sandbox. */
@@ -83,6 +86,11 @@ export interface OpenRequest {
   startTool: boolean;
   /** Resume a saved session of this workspace: true for the newest, or a session id (prefix). */
   resume?: true | string;
+  /**
+   * Branch: the new sandbox is a copy of this snapshot of another sandbox of
+   * the same workspace, in a new slot (never a reused one).
+   */
+  from?: { instance: string; snapshot: string; persistent: boolean };
 }
 
 const CODE_HOME = '/home/code';
@@ -158,12 +166,14 @@ export class SandboxManager {
         const info = sandboxFromInstance(i);
         existing.set(slotOf(this.s.prefix, hash, i.name)!, { state: info?.state ?? 'error', persistent: info?.persistent ?? false });
       }
-      const persistent = req.kind === 'shell' && this.s.persistent;
+      const persistent = req.kind === 'shell' && (this.s.persistent || (req.from?.persistent ?? false));
       const resumed = req.resume !== undefined ? await this.findSession(workspace, tool, req.resume) : undefined;
       // A persistent sandbox that still holds the session is restarted as it is.
       const keeper = resumed && existing.has(slotOf(this.s.prefix, hash, resumed.container_name) ?? 0) ? resumed.container_name : undefined;
       const requested = keeper ? slotOf(this.s.prefix, hash, keeper) : req.slot;
-      const choice = chooseSlot(existing, { ...(requested !== undefined ? { requested } : {}), persistent: persistent || keeper !== undefined });
+      let choice = chooseSlot(existing, { ...(requested !== undefined ? { requested } : {}), persistent: (persistent && !req.from) || keeper !== undefined });
+      // A branch is always a new container.
+      if (req.from && choice.reuse) choice = { ...chooseSlot(existing, { persistent: false }), notice: `slot ${choice.slot} holds a stopped sandbox; the branch takes a free slot` };
       if (choice.notice) this.d.progress?.(choice.notice);
       const name = containerName(this.s.prefix, workspace, choice.slot);
       if (choice.reuse) {
@@ -171,6 +181,7 @@ export class SandboxManager {
         await this.d.incus.setState(name, 'start', { timeoutMs: 120_000 });
         await this.waitReady(name);
         const info = await this.get(name);
+        if (req.kind === 'shell') await this.autoCheckpoint(name);
         if (req.startTool) await this.launchAgent(name, workspace, tool, info.session, resumed && resumed.container_name === name ? 'in-place' : resumed);
         return this.get(name);
       }
@@ -210,17 +221,22 @@ export class SandboxManager {
       ...(this.s.limits ? { limits: this.s.limits } : {}),
       ...(this.s.runtime ? { runtime: this.s.runtime } : {}),
     });
-    this.d.progress?.(`creating ${name} from ${this.s.image}`);
+    if (req.from) {
+      spec.source = { type: 'copy', source: `${req.from.instance}/${req.from.snapshot}` };
+      this.d.progress?.(`creating ${name} from snapshot ${req.from.snapshot} of ${req.from.instance}`);
+    } else this.d.progress?.(`creating ${name} from ${this.s.image}`);
     try {
       await this.d.incus.createInstance(spec, { timeoutMs: 300_000 });
     } catch (e) {
       throw this.explainCreateError(e);
     }
     try {
+      if (req.from) await this.dropInherited(name, spec);
       await this.d.incus.setState(name, 'start', { timeoutMs: 120_000 }).catch((e: unknown) => {
         throw this.explainStartError(e, idmap);
       });
       await this.waitReady(name);
+      if (req.kind === 'shell') await this.autoCheckpoint(name);
       if (req.startTool) await this.launchAgent(name, workspace, tool, spec.config![LABELS.session]!, resumed);
       await this.d.incus.run('PATCH', this.d.incus.url(`/1.0/instances/${encodeURIComponent(name)}`), { config: { [LABELS.phase]: 'ready' } });
       return await this.get(name);
@@ -229,6 +245,30 @@ export class SandboxManager {
       await this.d.incus.deleteInstance(name, { force: true }).catch(() => undefined);
       throw e;
     }
+  }
+
+  /**
+   * Incus gives a copy every key and device of its source that the new
+   * instance does not set (an old mount, a raw.idmap for another user, a device
+   * added by hand). A branch must be exactly what a launch makes: keep only the
+   * spec's, plus the volatile and image keys Incus manages.
+   */
+  private async dropInherited(name: string, spec: InstanceCreate): Promise<void> {
+    const inst = (await this.d.incus.getInstance(name)) as InstanceFull & { architecture?: string; ephemeral?: boolean };
+    const config: Record<string, string> = { ...(spec.config ?? {}) };
+    for (const [k, v] of Object.entries(inst.config)) if (/^(volatile|image)\./.test(k)) config[k] = v;
+    const extraKeys = Object.keys(inst.config).filter((k) => !(k in config));
+    const extraDevices = Object.keys(inst.devices).filter((k) => !(k in (spec.devices ?? {})));
+    if (extraKeys.length === 0 && extraDevices.length === 0) return;
+    this.d.log.debug(`${name}: dropping what the copy inherited: ${[...extraKeys, ...extraDevices.map((d) => `device ${d}`)].join(', ')}`);
+    await this.d.incus.run('PUT', this.d.incus.url(`/1.0/instances/${encodeURIComponent(name)}`), {
+      ...(inst.architecture ? { architecture: inst.architecture } : {}),
+      config,
+      devices: spec.devices ?? {},
+      profiles: spec.profiles ?? inst.profiles,
+      ephemeral: inst.ephemeral ?? false,
+      description: spec.description ?? '',
+    });
   }
 
   private explainCreateError(e: unknown): CoiError {
@@ -301,6 +341,43 @@ export class SandboxManager {
       await new Promise((r) => setTimeout(r, 100));
     }
     throw new CoiError(ErrorCodes.TIMEOUT, `${name} did not become ready within ${this.s.readyTimeoutSec} s (${last})`);
+  }
+
+  /**
+   * `[snapshots] auto = true`: a checkpoint when a session (not a one-shot
+   * `coi run`, whose sandbox is deleted after) starts, before the tool, so the user
+   * can always go back to before the agent's run; older automatic ones beyond
+   * `keep` are pruned. A checkpoint that fails fails the launch: the user asked
+   * for a way back and would not have one.
+   */
+  private async autoCheckpoint(name: string): Promise<void> {
+    const cfg = this.s.snapshots;
+    if (!cfg?.auto) return;
+    try {
+      const taken = await takeSnapshot(this.d.incus, name, { auto: true });
+      const pruned = await pruneCheckpoints(this.d.incus, name, cfg.keep);
+      this.d.progress?.(`checkpoint ${taken.name} of ${name} taken${pruned.length ? `, pruned ${pruned.join(', ')}` : ''} (keeping the last ${cfg.keep})`);
+    } catch (e) {
+      const err = toCoiError(e);
+      throw new CoiError(err.code, `[snapshots] auto = true, but the checkpoint of ${name} failed: ${err.message}`, {
+        remedy: { title: 'Check the storage pool (or set [snapshots] auto = false)', shell: 'coi health' },
+      });
+    }
+  }
+
+  /**
+   * After Incus started the sandbox again behind its session's back (a
+   * snapshot restore): wait for the boot, then start its tool again.
+   */
+  async resumeSession(name: string): Promise<SandboxInfo> {
+    const sb = await this.get(name);
+    await this.waitReady(name);
+    if (sb.kind === 'shell') {
+      const tool = getTool(sb.tool || this.s.tool);
+      // The restored home holds the tool's state as of the snapshot: continue from there.
+      await this.launchAgent(name, sb.workspace, tool, sb.session, 'in-place');
+    }
+    return this.get(name);
   }
 
   /** The environment the agent sees: named host variables only, plus literal ones and ours. */
@@ -518,7 +595,7 @@ export class SandboxManager {
    */
   async shutdown(name: string): Promise<'deleted' | 'stopped'> {
     const sb = await this.get(name);
-    if (!sb.persistent) await this.hold(name, 'shutdown');
+    if (!sb.persistent) await this.hold(name);
     const st = await this.d.incus.getState(name);
     if (st.status === 'Frozen') await this.d.incus.setState(name, 'unfreeze').catch(() => undefined);
     if (st.status !== 'Stopped') {
@@ -532,9 +609,12 @@ export class SandboxManager {
     return 'deleted';
   }
 
-  /** Marks a sandbox as being handled by coi, so the guard's reaper does not race us. */
-  private async hold(name: string, why: string): Promise<void> {
-    await this.d.incus.run('PATCH', this.d.incus.url(`/1.0/instances/${encodeURIComponent(name)}`), { config: { [LABELS.hold]: why } }).catch(() => undefined);
+  /**
+   * Marks a sandbox as being handled by this coi process (its pid), so the
+   * guard's reaper does not race us; the hold dies with the process.
+   */
+  private async hold(name: string): Promise<void> {
+    await this.d.incus.run('PATCH', this.d.incus.url(`/1.0/instances/${encodeURIComponent(name)}`), { config: { [LABELS.hold]: String(process.pid) } }).catch(() => undefined);
   }
 
   /** Deletes an instance; already gone counts as done. */
@@ -548,7 +628,7 @@ export class SandboxManager {
 
   async kill(name: string): Promise<void> {
     await this.get(name);
-    await this.hold(name, 'kill');
+    await this.hold(name);
     await this.d.incus.setState(name, 'stop', { force: true }).catch(() => undefined);
     await this.saveSession(name);
     await this.remove(name);
