@@ -260,8 +260,8 @@ async function orphanFacts(o: ProbeOptions, home: string, instances: { config: R
   }
   const claimed = new Set<string>();
   for (const i of instances) {
-    for (const d of Object.values({ ...i.devices, ...(i.expanded_devices ?? {}) })) if (d.host_name) claimed.add(d.host_name);
-    for (const [k, v] of Object.entries(i.config)) if (/^volatile\..*\.host_name$/.test(k)) claimed.add(v);
+    for (const d of Object.values({ ...(i.devices ?? {}), ...(i.expanded_devices ?? {}) })) if (d.host_name) claimed.add(d.host_name);
+    for (const [k, v] of Object.entries(i.config ?? {})) if (/^volatile\..*\.host_name$/.test(k)) claimed.add(v);
   }
   for (const n of safe(() => readdirSync('/sys/class/net'), [] as string[])) {
     if (!/^coi[0-9a-f]{11}$/.test(n) || claimed.has(n)) continue;

@@ -151,12 +151,12 @@ export class IncusClient {
   // ── instances ─────────────────────────────────────────────────────────────
 
   /** Full instances (config, devices, state) in one call. */
-  listInstances(opts: CallOptions & { filter?: string } = {}): Promise<InstanceFull[]> {
-    return this.get<InstanceFull[]>(this.url('/1.0/instances', { recursion: 2, filter: opts.filter }), opts);
+  async listInstances(opts: CallOptions & { filter?: string } = {}): Promise<InstanceFull[]> {
+    return ((await this.get<InstanceFull[] | null>(this.url('/1.0/instances', { recursion: 2, filter: opts.filter }), opts)) ?? []).map(normaliseInstance);
   }
 
-  getInstance(name: string, opts: CallOptions = {}): Promise<InstanceFull> {
-    return this.get<InstanceFull>(this.url(`/1.0/instances/${encodeURIComponent(name)}`, { recursion: 1 }), opts);
+  async getInstance(name: string, opts: CallOptions = {}): Promise<InstanceFull> {
+    return normaliseInstance(await this.get<InstanceFull>(this.url(`/1.0/instances/${encodeURIComponent(name)}`, { recursion: 1 }), opts));
   }
 
   async instanceExists(name: string): Promise<boolean> {
@@ -340,6 +340,11 @@ export class IncusClient {
       ...(opts.onLog ? { onLog: opts.onLog } : {}),
     });
   }
+}
+
+/** An instance caught while being created or deleted can come back with null config or devices. */
+function normaliseInstance(i: InstanceFull): InstanceFull {
+  return { ...i, config: i.config ?? {}, devices: i.devices ?? {}, profiles: i.profiles ?? [] };
 }
 
 function apiError(method: string, path: string, status: number, message: string): CoiError {
