@@ -20,11 +20,27 @@ import { IncusClient } from '../incus/client';
 import { IncusEventStream, lifecycleOf } from '../incus/events';
 import type { RawEvent } from '../incus/types';
 import type { Log } from '../log';
-import { EventTopic, GuardAllowIdmap, GuardEvent, GuardEventNotification, GuardInfo, GuardShutdown, GuardSubscribe, IncusEvent } from '../protocol/methods';
+import {
+  EventTopic,
+  GUARD_CAPABILITIES,
+  GuardAllowIdmap,
+  GuardCleanOrphans,
+  GuardEvent,
+  GuardEventNotification,
+  GuardInfo,
+  GuardNetworkStatus,
+  GuardSecureSandbox,
+  GuardShutdown,
+  GuardSubscribe,
+  IncusEvent,
+} from '../protocol/methods';
 import { notify, Router } from '../protocol/rpc';
 import { createConnection } from '../rpc/connection';
 import { COI_VERSION } from '../version';
 import { incusStatusOf } from '../core/info';
+import { inScope } from './network/desired';
+import type { PacketEvent } from './network/kmsg';
+import { NetworkController, NetworkControllerOptions } from './network/controller';
 import { PeerCredentials, peerCredentials } from './peer';
 import { Reaper } from './reaper';
 import { delegateId } from './subid';
@@ -41,6 +57,11 @@ export interface GuardOptions {
   /** Replaceable for tests that run the guard in-process. */
   identify?: (socket: net.Socket) => Promise<PeerCredentials | undefined>;
   onShutdownRequested?: () => void;
+  /**
+   * The network fence. Absent: the guard fences nothing and says so (no
+   * "network" capability), and launches that need it fail.
+   */
+  network?: Omit<NetworkControllerOptions, 'incus' | 'log' | 'onPacket'>;
 }
 
 interface Client {
@@ -57,20 +78,30 @@ export class GuardServer {
   private events: IncusEventStream | undefined;
   private readonly startedAt = new Date();
   private readonly reaper: Reaper;
+  readonly network: NetworkController | undefined;
 
   constructor(private readonly opts: GuardOptions) {
-    this.reaper = new Reaper(opts.incus, opts.log);
+    const scope = opts.network?.scope ?? '';
+    // A scoped guard (a test's) reaps only its own scope's sandboxes; the host's guard every managed one.
+    this.reaper = new Reaper(opts.incus, opts.log, undefined, scope ? (i) => inScope(i, scope) : undefined);
+    if (opts.network) {
+      this.network = new NetworkController({ ...opts.network, incus: opts.incus, log: opts.log, onPacket: (e) => this.relayPacket(e) });
+    }
   }
 
   async start(): Promise<void> {
     await this.claimSocket();
+    // Rules first: sandboxes that changed while no guard ran are fenced before anyone is answered.
+    await this.network?.start();
     this.events = this.opts.incus.events({ types: ['lifecycle'], allProjects: true, onLog: (m) => this.opts.log.debug(m) });
     this.events.on('event', (e) => {
       this.relayIncus(e);
       this.reaper.onEvent(e);
+      this.network?.onIncusEvent(e);
     });
     this.events.on('connected', () => {
-      // Whatever ended while nobody watched (guard down, events lost) is reaped now.
+      // Whatever changed while nobody watched (guard down, events lost) is reconciled and reaped now.
+      this.network?.onEventsConnected();
       void this.reaper.sweep();
       this.broadcast({ topic: 'guard', event: { kind: 'events-connected', message: 'connected to Incus events' } });
     });
@@ -96,6 +127,7 @@ export class GuardServer {
   async stop(): Promise<void> {
     this.broadcast({ topic: 'guard', event: { kind: 'stopping', message: 'guard is stopping' } });
     this.events?.close();
+    this.network?.stop();
     for (const c of this.clients.values()) c.conn.dispose();
     this.clients.clear();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
@@ -160,7 +192,35 @@ export class GuardServer {
         subscriptions: [...this.clients.values()].reduce((n, c) => n + c.topics.size, 0),
         incus: await incusStatusOf(this.opts.incus),
         eventsConnected: this.events?.connected ?? false,
+        capabilities: this.network ? [GUARD_CAPABILITIES.network] : [],
       }))
+      .onRequest(GuardSecureSandbox, async ({ name }) => {
+        const result = await this.requireNetwork().secure(name);
+        this.opts.log.debug(`secured ${name} for pid ${client.peer.pid}`);
+        return result;
+      })
+      .onRequest(GuardNetworkStatus, async () => {
+        const s = await this.requireNetwork().status();
+        return {
+          tables: s.installed.tables,
+          installed: s.installed.sandboxes.map((x) => ({
+            container: x.key,
+            bootBlocked: x.bootBlocked,
+            ...(x.hostIface !== undefined ? { hostIface: x.hostIface } : {}),
+            ...(x.mode !== undefined ? { mode: x.mode } : {}),
+            ...(x.packets !== undefined ? { packets: x.packets } : {}),
+            ...(x.bytes !== undefined ? { bytes: x.bytes } : {}),
+          })),
+          orphans: s.orphans,
+          problems: s.problems,
+          ...(s.lastApply ? { lastApply: s.lastApply } : {}),
+        };
+      })
+      .onRequest(GuardCleanOrphans, async ({ dryRun }) => {
+        const r = await this.requireNetwork().cleanOrphans(dryRun);
+        if (!dryRun && (r.removed.length > 0 || r.caches.length > 0)) this.opts.log.info(`removed the rules of ${r.removed.length} sandbox(es) that no longer exist (asked by pid ${client.peer.pid})`);
+        return r;
+      })
       .onRequest(GuardSubscribe, ({ topics }) => {
         for (const t of topics) client.topics.add(t);
         return { topics: [...client.topics] };
@@ -182,6 +242,28 @@ export class GuardServer {
         setImmediate(() => this.opts.onShutdownRequested?.());
         return { stopping: true as const };
       });
+  }
+
+  private requireNetwork(): NetworkController {
+    if (!this.network) throw new CoiError(ErrorCodes.NOT_PERMITTED, 'this guard does not fence networks (started without network support)', { remedy: { title: 'Restart the guard', shell: 'sudo coi guard stop && sudo coi guard start' } });
+    return this.network;
+  }
+
+  private relayPacket(e: PacketEvent): void {
+    const event: GuardEvent = {
+      topic: 'network',
+      event: {
+        container: e.container.slice(0, 128),
+        rule: e.rule.slice(0, 32),
+        action: e.action,
+        time: new Date().toISOString(),
+        ...(e.src !== undefined ? { src: e.src.slice(0, 64) } : {}),
+        ...(e.dst !== undefined ? { dst: e.dst.slice(0, 64) } : {}),
+        ...(e.proto !== undefined ? { proto: e.proto.slice(0, 16) } : {}),
+        ...(e.dport !== undefined ? { dport: e.dport } : {}),
+      },
+    };
+    this.broadcast(event);
   }
 
   private relayIncus(e: RawEvent): void {

@@ -150,9 +150,9 @@ export class IncusClient {
 
   // ── instances ─────────────────────────────────────────────────────────────
 
-  /** Full instances (config, devices, state) in one call. */
-  listInstances(opts: CallOptions & { filter?: string } = {}): Promise<InstanceFull[]> {
-    return this.get<InstanceFull[]>(this.url('/1.0/instances', { recursion: 2, filter: opts.filter }), opts);
+  /** Full instances (config, devices, state) in one call; `recursion: 1` leaves the state out, which is much cheaper. */
+  listInstances(opts: CallOptions & { filter?: string; recursion?: 1 | 2 } = {}): Promise<InstanceFull[]> {
+    return this.get<InstanceFull[]>(this.url('/1.0/instances', { recursion: opts.recursion ?? 2, filter: opts.filter }), opts);
   }
 
   getInstance(name: string, opts: CallOptions = {}): Promise<InstanceFull> {

@@ -7,6 +7,7 @@ import { LoadedConfig, limitsToIncus } from '../config';
 import { SETUP_NAMES } from '../setup/names';
 import type { SandboxSettings } from './manager';
 import { DEFAULT_PREFIX, validatePrefix } from './naming';
+import { guardScopeOf, networkLabelFromConfig } from './network-label';
 import { protectedPathList } from './protected';
 
 export function settingsFromConfig(loaded: LoadedConfig, env: NodeJS.ProcessEnv): SandboxSettings {
@@ -15,6 +16,7 @@ export function settingsFromConfig(loaded: LoadedConfig, env: NodeJS.ProcessEnv)
   const protectedPaths = c.security.disable_protection
     ? []
     : protectedPathList({ paths: c.security.protected_paths, additional: c.security.additional_protected_paths, writableHooks: c.git.writable_hooks }).filter((p) => !writable.has(p));
+  const network = networkLabelFromConfig(c.network);
   return {
     prefix: validatePrefix(env.COI_CONTAINER_PREFIX || DEFAULT_PREFIX),
     image: c.container.image,
@@ -35,5 +37,8 @@ export function settingsFromConfig(loaded: LoadedConfig, env: NodeJS.ProcessEnv)
     codeGid: c.incus.code_uid,
     disableShift: c.incus.disable_shift,
     limits: limitsToIncus(c.limits),
+    network: network.label,
+    networkWarnings: network.warnings,
+    ...guardScopeOf(env),
   };
 }

@@ -20,6 +20,10 @@ export const LABELS = {
   launcher: 'user.coi.launcher-pid',
   createdAt: 'user.coi.created-at',
   image: 'user.coi.image',
+  /** The network settings the guard enforces (compact JSON, see network-label.ts). */
+  network: 'user.coi.network',
+  /** Which guard fences it: absent for the host's guard, a scope for a test's guard. */
+  guardScope: 'user.coi.guard-scope',
 } as const;
 
 export type SandboxKind = 'shell' | 'run';

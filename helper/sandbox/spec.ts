@@ -6,6 +6,7 @@ import type { Devices, InstanceCreate } from '../incus/types';
 import type { IdmapMode } from './idmap';
 import { LABELS, SandboxKind } from './labels';
 import { hostVethName } from './naming';
+import { encodeNetworkLabel, NetworkLabel } from './network-label';
 import { protectedDevices } from './protected';
 
 export const WORKSPACE_MOUNT = '/workspace';
@@ -35,6 +36,10 @@ export interface SandboxSpecInput {
   /** SSH agent socket on the host to forward through a proxy device. */
   sshAgentSocket?: string;
   limits?: { config: Record<string, string>; rootDevice: Record<string, string> };
+  /** What the guard enforces; it reads this label back from Incus, never from a client. */
+  network: NetworkLabel;
+  /** Set only for a test's own guard (COI_GUARD_SCOPE). */
+  guardScope?: string;
   now: Date;
 }
 
@@ -86,6 +91,8 @@ export function buildInstanceSpec(s: SandboxSpecInput): InstanceCreate {
     [LABELS.launcher]: String(s.launcherPid),
     [LABELS.createdAt]: s.now.toISOString(),
     [LABELS.image]: s.image,
+    [LABELS.network]: encodeNetworkLabel(s.network),
+    ...(s.guardScope ? { [LABELS.guardScope]: s.guardScope } : {}),
   };
   return {
     name: s.name,
