@@ -13,10 +13,12 @@
  *   COI_NET_STATE_DIR      where the rendered ruleset is written for nft (default /run/coi/network)
  *   COI_NET_TTL_FLOOR_SEC  least DNS TTL honoured (default 60; tests lower it to see a refresh in seconds)
  *   COI_NET_GRACE_SEC      how long an address outlives its TTL for new connections (default 600)
+ *   COI_NFT                the nft program (default: nft on PATH); tests wrap it to stall an apply
  */
 import * as path from 'node:path';
 import { CoiError, ErrorCodes } from '../../errors';
 import { nodeResolve4 } from './allowlist';
+import { nftExec } from './nft';
 import type { NetworkControllerOptions } from './controller';
 import { tablesFor, validScope } from './names';
 
@@ -48,6 +50,7 @@ export function networkOptionsFromEnv(env: NodeJS.ProcessEnv): { scope: string; 
       cacheDir: scope && !env.COI_NET_CACHE_DIR ? path.join(cacheBase, `scope-${scope}`) : cacheBase,
       stateDir: scope && !env.COI_NET_STATE_DIR ? `${stateBase}-${scope}` : stateBase,
       resolve4: nodeResolve4(),
+      ...(env.COI_NFT ? { nft: nftExec({ binary: env.COI_NFT }) } : {}),
       ...(resolvers.length ? { resolvers } : {}),
       timing: { floorSec: Math.max(1, seconds(env, 'COI_NET_TTL_FLOOR_SEC', 60)), graceSec: seconds(env, 'COI_NET_GRACE_SEC', 600) },
     },
