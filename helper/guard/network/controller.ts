@@ -141,12 +141,39 @@ export class NetworkController {
     for (const a of this.allowlists.values()) if (a.timer) clearTimeout(a.timer);
   }
 
+  /**
+   * Reconciles after a lifecycle event that may change the rules: one about an
+   * instance of ours (known from the last apply, or found to be ours now), or
+   * a network change. Events about everybody else's instances cost one GET.
+   */
   onIncusEvent(e: RawEvent): void {
     const lc = lifecycleOf(e);
     if (!lc) return;
-    if (RECONCILE_ACTIONS.test(lc.action) || lc.action === 'network-updated') {
+    if (lc.action === 'network-updated') {
+      this.gateways.clear();
       void this.reconcile(`${lc.action} ${lc.source}`).catch(() => undefined);
+      return;
     }
+    if (!RECONCILE_ACTIONS.test(lc.action)) return;
+    const m = /^\/1\.0\/instances\/([^/?]+)/.exec(lc.source);
+    if (!m) return;
+    const name = decodeURIComponent(m[1]!);
+    void (async () => {
+      if (!this.known(name)) {
+        if (lc.action === 'instance-deleted') return;
+        const inst = await this.o.incus.getInstance(name, { timeoutMs: 30_000 }).catch(() => undefined);
+        // Gone already (created and deleted at once): the next event or sweep sees to it.
+        if (!inst || !inScope(inst, this.o.scope)) return;
+      }
+      await this.reconcile(`${lc.action} ${name}`);
+    })().catch(() => undefined);
+  }
+
+  /** Whether the last apply knew this instance (fenced, blocked or unfenceable). */
+  private known(name: string): boolean {
+    if (this.fenced.has(name)) return true;
+    const d = this.lastDesired;
+    return !!d && [...d.blocked, ...d.unfenced].some((p) => p.container === name);
   }
 
   onEventsConnected(): void {
