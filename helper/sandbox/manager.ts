@@ -290,7 +290,10 @@ export class SandboxManager {
     const probe = [
       'sh',
       '-c',
-      'if [ -d /run/systemd/system ]; then s=$(systemctl is-system-running --wait 2>/dev/null); case "$s" in running|degraded) exit 0;; *) echo "$s"; exit 3;; esac; else test -d /home/code; fi',
+      // Whether systemd is init is read from /sbin/init, not from /run/systemd/system: that directory
+      // appears only once systemd runs, and a probe in the first instants of boot would take the
+      // container for one without systemd, start tmux, and see systemd-tmpfiles empty /tmp under it.
+      'if [ -d /run/systemd/system ] || { [ -x /lib/systemd/systemd ] && [ "$(readlink -f /sbin/init)" = "$(readlink -f /lib/systemd/systemd)" ]; }; then s=$(systemctl is-system-running --wait 2>/dev/null); case "$s" in running|degraded) exit 0;; *) echo "$s"; exit 3;; esac; else test -d /home/code; fi',
     ];
     while (Date.now() < deadline) {
       try {
