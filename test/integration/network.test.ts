@@ -26,7 +26,7 @@
 import { strict as assert } from 'node:assert';
 import { ChildProcess, ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { GuardClient } from '../../helper/guard/client';
@@ -37,7 +37,7 @@ import type { IncusClient } from '../../helper/incus/client';
 import { GuardEvent, GuardNetworkStatus, GuardSecureSandbox, NetworkEvent } from '../../helper/protocol/methods';
 import type { RequestDef } from '../../helper/protocol/rpc';
 import { LABELS } from '../../helper/sandbox/labels';
-import { hostVethName } from '../../helper/sandbox/naming';
+import { containerName, hostVethName } from '../../helper/sandbox/naming';
 import { DEFAULT_NETWORK, NETWORK_LABEL } from '../../helper/sandbox/network-label';
 import { buildInstanceSpec } from '../../helper/sandbox/spec';
 import { DEAD_END_HOSTS, SETUP_NAMES } from '../../helper/setup/names';
@@ -65,7 +65,7 @@ const DOMAIN = 'allowed.test';
  */
 const CHURN = Number(process.env.COI_NET_CHURN ?? 200);
 const CHURN_MIN = Math.min(CHURN, 100);
-const CHURN_BUDGET_MS = 120_000;
+const CHURN_BUDGET_MS = 100_000;
 
 let c: IncusClient;
 let guard: ChildProcess | undefined;
@@ -562,6 +562,43 @@ describe('network isolation of real sandboxes', () => {
     ]);
   });
 
+  test('coi run is fenced too: its command is refused the private network and reaches the internet', async () => {
+    const ws = workspace('run');
+    const name = containerName(PREFIX, realpathSync(ws), 1);
+    const tryTcp = (h: string) => `if timeout 3 bash -c 'exec 3<>/dev/tcp/${h}/${PORT}' 2>/dev/null; then echo "${h} open"; else echo "${h} closed"; fi`;
+    // The command may run before DHCP answered: wait for the address first.
+    const script = `for i in $(seq 100); do ip -4 addr show eth0 | grep -q 'inet ' && break; sleep 0.1; done; ${tryTcp(DEAD_END_HOSTS.private)}; ${tryTcp(DEAD_END_HOSTS.internet)}`;
+    const r = await coi(['run', script], homeWith('run', ''), ws);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${DEAD_END_HOSTS.private} closed\n${DEAD_END_HOSTS.internet} open\n`);
+    await waitEvent((e) => e.container === name && e.rule === 'private' && e.dst === DEAD_END_HOSTS.private, 'the refusal inside coi run');
+  });
+
+  test('a persistent sandbox is fenced while stopped, and fenced again with today\'s settings before it restarts', async () => {
+    const ws = workspace('persistent');
+    const home = homeWith('persistent', '');
+    const first = await coi(['shell', '--background', '--persistent'], home, ws);
+    assert.equal(first.code, 0, first.stderr);
+    const name = first.stdout.trim();
+    await pushTools(name);
+    await ipv4Of(name);
+    await expectTable(name, [['private (restricted)', tcp(DEAD_END_HOSTS.private), 'refused']]);
+    const down = await coi(['shutdown', name], home, ws);
+    assert.equal(down.code, 0, down.stderr);
+    assert.ok((await installed()).includes(name), 'a stopped sandbox keeps its rules, ready for an `incus start` behind our back');
+    // The user opens the network for this workspace's next session.
+    writeFileSync(path.join(home, '.coi', 'config.toml'), `[container]\nimage = "coi-base"\n\n[tool]\nname = "shell"\n\n[network]\nmode = "open"\n`);
+    const second = await coi(['shell', '--background', '--persistent'], home, ws);
+    assert.equal(second.code, 0, second.stderr);
+    assert.equal(second.stdout.trim(), name, 'the same sandbox, restarted');
+    assert.match(second.stderr, /fencing the network of .* \(open\)/);
+    assert.equal(JSON.parse((await c.getInstance(name)).config[NETWORK_LABEL] ?? '{}').mode, 'open');
+    await ipv4Of(name);
+    await expectTable(name, [['private (open now)', tcp(DEAD_END_HOSTS.private), 'connected']]);
+    const kill = await coi(['kill', name], home, ws);
+    assert.equal(kill.code, 0, kill.stderr);
+  });
+
   test('no guard, no launch: the error says so and how to fix it, and nothing is left behind', async () => {
     const ws = workspace('noguard');
     const r = await coi(['shell', '--background'], homeWith('noguard', ''), ws, { COI_GUARD_SOCKET: path.join(root, 'no-guard.sock') });
@@ -631,6 +668,7 @@ describe('network isolation of real sandboxes', () => {
     const t0 = Date.now();
     const names: string[] = [];
     let maxInstalled = 0;
+    const spent = { create: 0, secure: 0, delete: 0 };
     const g = new GuardClient({ socketPath });
     await g.connect({ timeoutMs: 3_000 });
     for (let i = 0; i < CHURN && (i < CHURN_MIN || Date.now() - t0 < CHURN_BUDGET_MS); i++) {
@@ -638,16 +676,23 @@ describe('network isolation of real sandboxes', () => {
       // Every 20th is made from the image and started for real (its veth appears under its rules) before it is
       // killed; the others are created empty, which is all the guard looks at (labels and NIC).
       const started = i % 20 === 0;
+      let t = Date.now();
       const name = await createLabelled(`c${i}`, mode, !started);
       names.push(name);
+      spent.create += Date.now() - t;
+      t = Date.now();
       await g.request(GuardSecureSandbox, { name });
+      spent.secure += Date.now() - t;
       if (started) await c.setState(name, 'start', { timeoutMs: 60_000 });
       if (i % 25 === 0) maxInstalled = Math.max(maxInstalled, (await installed()).length);
+      t = Date.now();
       await c.deleteInstance(name, { force: true });
+      spent.delete += Date.now() - t;
     }
     g.close();
     const ms = Date.now() - t0;
-    console.log(`# churn: ${names.length} sandboxes in ${ms} ms (${Math.round(ms / names.length)} ms each); at most ${maxInstalled} sandboxes had rules at once`);
+    const avg = (x: number) => Math.round(x / names.length);
+    console.log(`# churn: ${names.length} sandboxes in ${ms} ms (${avg(ms)} ms each: create ${avg(spent.create)}, secure ${avg(spent.secure)}, delete ${avg(spent.delete)}); at most ${maxInstalled} sandboxes had rules at once`);
     assert.ok(maxInstalled <= 4, `rules never accumulated (${maxInstalled} sandboxes at most: 3 live + 1 churning)`);
     // The guard removes each one's rules on its deletion event; wait for the last.
     await waitInstalled([sb.r1, sb.a, sb.o]);
