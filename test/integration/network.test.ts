@@ -444,6 +444,12 @@ describe('network isolation of real sandboxes', () => {
     for (const s of status.installed) assert.equal(s.hostIface, hostVethName(s.container));
   });
 
+  test('a second guard for the same scope (another socket) refuses to start: two would undo each other\'s rules', async () => {
+    const r = spawnSync(process.execPath, [HELPER, 'guard', 'run'], { env: { ...guardEnv(), COI_GUARD_SOCKET: path.join(root, 'second.sock') }, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`another guard \\(pid ${guard!.pid}\\) already fences the sandboxes of scope "${SCOPE}"`));
+  });
+
   test('restricted: private, metadata, CGNAT and another container refused at once; internet hosts and DNS to the gateway reached', async () => {
     const got = await expectTable(sb.r1, [
       ['private 10.99.0.2', tcp(DEAD_END_HOSTS.private), 'refused'],

@@ -23,6 +23,7 @@
  * is down, and a launch without a guard fails.
  */
 import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
 import { CoiError, ErrorCodes, toCoiError } from '../../errors';
 import type { IncusClient } from '../../incus/client';
 import { lifecycleOf } from '../../incus/events';
@@ -121,8 +122,13 @@ export class NetworkController {
     this.now = o.now ?? Date.now;
   }
 
-  /** Applies the rules of every sandbox (errors are logged and retried) and starts following the kernel log. */
+  /**
+   * Claims the scope (one guard per scope replaces its tables: two would undo
+   * each other's applies), applies the rules of every sandbox (errors are
+   * logged and retried) and starts following the kernel log.
+   */
   async start(): Promise<void> {
+    await this.claimScope();
     if (this.o.kmsgPath !== null) {
       this.kmsg = new KmsgReader({ log: this.o.log, onEvent: (e) => this.packet(e), ...(this.o.kmsgPath ? { path: this.o.kmsgPath } : {}) });
       this.kmsg.start();
@@ -132,9 +138,39 @@ export class NetworkController {
     this.sweepTimer.unref();
   }
 
+  private get ownerFile(): string {
+    return path.join(this.o.stateDir, 'owner.pid');
+  }
+
+  private async claimScope(): Promise<void> {
+    await fs.mkdir(this.o.stateDir, { recursive: true, mode: 0o700 });
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await fs.writeFile(this.ownerFile, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      const pid = Number((await fs.readFile(this.ownerFile, 'utf8').catch(() => '')).trim());
+      if (pid > 0 && pid !== process.pid && (await isGuardProcess(pid))) {
+        throw new CoiError(ErrorCodes.ALREADY_EXISTS, `another guard (pid ${pid}) already fences the sandboxes of scope ${JSON.stringify(this.o.scope)}; two would undo each other's rules`, {
+          remedy: { title: 'Use that guard, or give this one a scope of its own (COI_GUARD_SCOPE, for tests)' },
+          details: { ownerFile: this.ownerFile },
+        });
+      }
+      // Left by a guard that died (kill -9, a crash): ours now.
+      await fs.rm(this.ownerFile, { force: true });
+    }
+    throw new CoiError(ErrorCodes.ALREADY_EXISTS, `could not claim ${this.ownerFile}`);
+  }
+
   /** Stops timers and the kernel log; the rules stay in force. */
   stop(): void {
     this.stopped = true;
+    void fs
+      .readFile(this.ownerFile, 'utf8')
+      .then((t) => (Number(t.trim()) === process.pid ? fs.rm(this.ownerFile, { force: true }) : undefined))
+      .catch(() => undefined);
     this.kmsg?.stop();
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
@@ -432,5 +468,15 @@ export class NetworkController {
       if (still.length > 0) throw new CoiError(ErrorCodes.INTERNAL, `rules of ${still.map((s) => s.key).join(', ')} are still installed after the clean-up`);
     }
     return { removed: orphans.map((o) => ({ container: o.key, objects: o.objects })), caches };
+  }
+}
+
+/** Whether a process is alive and is a `coi guard run` (not some other process that reused the pid). */
+async function isGuardProcess(pid: number): Promise<boolean> {
+  try {
+    const cmdline = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    return cmdline.includes('guard') && cmdline.includes('run');
+  } catch {
+    return false;
   }
 }
