@@ -83,6 +83,7 @@ function managerWith(d: FactoryDeps, settings: SandboxSettings): SandboxManager 
     host: hostIdentity(d.env),
     ...(d.progress ? { progress: d.progress } : {}),
     secureNetwork: (name) => secureWithGuard(guardSocketPath(d.env), name),
+    warn: d.warn,
     allowIdmap: async (uid, gid) => {
       const g = new GuardClient({ socketPath: guardSocketPath(d.env) });
       try {

@@ -84,6 +84,8 @@ export interface ManagerDeps {
    * and resolves once its rules are in place. Without it no sandbox starts.
    */
   secureNetwork?: (name: string) => Promise<{ mode: string; warnings: string[] }>;
+  /** Warnings the user should read (the CLI prints them, JSON-RPC returns them with the result). */
+  warn?: (message: string) => void;
 }
 
 const SYSTEM_DIRS = ['/', '/bin', '/boot', '/dev', '/etc', '/lib', '/lib64', '/proc', '/root', '/run', '/sbin', '/sys', '/usr', '/var', '/home'];
@@ -230,8 +232,8 @@ export class SandboxManager {
     this.d.progress?.(`fencing the network of ${name} (${this.s.network.mode})`);
     const r = await this.d.secureNetwork(name);
     for (const w of r.warnings) {
-      this.d.log.warn(w);
-      this.d.progress?.(`warning: ${w}`);
+      if (this.d.warn) this.d.warn(w);
+      else this.d.log.warn(w);
     }
   }
 
