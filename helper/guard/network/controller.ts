@@ -114,6 +114,7 @@ export class NetworkController {
   private sweepTimer: NodeJS.Timeout | undefined;
   private kmsg: KmsgReader | undefined;
   private stopped = false;
+  private loggedProblems = '';
 
   constructor(private readonly o: NetworkControllerOptions) {
     this.tables = tablesFor(o.scope);
@@ -252,7 +253,11 @@ export class NetworkController {
       this.fenced = new Set(desired.fenced);
       this.lastDesired = desired;
       this.lastApply = { at, ok: true, reason };
-      for (const p of [...desired.blocked, ...desired.unfenced]) this.o.log.warn(`network of ${p.container}: ${p.problem}`);
+      // Problems are logged when they change, not at every apply.
+      const problems = [...desired.blocked, ...desired.unfenced].map((p) => `network of ${p.container}: ${p.problem}`);
+      const key = problems.join('\n');
+      if (key !== this.loggedProblems) for (const p of problems) this.o.log.warn(p);
+      this.loggedProblems = key;
       this.o.log.debug(`network rules applied (${reason}): ${desired.fenced.length} fenced, ${desired.blocked.length} blocked, ${desired.unfenced.length} unfenceable`);
       if (this.retryTimer) clearTimeout(this.retryTimer);
       this.retryTimer = undefined;
