@@ -64,8 +64,8 @@ const DOMAIN = 'allowed.test';
  * fewer than CHURN_MIN. COI_NET_CHURN changes the count; the log line says how many ran.
  */
 const CHURN = Number(process.env.COI_NET_CHURN ?? 200);
-const CHURN_MIN = Math.min(CHURN, 100);
-const CHURN_BUDGET_MS = 100_000;
+const CHURN_MIN = Math.min(CHURN, 50);
+const CHURN_BUDGET_MS = 90_000;
 
 let c: IncusClient;
 let guard: ChildProcess | undefined;
