@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { toCoiError } from '../errors';
 import type { IncusClient } from '../incus/client';
 import { lifecycleOf } from '../incus/events';
-import type { RawEvent } from '../incus/types';
+import type { InstanceFull, RawEvent } from '../incus/types';
 import type { Log } from '../log';
 import { SandboxInfo, sandboxFromInstance } from '../sandbox/labels';
 import { pidAlive } from '../sandbox/lock';
@@ -43,7 +43,13 @@ export async function ownersHome(recorded: string | undefined, uid: number): Pro
 export class Reaper {
   private readonly inFlight = new Set<string>();
 
-  constructor(private readonly incus: IncusClient, private readonly log: Log, private readonly alive: (pid: number) => boolean = pidAlive) {}
+  constructor(
+    private readonly incus: IncusClient,
+    private readonly log: Log,
+    private readonly alive: (pid: number) => boolean = pidAlive,
+    /** Which instances this guard looks after (a test's guard: only its scope's); all managed ones by default. */
+    private readonly owns: (i: InstanceFull) => boolean = () => true,
+  ) {}
 
   /** Checks one instance after a lifecycle event about it. */
   onEvent(e: RawEvent): void {
@@ -56,7 +62,7 @@ export class Reaper {
   /** On start, and after losing events: look at everything once. */
   async sweep(): Promise<void> {
     const all = await this.incus.listInstances().catch(() => []);
-    for (const i of all) {
+    for (const i of all.filter(this.owns)) {
       const sb = sandboxFromInstance(i);
       if (sb) await this.reapIf(sb);
     }
@@ -93,7 +99,7 @@ export class Reaper {
 
   private async check(name: string): Promise<void> {
     const inst = await this.incus.getInstance(name).catch(() => undefined);
-    const sb = inst && sandboxFromInstance(inst);
+    const sb = inst && this.owns(inst) ? sandboxFromInstance(inst) : undefined;
     if (sb) await this.reapIf(sb);
   }
 

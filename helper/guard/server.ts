@@ -20,11 +20,27 @@ import { IncusClient } from '../incus/client';
 import { IncusEventStream, lifecycleOf } from '../incus/events';
 import type { RawEvent } from '../incus/types';
 import type { Log } from '../log';
-import { EventTopic, GuardAllowIdmap, GuardEvent, GuardEventNotification, GuardInfo, GuardShutdown, GuardSubscribe, IncusEvent } from '../protocol/methods';
+import {
+  EventTopic,
+  GUARD_CAPABILITIES,
+  GuardAllowIdmap,
+  GuardCleanOrphans,
+  GuardEvent,
+  GuardEventNotification,
+  GuardInfo,
+  GuardNetworkStatus,
+  GuardSecureSandbox,
+  GuardShutdown,
+  GuardSubscribe,
+  IncusEvent,
+} from '../protocol/methods';
 import { notify, Router } from '../protocol/rpc';
 import { createConnection } from '../rpc/connection';
 import { COI_VERSION } from '../version';
 import { incusStatusOf } from '../core/info';
+import { inScope } from './network/desired';
+import type { PacketEvent } from './network/kmsg';
+import { NetworkController, NetworkControllerOptions } from './network/controller';
 import { PeerCredentials, peerCredentials } from './peer';
 import { DeadlineKeeper } from './deadlines';
 import { tryBecomePrimary } from './primary';
@@ -46,6 +62,11 @@ export interface GuardOptions {
   /** Replaceable for tests that run the guard in-process. */
   identify?: (socket: net.Socket) => Promise<PeerCredentials | undefined>;
   onShutdownRequested?: () => void;
+  /**
+   * The network fence. Absent: the guard fences nothing and says so (no
+   * "network" capability), and launches that need it fail.
+   */
+  network?: Omit<NetworkControllerOptions, 'incus' | 'log' | 'onPacket'>;
 }
 
 interface Client {
@@ -67,7 +88,7 @@ export class GuardServer {
   private primaryTimer: NodeJS.Timeout | undefined;
 
   private async claimPrimary(): Promise<void> {
-    if (this.primary || this.opts.primaryLockDir === null) return;
+    if (this.primary || this.scoped || this.opts.primaryLockDir === null) return;
     this.primary = await tryBecomePrimary(this.opts.primaryLockDir);
     if (!this.primary) return;
     if (this.primaryTimer) clearInterval(this.primaryTimer);
@@ -78,15 +99,32 @@ export class GuardServer {
     }
   }
 
+  readonly network: NetworkController | undefined;
+  /** A test's guard (COI_GUARD_SCOPE) acts on its own scope only, and never takes the host lock. */
+  private readonly scoped: boolean;
+
+  /** Host-wide duties: the primary guard's, or a scoped guard's for its own scope. */
+  private get dutiful(): boolean {
+    return this.primary !== undefined || this.scoped;
+  }
+
   constructor(private readonly opts: GuardOptions) {
-    this.reaper = new Reaper(opts.incus, opts.log);
+    const scope = opts.network?.scope ?? '';
+    this.scoped = scope !== '';
+    // A scoped guard (a test's) reaps only its own scope's sandboxes; the host's guard every managed one.
+    this.reaper = new Reaper(opts.incus, opts.log, undefined, scope ? (i) => inScope(i, scope) : undefined);
     this.deadlines = new DeadlineKeeper(opts.incus, opts.log, (n) => this.broadcast({ topic: 'guard', event: n }));
+    if (opts.network) {
+      this.network = new NetworkController({ ...opts.network, incus: opts.incus, log: opts.log, onPacket: (e) => this.relayPacket(e) });
+    }
   }
 
   async start(): Promise<void> {
     await this.claimSocket();
+    // Rules first: sandboxes that changed while no guard ran are fenced before anyone is answered.
+    await this.network?.start();
     await this.claimPrimary();
-    if (!this.primary && this.opts.primaryLockDir !== null) {
+    if (!this.primary && !this.scoped && this.opts.primaryLockDir !== null) {
       this.opts.log.info('another guard holds the host lock: this one serves and relays only, and takes over if that guard dies');
       // A primary that dies (kill -9, crash) must not leave the host without one.
       this.primaryTimer = setInterval(() => void this.claimPrimary(), 2_000);
@@ -95,13 +133,15 @@ export class GuardServer {
     this.events = this.opts.incus.events({ types: ['lifecycle'], allProjects: true, onLog: (m) => this.opts.log.debug(m) });
     this.events.on('event', (e) => {
       this.relayIncus(e);
-      if (!this.primary) return;
+      this.network?.onIncusEvent(e);
+      if (!this.dutiful) return;
       this.reaper.onEvent(e);
       this.deadlines.onEvent(e);
     });
     this.events.on('connected', () => {
-      // Whatever ended while nobody watched (guard down, events lost) is reaped now.
-      if (this.primary) {
+      // Whatever changed while nobody watched (guard down, events lost) is reconciled and reaped now.
+      this.network?.onEventsConnected();
+      if (this.dutiful) {
         void this.reaper.sweep();
         void this.deadlines.sync();
       }
@@ -129,6 +169,7 @@ export class GuardServer {
   async stop(): Promise<void> {
     this.broadcast({ topic: 'guard', event: { kind: 'stopping', message: 'guard is stopping' } });
     this.events?.close();
+    this.network?.stop();
     this.deadlines.stop();
     if (this.primaryTimer) clearInterval(this.primaryTimer);
     await this.primary?.release();
@@ -197,7 +238,35 @@ export class GuardServer {
         incus: await incusStatusOf(this.opts.incus),
         eventsConnected: this.events?.connected ?? false,
         primary: this.primary !== undefined,
+        capabilities: this.network ? [GUARD_CAPABILITIES.network] : [],
       }))
+      .onRequest(GuardSecureSandbox, async ({ name }) => {
+        const result = await this.requireNetwork().secure(name);
+        this.opts.log.debug(`secured ${name} for pid ${client.peer.pid}`);
+        return result;
+      })
+      .onRequest(GuardNetworkStatus, async () => {
+        const s = await this.requireNetwork().status();
+        return {
+          tables: s.installed.tables,
+          installed: s.installed.sandboxes.map((x) => ({
+            container: x.key,
+            bootBlocked: x.bootBlocked,
+            ...(x.hostIface !== undefined ? { hostIface: x.hostIface } : {}),
+            ...(x.mode !== undefined ? { mode: x.mode } : {}),
+            ...(x.packets !== undefined ? { packets: x.packets } : {}),
+            ...(x.bytes !== undefined ? { bytes: x.bytes } : {}),
+          })),
+          orphans: s.orphans,
+          problems: s.problems,
+          ...(s.lastApply ? { lastApply: s.lastApply } : {}),
+        };
+      })
+      .onRequest(GuardCleanOrphans, async ({ dryRun }) => {
+        const r = await this.requireNetwork().cleanOrphans(dryRun);
+        if (!dryRun && (r.removed.length > 0 || r.caches.length > 0)) this.opts.log.info(`removed the rules of ${r.removed.length} sandbox(es) that no longer exist (asked by pid ${client.peer.pid})`);
+        return r;
+      })
       .onRequest(GuardSubscribe, ({ topics }) => {
         for (const t of topics) client.topics.add(t);
         return { topics: [...client.topics] };
@@ -219,6 +288,28 @@ export class GuardServer {
         setImmediate(() => this.opts.onShutdownRequested?.());
         return { stopping: true as const };
       });
+  }
+
+  private requireNetwork(): NetworkController {
+    if (!this.network) throw new CoiError(ErrorCodes.NOT_PERMITTED, 'this guard does not fence networks (started without network support)', { remedy: { title: 'Restart the guard', shell: 'sudo coi guard stop && sudo coi guard start' } });
+    return this.network;
+  }
+
+  private relayPacket(e: PacketEvent): void {
+    const event: GuardEvent = {
+      topic: 'network',
+      event: {
+        container: e.container.slice(0, 128),
+        rule: e.rule.slice(0, 32),
+        action: e.action,
+        time: new Date().toISOString(),
+        ...(e.src !== undefined ? { src: e.src.slice(0, 64) } : {}),
+        ...(e.dst !== undefined ? { dst: e.dst.slice(0, 64) } : {}),
+        ...(e.proto !== undefined ? { proto: e.proto.slice(0, 16) } : {}),
+        ...(e.dport !== undefined ? { dport: e.dport } : {}),
+      },
+    };
+    this.broadcast(event);
   }
 
   private relayIncus(e: RawEvent): void {

@@ -150,9 +150,9 @@ export class IncusClient {
 
   // ── instances ─────────────────────────────────────────────────────────────
 
-  /** Full instances (config, devices, state) in one call. */
-  async listInstances(opts: CallOptions & { filter?: string } = {}): Promise<InstanceFull[]> {
-    return ((await this.get<InstanceFull[] | null>(this.url('/1.0/instances', { recursion: 2, filter: opts.filter }), opts)) ?? []).map(normaliseInstance);
+  /** Full instances (config, devices, state) in one call; `recursion: 1` leaves the state out, which is much cheaper. */
+  async listInstances(opts: CallOptions & { filter?: string; recursion?: 1 | 2 } = {}): Promise<InstanceFull[]> {
+    return ((await this.get<InstanceFull[] | null>(this.url('/1.0/instances', { recursion: opts.recursion ?? 2, filter: opts.filter }), opts)) ?? []).map(normaliseInstance);
   }
 
   async getInstance(name: string, opts: CallOptions = {}): Promise<InstanceFull> {

@@ -55,11 +55,19 @@ export const GuardInfo = request(
     eventsConnected: z.boolean(),
     /** Holds the host lock: reaps ended sandboxes, enforces deadlines. */
     primary: z.boolean(),
+    /**
+     * What this guard does besides relaying events, e.g. "network" (it fences
+     * sandboxes' networks: guard/secureSandbox). Absent from older guards.
+     */
+    capabilities: z.array(z.string().max(64)).max(64).default([]),
   }),
 );
 export type GuardInfoResult = z.infer<typeof GuardInfo.result>;
 
-export const eventTopic = z.enum(['incus', 'guard']);
+/** Capability names in guard/info. */
+export const GUARD_CAPABILITIES = { network: 'network' } as const;
+
+export const eventTopic = z.enum(['incus', 'guard', 'network']);
 export type EventTopic = z.infer<typeof eventTopic>;
 
 export const GuardSubscribe = request(
@@ -82,8 +90,30 @@ export const incusEvent = z.object({
 });
 export type IncusEvent = z.infer<typeof incusEvent>;
 
+/**
+ * A connection our rules refused or dropped, from the kernel log line of the
+ * rule (so attributed by the sandbox's host-side interface, never by the
+ * packet's source address). Fields other than container, rule and action are
+ * absent for frames that are not IP (rule "vlan" or "l2").
+ */
+export const networkEvent = z.object({
+  container: z.string().max(128),
+  /** private, linklocal, cgnat, loopback, multicast, reserved, host, dns, notallowed, ipv6, vlan, l2, boot */
+  rule: z.string().max(32),
+  action: z.enum(['drop', 'reject']),
+  src: z.string().max(64).optional(),
+  dst: z.string().max(64).optional(),
+  /** tcp, udp, icmp, icmpv6, … */
+  proto: z.string().max(16).optional(),
+  dport: z.number().int().min(0).max(65535).optional(),
+  /** When the guard read the line (ISO 8601). */
+  time: z.string().max(64),
+});
+export type NetworkEvent = z.infer<typeof networkEvent>;
+
 export const guardEvent = z.discriminatedUnion('topic', [
   z.object({ topic: z.literal('incus'), event: incusEvent }),
+  z.object({ topic: z.literal('network'), event: networkEvent }),
   z.object({
     topic: z.literal('guard'),
     event: z.object({
@@ -106,6 +136,60 @@ export const GuardAllowIdmap = request(
   'guard/allowIdmap',
   z.object({ uid: z.number().int().min(0).max(4_294_967_294), gid: z.number().int().min(0).max(4_294_967_294) }).strict(),
   z.object({ changed: z.boolean() }),
+);
+
+const instanceName = z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-Za-z0-9-]*$/, 'an instance name (letters, digits and "-")');
+
+/**
+ * Fences a sandbox's network before it starts. The guard reads the instance
+ * from Incus (its labels, its NIC), checks it is a COI sandbox, recomputes the
+ * rules of every sandbox and applies them in one transaction; it answers only
+ * once they are in place. Nothing in the params but the name: what the
+ * sandbox may reach comes from its instance, not from the caller.
+ */
+export const GuardSecureSandbox = request(
+  'guard/secureSandbox',
+  z.object({ name: instanceName }).strict(),
+  z.object({
+    name: z.string(),
+    mode: z.enum(['restricted', 'allowlist', 'open']),
+    hostIface: z.string(),
+    /** allowlist: the names resolved and their addresses now allowed. */
+    resolved: z.array(z.object({ name: z.string(), ips: z.array(z.string()), error: z.string().optional() })),
+    warnings: z.array(z.string()),
+  }),
+);
+export type GuardSecureSandboxResult = z.infer<typeof GuardSecureSandbox.result>;
+
+const ruleSummary = z.object({
+  container: z.string(),
+  hostIface: z.string().optional(),
+  mode: z.string().optional(),
+  bootBlocked: z.boolean(),
+  packets: z.number().optional(),
+  bytes: z.number().optional(),
+});
+
+/** What the guard enforces now: installed rules, what it would not fence, and orphans. */
+export const GuardNetworkStatus = request(
+  'guard/networkStatus',
+  noParams,
+  z.object({
+    tables: z.array(z.string()),
+    installed: z.array(ruleSummary),
+    /** Rules of instances that no longer exist (removed by the next apply, or by coi clean --orphans). */
+    orphans: z.array(z.string()),
+    problems: z.array(z.object({ container: z.string(), problem: z.string() })),
+    lastApply: z.object({ at: z.string(), ok: z.boolean(), error: z.string().optional(), reason: z.string() }).optional(),
+  }),
+);
+export type GuardNetworkStatusResult = z.infer<typeof GuardNetworkStatus.result>;
+
+/** Removes rules (and allowlist caches) of sandboxes that no longer exist. */
+export const GuardCleanOrphans = request(
+  'guard/cleanOrphans',
+  z.object({ dryRun: z.boolean().default(false) }).strict(),
+  z.object({ removed: z.array(z.object({ container: z.string(), objects: z.array(z.string()) })), caches: z.array(z.string()) }),
 );
 
 // ── sandboxes ───────────────────────────────────────────────────────────────

@@ -8,6 +8,7 @@ import type { RuntimeLabel } from './labels';
 import { SETUP_NAMES } from '../setup/names';
 import type { SandboxSettings } from './manager';
 import { DEFAULT_PREFIX, validatePrefix } from './naming';
+import { guardScopeOf, networkLabelFromConfig } from './network-label';
 import { protectedPathList } from './protected';
 
 export function settingsFromConfig(loaded: LoadedConfig, env: NodeJS.ProcessEnv): SandboxSettings {
@@ -16,6 +17,7 @@ export function settingsFromConfig(loaded: LoadedConfig, env: NodeJS.ProcessEnv)
   const protectedPaths = c.security.disable_protection
     ? []
     : protectedPathList({ paths: c.security.protected_paths, additional: c.security.additional_protected_paths, writableHooks: c.git.writable_hooks }).filter((p) => !writable.has(p));
+  const network = networkLabelFromConfig(c.network);
   return {
     prefix: validatePrefix(env.COI_CONTAINER_PREFIX || DEFAULT_PREFIX),
     image: c.container.image,
@@ -53,6 +55,9 @@ export function settingsFromConfig(loaded: LoadedConfig, env: NodeJS.ProcessEnv)
       profileContexts: loaded.profile.context.map((x) => ({ profile: x.profile, text: x.text })),
     },
     snapshots: { auto: c.snapshots.auto, keep: c.snapshots.keep },
+    network: network.label,
+    networkWarnings: network.warnings,
+    ...guardScopeOf(env),
   };
 }
 

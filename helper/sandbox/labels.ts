@@ -30,6 +30,10 @@ export const LABELS = {
    * reap the stopped sandbox. A hold whose process died counts for nothing.
    */
   hold: 'user.coi.hold',
+  /** The network settings the guard enforces (compact JSON, see network-label.ts). */
+  network: 'user.coi.network',
+  /** Which guard fences it: absent for the host's guard, a scope for a test's guard. */
+  guardScope: 'user.coi.guard-scope',
 } as const;
 
 /** What the guard needs to enforce max_duration without any coi process alive. */

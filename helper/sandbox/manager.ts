@@ -26,6 +26,7 @@ import { acquireLock, pidAlive } from './lock';
 import { containerName, slotOf, tmuxSession, workspaceHash } from './naming';
 import { preparePlaceholders } from './protected';
 import { chooseSlot, ExistingSlot } from './slots';
+import { encodeNetworkLabel, NetworkLabel } from './network-label';
 import { buildInstanceSpec, privilegedKeys, WORKSPACE_MOUNT } from './spec';
 import { pruneCheckpoints, takeSnapshot } from '../snapshot/checkpoint';
 
@@ -50,6 +51,12 @@ export interface SandboxSettings {
   codeGid: number;
   disableShift: boolean;
   limits?: { config: Record<string, string>; rootDevice: Record<string, string> };
+  /** What the guard enforces on the sandbox's network, recorded on the instance. */
+  network: NetworkLabel;
+  /** Settings of `[network]` that could not be honoured, for the user to read. */
+  networkWarnings?: string[];
+  /** The guard scope (COI_GUARD_SCOPE) recorded on the instance: only a guard of that scope fences it. */
+  guardScope?: string;
   /** max_duration and how to end it; enforced by the guard. */
   runtime?: RuntimeLabel;
   agent: AgentSettings;
@@ -104,6 +111,13 @@ export interface ManagerDeps {
   allowIdmap?: (uid: number, gid: number) => Promise<void>;
   /** Reports launch progress (stderr on the CLI, a progress notification in VS Code). */
   progress?: (message: string) => void;
+  /**
+   * Asks the guard to fence the (created, not yet started) sandbox's network
+   * and resolves once its rules are in place. Without it no sandbox starts.
+   */
+  secureNetwork?: (name: string) => Promise<{ mode: string; warnings: string[] }>;
+  /** Warnings the user should read (the CLI prints them, JSON-RPC returns them with the result). */
+  warn?: (message: string) => void;
 }
 
 const SYSTEM_DIRS = ['/', '/bin', '/boot', '/dev', '/etc', '/lib', '/lib64', '/proc', '/root', '/run', '/sbin', '/sys', '/usr', '/var', '/home'];
@@ -178,6 +192,11 @@ export class SandboxManager {
       const name = containerName(this.s.prefix, workspace, choice.slot);
       if (choice.reuse) {
         this.d.progress?.(`restarting persistent sandbox ${name}`);
+        // Today's network settings, fenced before it starts like a new sandbox.
+        await this.d.incus.run('PATCH', this.d.incus.url(`/1.0/instances/${encodeURIComponent(name)}`), {
+          config: { [LABELS.network]: encodeNetworkLabel(this.s.network), [LABELS.guardScope]: this.s.guardScope ?? '' },
+        });
+        await this.secureNetwork(name);
         await this.d.incus.setState(name, 'start', { timeoutMs: 120_000 });
         await this.waitReady(name);
         const info = await this.get(name);
@@ -220,6 +239,8 @@ export class SandboxManager {
       ...(sshAgentSocket ? { sshAgentSocket } : {}),
       ...(this.s.limits ? { limits: this.s.limits } : {}),
       ...(this.s.runtime ? { runtime: this.s.runtime } : {}),
+      network: this.s.network,
+      ...(this.s.guardScope ? { guardScope: this.s.guardScope } : {}),
     });
     if (req.from) {
       spec.source = { type: 'copy', source: `${req.from.instance}/${req.from.snapshot}` };
@@ -232,6 +253,7 @@ export class SandboxManager {
     }
     try {
       if (req.from) await this.dropInherited(name, spec);
+      await this.secureNetwork(name);
       await this.d.incus.setState(name, 'start', { timeoutMs: 120_000 }).catch((e: unknown) => {
         throw this.explainStartError(e, idmap);
       });
@@ -269,6 +291,21 @@ export class SandboxManager {
       ephemeral: inst.ephemeral ?? false,
       description: spec.description ?? '',
     });
+  }
+
+  /** The fail-closed handshake: the guard fences the sandbox's network, or it does not start. */
+  private async secureNetwork(name: string): Promise<void> {
+    if (!this.d.secureNetwork) {
+      throw new CoiError(ErrorCodes.GUARD_UNREACHABLE, `cannot start ${name}: the COI guard must fence its network first, and there is no guard to ask`, {
+        remedy: { title: 'Start the guard', shell: 'sudo coi guard start', command: 'coi.setup' },
+      });
+    }
+    this.d.progress?.(`fencing the network of ${name} (${this.s.network.mode})`);
+    const r = await this.d.secureNetwork(name);
+    for (const w of r.warnings) {
+      if (this.d.warn) this.d.warn(w);
+      else this.d.log.warn(w);
+    }
   }
 
   private explainCreateError(e: unknown): CoiError {

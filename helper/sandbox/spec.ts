@@ -6,6 +6,7 @@ import type { Devices, InstanceCreate } from '../incus/types';
 import type { IdmapMode } from './idmap';
 import { LABELS, RuntimeLabel, SandboxKind } from './labels';
 import { hostVethName } from './naming';
+import { encodeNetworkLabel, NetworkLabel } from './network-label';
 import { protectedDevices } from './protected';
 
 export const WORKSPACE_MOUNT = '/workspace';
@@ -37,6 +38,10 @@ export interface SandboxSpecInput {
   sshAgentSocket?: string;
   limits?: { config: Record<string, string>; rootDevice: Record<string, string> };
   runtime?: RuntimeLabel;
+  /** What the guard enforces; it reads this label back from Incus, never from a client. */
+  network: NetworkLabel;
+  /** Set only for a test's own guard (COI_GUARD_SCOPE). */
+  guardScope?: string;
   now: Date;
 }
 
@@ -90,6 +95,8 @@ export function buildInstanceSpec(s: SandboxSpecInput): InstanceCreate {
     [LABELS.createdAt]: s.now.toISOString(),
     [LABELS.image]: s.image,
     ...(s.runtime ? { [LABELS.runtime]: JSON.stringify(s.runtime) } : {}),
+    [LABELS.network]: encodeNetworkLabel(s.network),
+    ...(s.guardScope ? { [LABELS.guardScope]: s.guardScope } : {}),
   };
   return {
     name: s.name,
