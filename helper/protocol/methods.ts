@@ -154,3 +154,29 @@ export const SandboxChanged = notification(
   '$/sandbox/changed',
   z.object({ name: z.string(), action: z.string(), sandbox: sandboxInfo.nullable() }),
 );
+
+/**
+ * What "Open Workspace in COI Sandbox" offers for one workspace: the tools and
+ * profiles, and what its configuration would pick without a choice.
+ */
+export const SandboxOptions = request(
+  'sandbox/options',
+  z.object({ workspace: z.string().min(1).max(4096) }).strict(),
+  z.object({
+    tools: z.array(z.object({ name: z.string(), description: z.string() })),
+    profiles: z.array(z.object({ name: z.string(), scope: z.string(), description: z.string().optional() })),
+    defaults: z.object({ tool: z.string(), persistent: z.boolean(), profile: z.string().optional() }),
+  }),
+);
+export type SandboxOptionsResult = z.infer<typeof SandboxOptions.result>;
+
+// ── snapshots ───────────────────────────────────────────────────────────────
+
+export const snapshotInfo = z.object({ name: z.string(), createdAt: z.string(), stateful: z.boolean() });
+export type SnapshotInfoWire = z.infer<typeof snapshotInfo>;
+
+export const SnapshotList = request('snapshot/list', z.object({ name: z.string() }).strict(), z.object({ snapshots: z.array(z.object({ name: z.string(), createdAt: z.string(), stateful: z.boolean() })) }));
+export const SnapshotCreate = request('snapshot/create', z.object({ name: z.string(), snapshot: z.string().optional() }).strict(), z.object({ snapshot: snapshotInfo }));
+export const SnapshotRestore = request('snapshot/restore', z.object({ name: z.string(), snapshot: z.string() }).strict(), z.object({}));
+export const SnapshotDelete = request('snapshot/delete', z.object({ name: z.string(), snapshot: z.string() }).strict(), z.object({}));
+export const SnapshotBranch = request('snapshot/branch', z.object({ name: z.string(), snapshot: z.string() }).strict(), z.object({ sandbox: sandboxInfo }));

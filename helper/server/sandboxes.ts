@@ -8,16 +8,30 @@ import { toCoiError } from '../errors';
 import type { IncusClient } from '../incus/client';
 import { IncusEventStream, lifecycleOf } from '../incus/events';
 import type { Log } from '../log';
-import { SandboxChanged, SandboxClean, SandboxKill, SandboxList, SandboxOpen, SandboxPersist, SandboxResume, SandboxShutdown } from '../protocol/methods';
+import { listProfiles, loadConfig } from '../config';
+import { SandboxChanged, SandboxClean, SandboxKill, SandboxList, SandboxOpen, SandboxOptions, SandboxPersist, SandboxResume, SandboxShutdown } from '../protocol/methods';
 import { notify, Router } from '../protocol/rpc';
 import { FactoryDeps, launchManager, managerByName } from '../sandbox/factory';
 import { sandboxFromInstance } from '../sandbox/labels';
+import { hostIdentity, resolveWorkspace } from '../sandbox/manager';
+import { getTool, toolNames } from '../tools/registry';
 import { DEFAULT_PREFIX } from '../sandbox/naming';
 
 export function registerSandboxMethods(router: Router, incus: IncusClient, env: NodeJS.ProcessEnv, log: Log): void {
   const deps = (warnings: string[] = []): FactoryDeps => ({ env, incus, log, warn: (m) => warnings.push(m) });
   router
     .onRequest(SandboxList, async () => ({ sandboxes: await managerByName(deps()).list() }))
+    .onRequest(SandboxOptions, async ({ workspace }) => {
+      const home = hostIdentity(env).home;
+      const real = resolveWorkspace(workspace, home);
+      const loaded = await loadConfig({ home, workspace: real, env });
+      const profiles = await listProfiles({ home, workspace: real, env });
+      return {
+        tools: toolNames().map((name) => ({ name, description: getTool(name).description })),
+        profiles: profiles.map((p) => ({ name: p.name, scope: p.scope, ...(p.description ? { description: p.description } : {}) })),
+        defaults: { tool: loaded.config.tool.name, persistent: loaded.config.container.persistent, profile: loaded.profile.name },
+      };
+    })
     .onRequest(SandboxOpen, async (p) => {
       const warnings: string[] = [];
       const mgr = await launchManager(deps(warnings), p.workspace, {

@@ -11,10 +11,12 @@ import { HelperInfo } from '../protocol/methods';
 import { Router } from '../protocol/rpc';
 import { createConnection } from '../rpc/connection';
 import { registerSandboxMethods, watchSandboxes } from './sandboxes';
+import { registerSnapshotMethods } from './snapshots';
 
 export function helperRouter(incus: IncusClient, env: NodeJS.ProcessEnv, log = createLog('helper')): Router {
   const router = new Router(log).onRequest(HelperInfo, () => helperInfo(incus, guardSocketPath(env)));
   registerSandboxMethods(router, incus, env, log);
+  registerSnapshotMethods(router, incus, env, log);
   return router;
 }
 
