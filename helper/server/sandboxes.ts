@@ -53,22 +53,35 @@ export function registerSandboxMethods(router: Router, incus: IncusClient, env: 
     .onRequest(SandboxClean, async ({ dryRun }) => ({ removed: await managerByName(deps()).clean(dryRun) }));
 }
 
-/** Pushes `$/sandbox/changed` for each lifecycle event of one of our instances. */
+/**
+ * Pushes `$/sandbox/changed` for each lifecycle event of one of our instances,
+ * in the order Incus sent them: each event re-reads its instance, and a later
+ * event of the same instance waits for the earlier one's notification, so a
+ * slow read of a "stopped" cannot arrive after the "deleted" that followed it.
+ */
 export function watchSandboxes(conn: MessageConnection, incus: IncusClient, env: NodeJS.ProcessEnv, log: Log): IncusEventStream {
   const prefix = env.COI_CONTAINER_PREFIX || DEFAULT_PREFIX;
   const events = incus.events({ types: ['lifecycle'], onLog: (m) => log.debug(m) });
+  const queues = new Map<string, Promise<void>>();
   events.on('event', (e) => {
     const lc = lifecycleOf(e);
     const m = lc && /^\/1\.0\/instances\/([^/?]+)/.exec(lc.source);
     if (!lc || !m) return;
     const name = decodeURIComponent(m[1]!);
     if (!name.startsWith(prefix)) return;
-    void (async () => {
+    const report = async () => {
       const inst = lc.action === 'instance-deleted' ? undefined : await incus.getInstance(name).catch(() => undefined);
       const sandbox = inst ? sandboxFromInstance(inst) ?? null : null;
       if (inst && !sandbox) return; // not ours after all (no managed label)
       await notify(conn, SandboxChanged, { name, action: lc.action, sandbox });
-    })().catch((err: unknown) => log.warn(`could not report ${name}: ${toCoiError(err).message}`));
+    };
+    const next = (queues.get(name) ?? Promise.resolve())
+      .then(report)
+      .catch((err: unknown) => log.warn(`could not report ${name}: ${toCoiError(err).message}`));
+    queues.set(name, next);
+    void next.then(() => {
+      if (queues.get(name) === next) queues.delete(name);
+    });
   });
   return events;
 }
