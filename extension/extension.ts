@@ -10,7 +10,7 @@
  * of commands/args.ts; this file only asks the user and shows the outcome.
  */
 import * as vscode from 'vscode';
-import { HelperInfo, SandboxList, SandboxOpen, SandboxOptions, SandboxOptionsResult, SandboxShutdown, SnapshotList } from '../helper/protocol/methods';
+import { HelperInfo, SandboxChanged, SandboxList, SandboxOpen, SandboxOptions, SandboxOptionsResult, SandboxShutdown, SnapshotList } from '../helper/protocol/methods';
 import {
   choicesKey,
   confirmation,
@@ -89,6 +89,13 @@ export function activate(context: vscode.ExtensionContext): void {
   renderStatus();
   status.show();
   context.subscriptions.push(status, provider.onDidChangeState(renderStatus));
+
+  context.subscriptions.push(
+    proc.onNotification(SandboxChanged, (n) => {
+      if (!n.sandbox) terminals.ended(n.name, 'the sandbox was deleted');
+      else if (n.sandbox.state === 'stopped') terminals.ended(n.name, 'the sandbox stopped');
+    }),
+  );
 
   // ── agent terminals after a window reload: once, on the first list of sandboxes ──
   let restored = false;
@@ -193,6 +200,13 @@ export function activate(context: vscode.ExtensionContext): void {
     return result.sandbox;
   };
 
+  /** Shows a node in the view (when the view is open), expanding it if asked. Best effort. */
+  const reveal = async (id: string, expand: boolean) => {
+    const node = provider.node(id);
+    if (!node || !view.visible) return;
+    await Promise.resolve(view.reveal(node, { expand, select: false, focus: false })).catch((e: unknown) => log.debug(`reveal ${id}: ${String(e)}`));
+  };
+
   const helperTerminal = (name: string, icon: string, args: string[], cwd?: string) => {
     const terminal = vscode.window.createTerminal({ name, iconPath: new vscode.ThemeIcon(icon), ...(cwd ? { cwd } : {}) });
     terminal.show();
@@ -253,7 +267,9 @@ export function activate(context: vscode.ExtensionContext): void {
     };
     await context.workspaceState.update(choicesKey(folder.path), choices);
     const sb = await openSandbox(folder, choices);
-    if (sb && settings().get<boolean>('openTerminalOnStart', true)) terminals.open(sb, { show: true });
+    if (!sb) return;
+    await reveal(`sandbox:${sb.name}`, false);
+    if (settings().get<boolean>('openTerminalOnStart', true)) terminals.open(sb, { show: true });
   });
 
   command('coi.attach', async (arg) => {
@@ -276,7 +292,7 @@ export function activate(context: vscode.ExtensionContext): void {
     terminal.sendText(runCommandLine(bin, folder.path, cmd.trim()));
   });
 
-  const lifecycle = (cmd: 'coi.shutdown' | 'coi.kill' | 'coi.persist' | 'coi.resume', verb: string) =>
+  const lifecycle = (cmd: 'coi.shutdown' | 'coi.kill' | 'coi.persist' | 'coi.resume', verb: string, done: string) =>
     async (arg: unknown) => {
       const sb = await sandboxFor(cmd, arg);
       if (!sb || !(await confirm(cmd, sb))) return;
@@ -284,12 +300,12 @@ export function activate(context: vscode.ExtensionContext): void {
       const which = sb.slot !== undefined ? `slot ${sb.slot}` : sb.name;
       const result = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `COI: ${verb} ${which}…` }, () => proc.request(def, params));
       const outcome = (result as { outcome?: string }).outcome;
-      vscode.window.setStatusBarMessage(`COI: ${verb} ${which}${outcome ? `: ${outcome}` : ''}`, 5_000);
+      vscode.window.setStatusBarMessage(`COI: ${which} ${outcome ?? done}`, 5_000);
     };
-  command('coi.shutdown', lifecycle('coi.shutdown', 'shutting down'));
-  command('coi.kill', lifecycle('coi.kill', 'killing'));
-  command('coi.persist', lifecycle('coi.persist', 'making persistent'));
-  command('coi.resume', lifecycle('coi.resume', 'resuming'));
+  command('coi.shutdown', lifecycle('coi.shutdown', 'shutting down', 'shut down'));
+  command('coi.kill', lifecycle('coi.kill', 'killing', 'killed'));
+  command('coi.persist', lifecycle('coi.persist', 'making persistent', 'is now persistent'));
+  command('coi.resume', lifecycle('coi.resume', 'resuming', 'resumed'));
 
   command('coi.snapshot.create', async (arg) => {
     const sb = await sandboxFor('coi.snapshot.create', arg);
@@ -307,13 +323,11 @@ export function activate(context: vscode.ExtensionContext): void {
     };
     if (provider.current.snapshots[sb.name]?.kind === 'ready') provider.apply({ type: 'snapshot-created', name: sb.name, snapshot });
     else await provider.loadSnapshots(sb.name);
-    // Show it: expand the slot.
-    const node = provider.node(`sandbox:${sb.name}`);
-    if (node && view.visible) await Promise.resolve(view.reveal(node, { expand: true, select: false, focus: false })).catch((e: unknown) => log.debug(`reveal: ${String(e)}`));
+    await reveal(`sandbox:${sb.name}`, true); // the slot expanded, so the snapshot shows
     vscode.window.setStatusBarMessage(`COI: snapshot ${snapshot.name} of ${sb.name} created`, 5_000);
   });
 
-  const snapshotCommand = (cmd: SnapshotCommand, verb: string) =>
+  const snapshotCommand = (cmd: SnapshotCommand, verb: string, done: string) =>
     async (arg: unknown) => {
       const target = await snapshotFor(cmd, arg);
       if (!target) return;
@@ -329,11 +343,11 @@ export function activate(context: vscode.ExtensionContext): void {
         provider.apply({ type: 'sandbox-changed', name: branched.name, action: 'branched', sandbox: branched });
         if (settings().get<boolean>('openTerminalOnStart', true) && branched.state === 'running') terminals.open(branched, { show: true });
       }
-      vscode.window.setStatusBarMessage(`COI: ${verb} ${target.snapshot} of ${target.sandbox}: done`, 5_000);
+      vscode.window.setStatusBarMessage(`COI: ${done} ${target.snapshot} of ${target.sandbox}`, 5_000);
     };
-  command('coi.snapshot.restore', snapshotCommand('coi.snapshot.restore', 'restoring'));
-  command('coi.snapshot.delete', snapshotCommand('coi.snapshot.delete', 'deleting'));
-  command('coi.snapshot.branch', snapshotCommand('coi.snapshot.branch', 'branching from'));
+  command('coi.snapshot.restore', snapshotCommand('coi.snapshot.restore', 'restoring', 'restored'));
+  command('coi.snapshot.delete', snapshotCommand('coi.snapshot.delete', 'deleting', 'deleted'));
+  command('coi.snapshot.branch', snapshotCommand('coi.snapshot.branch', 'branching from', 'branched from'));
 
   command('coi.build', () => helperTerminal('COI Build', 'package', ['build']));
   command('coi.health', () => helperTerminal('COI Health', 'pulse', ['health']));

@@ -60,16 +60,29 @@ export class AgentTerminals implements vscode.Disposable {
     return term;
   }
 
-  /** Opens the missing agent terminals of this window's running slots (after a reload). */
+  /** Opens the missing agent terminals of this window's running slots (after a reload), without taking the focus. */
   restore(sandboxes: Sandbox[]): number {
     const missing = terminalsToRestore(
       sandboxes.filter((sb) => !this.byName.has(sb.name)),
       this.folders(),
       vscode.window.terminals.filter((t) => t.exitStatus === undefined).map((t) => t.name),
     );
-    for (const sb of missing) this.open(sb, { show: false });
+    // The first one comes to the front of the panel (a reload may have put a fresh shell there).
+    missing.forEach((sb, i) => this.open(sb, { show: i === 0, preserveFocus: true }));
     if (missing.length) this.log.info(`restored ${missing.length} agent terminal(s): ${missing.map((s) => s.name).join(', ')}`);
     return missing.length;
+  }
+
+  /**
+   * The sandbox stopped or is gone: its agent terminal has nothing left to show
+   * (and `coi attach` may not notice a container deleted under it), so close it.
+   */
+  ended(name: string, why: string): void {
+    const term = this.byName.get(name);
+    if (!term) return;
+    this.byName.delete(name);
+    this.log.info(`closing the agent terminal of ${name}: ${why}`);
+    term.dispose();
   }
 
   dispose(): void {

@@ -276,7 +276,9 @@ function bySlot(a: Sandbox, b: Sandbox): number {
 function workspaceNode(f: Folder, sandboxes: Sandbox[], state: ModelState): TreeNode {
   const slots = [...sandboxes].sort(bySlot).map((sb) => slotNode(sb, state));
   return {
-    id: `workspace:${f.path}`,
+    // VS Code applies an item's collapsible state only to an id it has not seen:
+    // a folder that gets its first slot becomes a new (expanded) item.
+    id: slots.length ? `workspace:${f.path}#slots` : `workspace:${f.path}`,
     label: f.name,
     description: workspaceSummary(sandboxes, state),
     tooltip: f.path,
@@ -458,19 +460,26 @@ export function statusBarOf(state: ModelState): StatusBarView {
     if (state.info.kind === 'loading') return { text: '$(loading~spin) COI', tooltip: 'COI: connecting to the helper…' };
     return { text: '$(vm) COI', tooltip: 'COI: open the Sandboxes view' };
   }
-  const problems = [!info.incus.reachable && 'Incus is not reachable', !info.guard.reachable && 'the guard is not running'].filter(Boolean);
-  if (problems.length) return { text: '$(warning) COI', tooltip: `COI: ${problems.join('; ')}`, background: 'statusBarItem.warningBackground' };
+  const problems = [!info.incus.reachable && 'Incus is not reachable', !info.guard.reachable && 'the guard is not running'].filter((p): p is string => !!p);
   const mine = currentSandboxes(state);
-  if (mine.length === 0) return { text: '$(vm) COI', tooltip: `COI: ${describeVersions(info)}` };
+  if (mine.length === 0) {
+    if (problems.length) return { text: '$(warning) COI', tooltip: `COI: ${problems.join('; ')}`, background: 'statusBarItem.warningBackground' };
+    return { text: '$(vm) COI', tooltip: `COI: ${describeVersions(info)}` };
+  }
   // "COI: running (slot 1)", "COI: frozen (slot 2), running (slots 1, 3)"
   const groups = STATE_ORDER.map((st) => ({ st, slots: mine.filter((sb) => sb.state === st).map((sb) => sb.slot) })).filter((g) => g.slots.length > 0);
   const text = groups.map((g) => `${g.st} (slot${g.slots.length > 1 ? 's' : ''} ${g.slots.join(', ')})`).join(', ');
-  const icon = groups[0]!.st === 'frozen' || groups[0]!.st === 'error' ? '$(warning)' : groups.some((g) => g.st === 'running') ? '$(vm-running)' : '$(vm-outline)';
-  const tooltip = ['COI sandboxes of this workspace:', ...mine.map((sb) => `slot ${sb.slot}: ${sb.state}, ${sb.tool}, ${sb.persistent ? 'persistent' : 'ephemeral'} (${sb.name})`)].join('\n');
+  const attention = groups[0]!.st === 'frozen' || groups[0]!.st === 'error';
+  const icon = attention || problems.length ? '$(warning)' : groups.some((g) => g.st === 'running') ? '$(vm-running)' : '$(vm-outline)';
+  const tooltip = [
+    'COI sandboxes of this workspace:',
+    ...mine.map((sb) => `slot ${sb.slot}: ${sb.state}, ${sb.tool}, ${sb.persistent ? 'persistent' : 'ephemeral'} (${sb.name})`),
+    ...problems.map((p) => `Warning: ${p}`),
+  ].join('\n');
   return {
     text: `${icon} COI: ${text}`,
     tooltip,
-    ...(groups.some((g) => g.st === 'frozen' || g.st === 'error') ? { background: 'statusBarItem.warningBackground' as const } : {}),
+    ...(attention || problems.length ? { background: 'statusBarItem.warningBackground' as const } : {}),
   };
 }
 

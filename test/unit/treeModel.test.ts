@@ -182,11 +182,15 @@ test('live: $/sandbox/changed adds, updates and removes slots without a new list
   s = reduce(s, { type: 'sandbox-changed', name: 'a', action: 'instance-created', sandbox: sb({ name: 'a', state: 'stopped', phase: 'creating' }) });
   s = reduce(s, { type: 'sandbox-changed', name: 'a', action: 'instance-started', sandbox: sb({ name: 'a' }) });
   assert.deepEqual(contexts(ws(s).children!), ['coi.sandbox;state=running;persistent=false;kind=shell']);
+  // A new id, so VS Code shows the folder expanded rather than keeping the leaf it knew.
+  assert.equal(ws(s).id, 'workspace:/home/u/proj#slots');
+  assert.equal(ws(s).collapsible, 'expanded');
   s = reduce(s, { type: 'sandbox-changed', name: 'a', action: 'instance-paused', sandbox: sb({ name: 'a', state: 'frozen' }) });
   assert.equal(ws(s).children![0]!.contextValue, 'coi.sandbox;state=frozen;persistent=false;kind=shell');
   s = reduce(s, { type: 'sandbox-changed', name: 'a', action: 'instance-deleted', sandbox: null });
   assert.equal(ws(s).children, undefined);
   assert.equal(ws(s).description, 'no sandbox yet');
+  assert.equal(ws(s).id, 'workspace:/home/u/proj');
 });
 
 test('while the first list loads the workspace says so; a failed list is a problem item with its fix', () => {
@@ -270,4 +274,11 @@ test('status bar: the current workspace\'s sandbox state, "COI: running (slot 1)
   assert.equal(mixed.text, '$(warning) COI: frozen (slot 2), running (slots 1, 3)');
   assert.equal(mixed.background, 'statusBarItem.warningBackground');
   assert.equal(statusBarOf(run(ready(sb({ name: 'a', state: 'stopped', persistent: true })))).text, '$(vm-outline) COI: stopped (slot 1)');
+  // The guard being down does not hide the sandbox's state; it adds a warning.
+  const noGuard = statusBarOf(
+    run([{ type: 'info-received', info: info({ guard: { reachable: false, socket: 's', error: 'y' } }) }, { type: 'sandboxes-listed', sandboxes: [sb({ name: 'a' })] }]),
+  );
+  assert.equal(noGuard.text, '$(warning) COI: running (slot 1)');
+  assert.equal(noGuard.background, 'statusBarItem.warningBackground');
+  assert.match(noGuard.tooltip, /Warning: the guard is not running/);
 });
