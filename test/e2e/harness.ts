@@ -315,6 +315,64 @@ export class VsCode {
     );
   }
 
+  /** Waits for a terminal line matching `re` (trimmed); returns it. */
+  async waitForTerminalMatch(re: RegExp, timeoutMs = 30_000): Promise<string> {
+    const handle = await this.page.waitForFunction(
+      ([source, flags]) => {
+        const doc = (globalThis as unknown as { document: { querySelectorAll(s: string): Iterable<{ textContent: string | null }> } }).document;
+        const r = new RegExp(source, flags);
+        return [...doc.querySelectorAll('.terminal-wrapper .xterm-rows > div, .terminal-wrapper .xterm-accessibility-tree > div')].map((x) => (x.textContent ?? '').trim()).find((t) => r.test(t)) ?? false;
+      },
+      [re.source, re.flags] as const,
+      { polling: 500, timeout: timeoutMs },
+    );
+    return (await handle.jsonValue()) as string;
+  }
+
+  /** The open quick pick (or input box). */
+  quickInput(): Locator {
+    return this.page.locator('.quick-input-widget');
+  }
+
+  /** Clicks the quick pick row whose label is exactly `label`, once it shows. */
+  async pickQuickItem(label: string, timeoutMs = 30_000): Promise<void> {
+    const row = this.page
+      .locator('.quick-input-widget .quick-input-list .monaco-list-row')
+      .filter({ has: this.page.locator('.label-name', { hasText: new RegExp(`^\\s*${escapeRegExp(label)}\\s*$`) }) })
+      .first();
+    await row.waitFor({ timeout: timeoutMs });
+    await row.click();
+  }
+
+  /** Types into the open input box and presses Enter. */
+  async answerInputBox(text: string, timeoutMs = 15_000): Promise<void> {
+    const input = this.page.locator('.quick-input-widget input.input');
+    await input.waitFor({ timeout: timeoutMs });
+    await input.fill(text);
+    await input.press('Enter');
+  }
+
+  /** Right-clicks a tree row and runs the context-menu entry `item`. */
+  async contextMenu(row: Locator, item: string, timeoutMs = 15_000): Promise<void> {
+    await row.click({ button: 'right' });
+    const entry = this.page.getByRole('menuitem', { name: item, exact: true }).first();
+    await entry.waitFor({ timeout: timeoutMs });
+    await entry.hover();
+    await entry.click();
+    // A click that lands while the menu is still laying itself out is lost; the entry is highlighted by then, so Enter runs it.
+    try {
+      await entry.waitFor({ state: 'hidden', timeout: 2_000 });
+    } catch {
+      await this.page.keyboard.press('Enter');
+      await entry.waitFor({ state: 'hidden', timeout: timeoutMs });
+    }
+  }
+
+  /** The modal dialog (showWarningMessage with modal: true). */
+  dialog(): Locator {
+    return this.page.locator('.monaco-dialog-box');
+  }
+
   /** The text of the visible lines of the editor in the panel (the Output view). */
   async panelText(): Promise<string> {
     const lines = this.page.locator('.part.panel .monaco-editor .view-lines');
