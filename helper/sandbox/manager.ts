@@ -247,7 +247,10 @@ export class SandboxManager {
    * Waits until the container has finished booting. Starting the tool earlier
    * races boot: systemd-tmpfiles empties /tmp (and with it tmux's socket), and
    * the network may not be configured yet. Images without systemd only need
-   * their `code` user.
+   * their `code` user. Whether the image boots systemd is read from its init,
+   * not from /run/systemd/system: that directory appears only once systemd
+   * runs, so a probe early in boot took a systemd image for one without and
+   * started tmux before /tmp was emptied.
    */
   private async waitReady(name: string): Promise<void> {
     const deadline = Date.now() + this.s.readyTimeoutSec * 1000;
@@ -255,7 +258,7 @@ export class SandboxManager {
     const probe = [
       'sh',
       '-c',
-      'if [ -d /run/systemd/system ]; then s=$(systemctl is-system-running --wait 2>/dev/null); case "$s" in running|degraded) exit 0;; *) echo "$s"; exit 3;; esac; else test -d /home/code; fi',
+      'case "$(readlink -f /sbin/init 2>/dev/null)" in */systemd) s=$(systemctl is-system-running --wait 2>/dev/null); case "$s" in running|degraded) exit 0;; *) echo "$s"; exit 3;; esac;; *) test -d /home/code;; esac',
     ];
     while (Date.now() < deadline) {
       try {
