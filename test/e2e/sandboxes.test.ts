@@ -1,7 +1,8 @@
 // Sandboxes in the real VS Code against the real Incus: "Open Workspace in COI
 // Sandbox" from the Palette (answering its quick picks), the slot in the tree,
 // the sandbox's shell in the agent terminal, the status bar, the terminal back
-// after a window reload (the agent survived its terminal), a snapshot created
+// after a window reload (the agent survived its terminal), the "COI Sandbox"
+// terminal profile, a snapshot created
 // from the slot's context menu appearing under it, and "Kill" removing the slot.
 // The helper inherits HOME (whose ~/.coi/config.toml picks the base image and a
 // shell as the tool) and a unique COI_CONTAINER_PREFIX from code-server.
@@ -73,8 +74,14 @@ test('"Open Workspace in COI Sandbox" from the Palette: quick picks, the slot in
   const progress = vs.notification(/opening demo-project in a sandbox/);
   if (await progress.count()) await vs.screenshot('opening', progress.first()).catch(() => undefined);
 
-  const slot = await vs.waitForTreeItem(CONTAINER, /slot 1/, 180_000);
-  await waitFor('slot 1 running', async () => /shell · ephemeral$/.test(((await slot.locator('.label-description').textContent()) ?? '').trim()), 180_000);
+  // Running: its description is just tool and persistence. A failed launch ends the wait with its error.
+  const slot = vs.treeItems(CONTAINER, /slot 1/).first();
+  await waitFor('slot 1 running', async () => {
+    const error = vs.page.locator('.notifications-toasts .notification-toast').filter({ has: vs.page.locator('.codicon-error') });
+    if (await error.count()) throw new Error(`the open failed: ${await error.first().locator('.notification-list-item-message').textContent()}`);
+    if (!(await slot.count())) return false;
+    return /shell · ephemeral$/.test(((await slot.locator('.label-description').textContent({ timeout: 1_000 }).catch(() => '')) ?? '').trim());
+  }, 180_000);
   mark('slot 1 running in the tree');
   const [inst] = await ours();
   assert.ok(inst, `an instance named ${PREFIX}… exists`);
@@ -112,6 +119,16 @@ test('the agent outlives its terminal: after a window reload the slot still runs
   await vs.screenshot('after-reload');
 });
 
+test('the "COI Sandbox" terminal profile attaches another terminal to the running slot', async () => {
+  await vs.runCommand('Create New Terminal (With Profile)', { opensInput: true });
+  await vs.pickQuickItem('COI Sandbox');
+  const agentTabs = vs.page.locator('.part.panel .monaco-list-row').filter({ hasText: 'demo-project · slot 1' });
+  await waitFor('two agent terminals in the panel', async () => (await agentTabs.count()) === 2, 30_000);
+  await vs.waitForTerminalMatch(new RegExp(`^code@${name}:/workspace\\$`), 60_000);
+  mark('terminal profile attached');
+  await vs.screenshot('terminal-profile');
+});
+
 test('"Create Snapshot" from the slot\'s context menu: the snapshot shows under the slot', async () => {
   const slot = await vs.waitForTreeItem(CONTAINER, /slot 1/);
   await vs.contextMenu(slot, 'Create Snapshot');
@@ -140,8 +157,8 @@ test('"Kill" on the slot (confirmed) deletes the container and the slot leaves t
   mark('slot gone from the tree');
   await waitFor('"no sandbox yet"', async () => /no sandbox yet/.test((await vs.treeItems(CONTAINER, 'demo-project').first().textContent()) ?? ''), 15_000);
   assert.deepEqual(await ours(), [], 'Incus has no instance of ours left');
-  // Its agent terminal has nothing left to show: it is closed.
-  await waitFor('the agent terminal closed', async () => (await vs.page.locator('.part.panel').filter({ hasText: 'demo-project · slot 1' }).count()) === 0, 15_000);
+  // Its agent terminals (ours and the profile's) have nothing left to show: they are closed.
+  await waitFor('the agent terminals closed', async () => (await vs.page.locator('.part.panel').filter({ hasText: 'demo-project · slot 1' }).count()) === 0, 15_000);
   await vs.screenshot('after-kill', vs.viewContainer(CONTAINER));
   await vs.screenshot('after-kill-window');
 });
