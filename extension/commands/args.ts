@@ -298,15 +298,25 @@ export function attachTerminalSpec(bin: HelperBinary, sb: Pick<Sandbox, 'name' |
 }
 
 /**
- * After a window reload: the running shell slots of this window's workspaces
- * that have no agent terminal open (by name).
+ * The sandbox an agent terminal is attached to, read from how it was created
+ * (our attach spec, or the terminal profile's); undefined for other terminals.
  */
-export function terminalsToRestore(sandboxes: Sandbox[], folders: Folder[], openTerminalNames: string[]): Sandbox[] {
+export function attachedSandbox(bin: HelperBinary, creation: { shellPath?: string; shellArgs?: string[] | string }): string | undefined {
+  const args = creation.shellArgs;
+  if (creation.shellPath !== bin.execPath || !Array.isArray(args) || args.length !== 3) return undefined;
+  return args[0] === bin.helperJs && args[1] === 'attach' ? args[2] : undefined;
+}
+
+/**
+ * After a window reload: the running shell slots of this window's workspaces
+ * that have no agent terminal attached (`attached`: sandbox names).
+ */
+export function terminalsToRestore(sandboxes: Sandbox[], folders: Folder[], attached: string[]): Sandbox[] {
   const open = new Set(folders.map(realOf));
-  const names = new Set(openTerminalNames);
+  const has = new Set(attached);
   return sandboxes
     .filter((sb) => open.has(sb.workspace) && sb.state === 'running' && sb.kind === 'shell' && sb.phase === 'ready')
-    .filter((sb) => !names.has(terminalName(sb, folders)))
+    .filter((sb) => !has.has(sb.name))
     .sort((a, b) => a.slot - b.slot);
 }
 

@@ -5,6 +5,7 @@ import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import {
+  attachedSandbox,
   attachTerminalSpec,
   choicesKey,
   confirmation,
@@ -294,8 +295,18 @@ test('after a reload, terminals are restored for this window\'s running shell sl
     sb({ name: 'e', slot: 5, phase: 'creating' }),
     sb({ name: 'o', workspace: '/srv/other' }),
   ];
-  assert.deepEqual(terminalsToRestore(all, [folder], ['proj · slot 2', 'bash']).map((s) => s.name), ['a']);
+  assert.deepEqual(terminalsToRestore(all, [folder], ['b']).map((s) => s.name), ['a']);
   assert.deepEqual(terminalsToRestore(all, [], []), []);
+});
+
+test('an agent terminal is known by what it runs, whoever opened it', () => {
+  const spec = attachTerminalSpec(bin, sb({ name: 'coi-ab-1' }), [folder]);
+  assert.equal(attachedSandbox(bin, spec), 'coi-ab-1');
+  assert.equal(attachedSandbox(bin, { shellPath: '/bin/bash' }), undefined);
+  assert.equal(attachedSandbox(bin, {}), undefined);
+  assert.equal(attachedSandbox(bin, { shellPath: bin.execPath, shellArgs: [bin.helperJs, 'shell', 'x'] }), undefined);
+  assert.equal(attachedSandbox(bin, { shellPath: bin.execPath, shellArgs: `${bin.helperJs} attach x` }), undefined);
+  assert.equal(attachedSandbox({ ...bin, helperJs: '/other/dist/helper.js' }, spec), undefined, 'another installation\'s helper is not ours');
 });
 
 test('the "COI Sandbox" profile attaches to the lowest running shell slot of the first folder', () => {
