@@ -111,6 +111,9 @@ export function reduce(state: ModelState, event: ModelEvent): ModelState {
     case 'sandboxes-failed':
       return { ...state, sandboxes: { status: 'error', byName: state.sandboxes.byName, error: { message: event.message, ...(event.remedy ? { remedy: event.remedy } : {}) } } };
     case 'sandbox-changed': {
+      // Most lifecycle events (an exec, a log read) change nothing we show: same state, no re-render.
+      const known = state.sandboxes.byName[event.name];
+      if (event.sandbox ? known && sameSandbox(known, event.sandbox) : !known) return state;
       const byName = { ...state.sandboxes.byName };
       if (event.sandbox) byName[event.name] = event.sandbox;
       else delete byName[event.name];
@@ -139,6 +142,12 @@ export function reduce(state: ModelState, event: ModelEvent): ModelState {
       return { ...state, snapshots: { ...state.snapshots, [event.name]: { kind: 'ready', list: cur.list.filter((x) => x.name !== event.snapshot) } } };
     }
   }
+}
+
+function sameSandbox(a: Sandbox, b: Sandbox): boolean {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]) as Set<keyof Sandbox>;
+  for (const k of keys) if (a[k] !== b[k]) return false;
+  return true;
 }
 
 function pick<V>(rec: Record<string, V>, keep: (key: string) => boolean): Record<string, V> {

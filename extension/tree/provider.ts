@@ -165,7 +165,9 @@ export class SandboxesProvider implements vscode.TreeDataProvider<TreeNode>, vsc
   }
 
   private dispatch(event: ModelEvent): void {
-    this.state = reduce(this.state, event);
+    const next = reduce(this.state, event);
+    if (next === this.state) return;
+    this.state = next;
     this.tree = undefined;
     this.changed.fire(undefined);
     this.stateChanged.fire(this.state);

@@ -193,6 +193,13 @@ test('live: $/sandbox/changed adds, updates and removes slots without a new list
   assert.equal(ws(s).id, 'workspace:/home/u/proj');
 });
 
+test('an event that changes nothing shown (an exec, a log read) leaves the state as it is', () => {
+  const s = run(ready(sb({ name: 'a' })));
+  assert.equal(reduce(s, { type: 'sandbox-changed', name: 'a', action: 'instance-exec', sandbox: sb({ name: 'a' }) }), s);
+  assert.equal(reduce(s, { type: 'sandbox-changed', name: 'gone', action: 'instance-deleted', sandbox: null }), s);
+  assert.notEqual(reduce(s, { type: 'sandbox-changed', name: 'a', action: 'instance-updated', sandbox: sb({ name: 'a', persistent: true }) }), s);
+});
+
 test('while the first list loads the workspace says so; a failed list is a problem item with its fix', () => {
   const loading = run([{ type: 'info-received', info: info() }, { type: 'sandboxes-requested' }]);
   assert.equal(ws(loading).description, 'looking for sandboxes…');
