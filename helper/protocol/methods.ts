@@ -248,12 +248,28 @@ export const SandboxChanged = notification(
   z.object({ name: z.string(), action: z.string(), sandbox: sandboxInfo.nullable() }),
 );
 
+/**
+ * What "Open Workspace in COI Sandbox" offers for one workspace: the tools and
+ * profiles, and what its configuration would pick without a choice.
+ */
+export const SandboxOptions = request(
+  'sandbox/options',
+  z.object({ workspace: z.string().min(1).max(4096) }).strict(),
+  z.object({
+    tools: z.array(z.object({ name: z.string(), description: z.string() })),
+    profiles: z.array(z.object({ name: z.string(), scope: z.string(), description: z.string().optional() })),
+    defaults: z.object({ tool: z.string(), persistent: z.boolean(), profile: z.string().optional() }),
+  }),
+);
+export type SandboxOptionsResult = z.infer<typeof SandboxOptions.result>;
+
 // ── snapshots ───────────────────────────────────────────────────────────────
 
 export const SnapshotList = request('snapshot/list', z.object({ name: sandboxName }).strict(), z.object({ snapshots: z.array(z.object({ name: z.string(), createdAt: z.string(), stateful: z.boolean() })) }));
 
 const snapshotName = z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a snapshot name (letters, digits, ".", "_" and "-")');
 const snapshotSummary = z.object({ name: z.string(), createdAt: z.string(), stateful: z.boolean() });
+export type SnapshotInfoWire = z.infer<typeof snapshotSummary>;
 
 /** Takes a snapshot; without `snapshot`, named snap-YYYYMMDD-HHMMSS. */
 export const SnapshotCreate = request('snapshot/create', z.object({ name: sandboxName, snapshot: snapshotName.optional() }).strict(), z.object({ snapshot: snapshotSummary }));
