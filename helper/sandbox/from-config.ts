@@ -4,6 +4,7 @@
  */
 import * as path from 'node:path';
 import { LoadedConfig, limitsToIncus } from '../config';
+import { policyFromConfig } from '../guard/monitor/policy';
 import { SETUP_NAMES } from '../setup/names';
 import type { SandboxSettings } from './manager';
 import { DEFAULT_PREFIX, validatePrefix } from './naming';
@@ -35,5 +36,6 @@ export function settingsFromConfig(loaded: LoadedConfig, env: NodeJS.ProcessEnv)
     codeGid: c.incus.code_uid,
     disableShift: c.incus.disable_shift,
     limits: limitsToIncus(c.limits),
+    monitor: policyFromConfig(c.monitoring),
   };
 }

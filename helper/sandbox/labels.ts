@@ -3,6 +3,7 @@
  * a sandbox is read back from Incus. Listing is always rebuilt from these
  * labels: no cache, no file that can drift.
  */
+import { policyOf } from '../guard/monitor/policy';
 import type { InstanceFull } from '../incus/types';
 
 export const LABELS = {
@@ -20,6 +21,8 @@ export const LABELS = {
   launcher: 'user.coi.launcher-pid',
   createdAt: 'user.coi.created-at',
   image: 'user.coi.image',
+  /** The monitoring policy (compact JSON, see guard/monitor/policy.ts); absent = not monitored. */
+  monitor: 'user.coi.monitor',
 } as const;
 
 export type SandboxKind = 'shell' | 'run';
@@ -41,6 +44,8 @@ export interface SandboxInfo {
   image: string;
   ownerUid?: number;
   launcherPid?: number;
+  /** The guard watches it (monitoring enabled when it was created). */
+  monitored?: boolean;
 }
 
 export function stateOf(status: string): SandboxState {
@@ -83,6 +88,7 @@ export function sandboxFromInstance(i: InstanceFull): SandboxInfo | undefined {
   if (address) info.address = address;
   if (c[LABELS.owner]) info.ownerUid = Number(c[LABELS.owner]);
   if (c[LABELS.launcher]) info.launcherPid = Number(c[LABELS.launcher]);
+  if (c[LABELS.monitor]) info.monitored = policyOf(c[LABELS.monitor])?.enabled === true;
   return info;
 }
 

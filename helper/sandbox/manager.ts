@@ -16,6 +16,8 @@ import { CoiError, ErrorCodes, toCoiError } from '../errors';
 import type { IncusClient } from '../incus/client';
 import { execInteractive, execStream, InteractiveSession } from '../incus/exec-stream';
 import type { InstanceFull, Profile } from '../incus/types';
+import type { MonitorPolicy } from '../guard/monitor/policy';
+import { frozenBehindIncus } from '../host/freezer';
 import type { Log } from '../log';
 import { getTool } from '../tools/registry';
 import { idmapMode, IdmapMode, subidDelegates } from './idmap';
@@ -47,6 +49,8 @@ export interface SandboxSettings {
   codeGid: number;
   disableShift: boolean;
   limits?: { config: Record<string, string>; rootDevice: Record<string, string> };
+  /** From `[monitoring]`; recorded on the instance for the guard. */
+  monitor?: MonitorPolicy;
 }
 
 export interface HostIdentity {
@@ -178,6 +182,7 @@ export class SandboxManager {
       ...(hostTimezone() ? { timezone: hostTimezone()! } : {}),
       ...(sshAgentSocket ? { sshAgentSocket } : {}),
       ...(this.s.limits ? { limits: this.s.limits } : {}),
+      ...(this.s.monitor ? { monitor: this.s.monitor } : {}),
     });
     this.d.progress?.(`creating ${name} from ${this.s.image}`);
     try {
@@ -396,9 +401,18 @@ export class SandboxManager {
     return this.get(name);
   }
 
+  /**
+   * Thaws a sandbox the guard (or a person) froze. The guard freezes through
+   * the cgroup first and tells Incus after; if it could not tell Incus, Incus
+   * reports running and would refuse to unfreeze, so it is asked to freeze
+   * (which it accepts on a frozen cgroup) and then to unfreeze.
+   */
   async resume(name: string): Promise<SandboxInfo> {
     const sb = await this.get(name);
-    if (sb.state !== 'frozen') throw new CoiError(ErrorCodes.INVALID_INPUT, `${name} is ${sb.state}, not frozen`);
+    if (sb.state === 'running' && frozenBehindIncus('Running', name)) {
+      this.d.log.debug(`${name}: frozen in its cgroup while Incus says running; having Incus freeze it first`);
+      await this.d.incus.setState(name, 'freeze');
+    } else if (sb.state !== 'frozen') throw new CoiError(ErrorCodes.INVALID_INPUT, `${name} is ${sb.state}, not frozen`);
     await this.d.incus.setState(name, 'unfreeze');
     return this.get(name);
   }

@@ -2,6 +2,7 @@
  * The Incus instance a sandbox is: pure, from what was decided about it, so
  * every security-relevant key is visible in one place and unit-tested.
  */
+import { encodePolicy, MonitorPolicy } from '../guard/monitor/policy';
 import type { Devices, InstanceCreate } from '../incus/types';
 import type { IdmapMode } from './idmap';
 import { LABELS, SandboxKind } from './labels';
@@ -35,6 +36,8 @@ export interface SandboxSpecInput {
   /** SSH agent socket on the host to forward through a proxy device. */
   sshAgentSocket?: string;
   limits?: { config: Record<string, string>; rootDevice: Record<string, string> };
+  /** Recorded for the guard, which starts watching when the instance runs. */
+  monitor?: MonitorPolicy;
   now: Date;
 }
 
@@ -86,6 +89,7 @@ export function buildInstanceSpec(s: SandboxSpecInput): InstanceCreate {
     [LABELS.launcher]: String(s.launcherPid),
     [LABELS.createdAt]: s.now.toISOString(),
     [LABELS.image]: s.image,
+    ...(s.monitor ? { [LABELS.monitor]: encodePolicy(s.monitor) } : {}),
   };
   return {
     name: s.name,

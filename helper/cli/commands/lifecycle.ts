@@ -2,6 +2,7 @@
  * The small lifecycle commands: shutdown, kill, persist, resume, clean. Each
  * is a thin front door onto a SandboxManager method.
  */
+import { frozenBehindIncus } from '../../host/freezer';
 import type { SandboxInfo } from '../../sandbox/labels';
 import type { SandboxManager } from '../../sandbox/manager';
 import { Command, CliContext, parseFlags } from '../command';
@@ -48,7 +49,7 @@ export const persistCommand = targetsCommand('persist', 'Keep sandboxes after th
 export const resumeCommand = targetsCommand('resume', 'Thaw sandboxes the guard froze', async (mgr, t) => {
   await mgr.resume(t);
   return `${t}: resumed`;
-}, { allowAll: true, filter: (s) => s.state === 'frozen' });
+}, { allowAll: true, filter: (s) => s.state === 'frozen' || (s.state === 'running' && frozenBehindIncus('Running', s.name)) });
 
 export const cleanCommand: Command = {
   name: 'clean',
