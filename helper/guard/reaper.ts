@@ -22,7 +22,13 @@ export function reapReason(sb: SandboxInfo, launcherAlive: (pid: number) => bool
 export class Reaper {
   private readonly inFlight = new Set<string>();
 
-  constructor(private readonly incus: IncusClient, private readonly log: Log, private readonly alive: (pid: number) => boolean = pidAlive) {}
+  constructor(
+    private readonly incus: IncusClient,
+    private readonly log: Log,
+    private readonly alive: (pid: number) => boolean = pidAlive,
+    /** Sandboxes someone else is ending (the monitor's kill, forensics first): left alone. */
+    private readonly held: (name: string) => boolean = () => false,
+  ) {}
 
   /** Checks one instance after a lifecycle event about it. */
   onEvent(e: RawEvent): void {
@@ -49,7 +55,7 @@ export class Reaper {
 
   private async reapIf(sb: SandboxInfo): Promise<void> {
     const why = reapReason(sb, this.alive);
-    if (!why || this.inFlight.has(sb.name)) return;
+    if (!why || this.inFlight.has(sb.name) || this.held(sb.name)) return;
     this.inFlight.add(sb.name);
     try {
       await this.incus.deleteInstance(sb.name, { force: true });

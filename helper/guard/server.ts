@@ -20,12 +20,13 @@ import { IncusClient } from '../incus/client';
 import { IncusEventStream, lifecycleOf } from '../incus/events';
 import type { RawEvent } from '../incus/types';
 import type { Log } from '../log';
-import { EventTopic, GuardAllowIdmap, GuardEvent, GuardEventNotification, GuardInfo, GuardShutdown, GuardSubscribe, IncusEvent } from '../protocol/methods';
+import { EventTopic, GuardAllowIdmap, GuardEvent, GuardEventNotification, GuardInfo, GuardShutdown, GuardSubscribe, IncusEvent, MonitorSnapshot } from '../protocol/methods';
 import { notify, Router } from '../protocol/rpc';
 import { createConnection } from '../rpc/connection';
 import { COI_VERSION } from '../version';
 import { incusStatusOf } from '../core/info';
 import { PeerCredentials, peerCredentials } from './peer';
+import { MonitorSupervisor } from './monitor/supervisor';
 import { Reaper } from './reaper';
 import { delegateId } from './subid';
 
@@ -41,6 +42,8 @@ export interface GuardOptions {
   /** Replaceable for tests that run the guard in-process. */
   identify?: (socket: net.Socket) => Promise<PeerCredentials | undefined>;
   onShutdownRequested?: () => void;
+  /** The monitor (on unless `enabled: false`); `only` limits it to some sandboxes (tests on a shared host). */
+  monitor?: { enabled?: boolean; only?: (name: string) => boolean; execEvents?: boolean; env?: NodeJS.ProcessEnv };
 }
 
 interface Client {
@@ -57,21 +60,36 @@ export class GuardServer {
   private events: IncusEventStream | undefined;
   private readonly startedAt = new Date();
   private readonly reaper: Reaper;
+  readonly monitor: MonitorSupervisor | undefined;
 
   constructor(private readonly opts: GuardOptions) {
-    this.reaper = new Reaper(opts.incus, opts.log);
+    if (opts.monitor?.enabled !== false) {
+      this.monitor = new MonitorSupervisor({
+        incus: opts.incus,
+        log: opts.log,
+        publish: (event) => this.broadcast({ topic: 'threat', event }),
+        ...(opts.monitor?.only ? { only: opts.monitor.only } : {}),
+        ...(opts.monitor?.execEvents !== undefined ? { execEvents: opts.monitor.execEvents } : {}),
+        ...(opts.monitor?.env ? { env: opts.monitor.env } : {}),
+      });
+    }
+    // A sandbox the monitor is killing is stopped first and deleted after its forensic copy: not the Reaper's.
+    this.reaper = new Reaper(opts.incus, opts.log, undefined, (name) => this.monitor?.holds(name) ?? false);
   }
 
   async start(): Promise<void> {
     await this.claimSocket();
     this.events = this.opts.incus.events({ types: ['lifecycle'], allProjects: true, onLog: (m) => this.opts.log.debug(m) });
     this.events.on('event', (e) => {
+      this.monitor?.onIncusEvent(e);
       this.relayIncus(e);
       this.reaper.onEvent(e);
     });
     this.events.on('connected', () => {
-      // Whatever ended while nobody watched (guard down, events lost) is reaped now.
+      // Whatever ended while nobody watched (guard down, events lost) is reaped now,
+      // and whatever started is watched.
       void this.reaper.sweep();
+      void this.monitor?.sweep();
       this.broadcast({ topic: 'guard', event: { kind: 'events-connected', message: 'connected to Incus events' } });
     });
     this.events.on('disconnected', () => this.broadcast({ topic: 'guard', event: { kind: 'events-lost', message: 'lost Incus events; reconnecting' } }));
@@ -86,6 +104,8 @@ export class GuardServer {
       });
     });
     server.on('error', (e) => this.opts.log.error(`guard socket error: ${e.message}`));
+    // Sandboxes that run now are watched from here on, whatever the events say later.
+    await this.monitor?.start();
     await fs.chmod(this.opts.socketPath, this.opts.adminGid === undefined ? 0o600 : 0o660);
     if (this.opts.adminGid !== undefined && process.getuid?.() === 0) {
       await fs.chown(this.opts.socketPath, 0, this.opts.adminGid);
@@ -96,6 +116,7 @@ export class GuardServer {
   async stop(): Promise<void> {
     this.broadcast({ topic: 'guard', event: { kind: 'stopping', message: 'guard is stopping' } });
     this.events?.close();
+    await this.monitor?.stop();
     for (const c of this.clients.values()) c.conn.dispose();
     this.clients.clear();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
@@ -181,6 +202,10 @@ export class GuardServer {
         }
         setImmediate(() => this.opts.onShutdownRequested?.());
         return { stopping: true as const };
+      })
+      .onRequest(MonitorSnapshot, async ({ container }) => {
+        if (!this.monitor) throw new CoiError(ErrorCodes.NOT_PERMITTED, 'this guard runs without its monitor');
+        return this.monitor.snapshot(container);
       });
   }
 
