@@ -10,11 +10,13 @@ import { createLog } from '../log';
 import { COI_VERSION } from '../version';
 import type { CliContext, Command } from './command';
 import { attachCommand } from './commands/attach';
+import { auditCommand } from './commands/audit';
 import { cleanCommand, killCommand, persistCommand, resumeCommand, shutdownCommand } from './commands/lifecycle';
 import { configCommand } from './commands/config';
 import { fileCommand } from './commands/file';
 import { guardCommand } from './commands/guard';
 import { listCommand } from './commands/list';
+import { monitorCommand } from './commands/monitor';
 import { profileCommand } from './commands/profile';
 import { runCommand } from './commands/run';
 import { schemaCommand } from './commands/schema';
@@ -34,6 +36,8 @@ export const commands: Command[] = [
   persistCommand,
   resumeCommand,
   cleanCommand,
+  auditCommand,
+  monitorCommand,
   fileCommand,
   tmuxCommand,
   configCommand,
