@@ -68,6 +68,7 @@ export class GuardServer {
         incus: opts.incus,
         log: opts.log,
         publish: (event) => this.broadcast({ topic: 'threat', event }),
+        socketPath: opts.socketPath,
         ...(opts.monitor?.only ? { only: opts.monitor.only } : {}),
         ...(opts.monitor?.execEvents !== undefined ? { execEvents: opts.monitor.execEvents } : {}),
         ...(opts.monitor?.env ? { env: opts.monitor.env } : {}),

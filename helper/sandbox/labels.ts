@@ -23,6 +23,11 @@ export const LABELS = {
   image: 'user.coi.image',
   /** The monitoring policy (compact JSON, see guard/monitor/policy.ts); absent = not monitored. */
   monitor: 'user.coi.monitor',
+  /**
+   * The guard socket the sandbox was made with, when not the default one
+   * (tests run private guards): only that guard watches it.
+   */
+  guard: 'user.coi.guard-socket',
 } as const;
 
 export type SandboxKind = 'shell' | 'run';

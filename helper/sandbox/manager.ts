@@ -18,6 +18,7 @@ import { execInteractive, execStream, InteractiveSession } from '../incus/exec-s
 import type { InstanceFull, Profile } from '../incus/types';
 import type { MonitorPolicy } from '../guard/monitor/policy';
 import { frozenBehindIncus } from '../host/freezer';
+import { DEFAULT_GUARD_SOCKET, guardSocketPath } from '../guard/paths';
 import type { Log } from '../log';
 import { getTool } from '../tools/registry';
 import { idmapMode, IdmapMode, subidDelegates } from './idmap';
@@ -183,6 +184,7 @@ export class SandboxManager {
       ...(sshAgentSocket ? { sshAgentSocket } : {}),
       ...(this.s.limits ? { limits: this.s.limits } : {}),
       ...(this.s.monitor ? { monitor: this.s.monitor } : {}),
+      ...(guardSocketPath(this.d.host.env) !== DEFAULT_GUARD_SOCKET ? { guardSocket: guardSocketPath(this.d.host.env) } : {}),
     });
     this.d.progress?.(`creating ${name} from ${this.s.image}`);
     try {

@@ -38,6 +38,8 @@ export interface SandboxSpecInput {
   limits?: { config: Record<string, string>; rootDevice: Record<string, string> };
   /** Recorded for the guard, which starts watching when the instance runs. */
   monitor?: MonitorPolicy;
+  /** The guard's socket when it is not the default one: that guard, and only it, watches the sandbox. */
+  guardSocket?: string;
   now: Date;
 }
 
@@ -90,6 +92,7 @@ export function buildInstanceSpec(s: SandboxSpecInput): InstanceCreate {
     [LABELS.createdAt]: s.now.toISOString(),
     [LABELS.image]: s.image,
     ...(s.monitor ? { [LABELS.monitor]: encodePolicy(s.monitor) } : {}),
+    ...(s.guardSocket ? { [LABELS.guard]: s.guardSocket } : {}),
   };
   return {
     name: s.name,

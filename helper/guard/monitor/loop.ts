@@ -26,7 +26,7 @@ import type { FreezeResult } from '../../host/freezer';
 import type { Log } from '../../log';
 import { AuditAction, AuditRecord, auditRecord } from './audit';
 import { Deduplicator } from './dedup';
-import { INSTANT_DETECTORS, runDetectors } from './detectors';
+import { ALL_DETECTORS, INSTANT_DETECTORS, processStormDetector, runDetectors } from './detectors';
 import type { KernelActivity, NetworkPacket, NetworkPolicyContext, Severity, ThreatEvent } from './detectors/types';
 import { elapsedMs, Snapshot } from './model';
 import type { MonitorPolicy } from './policy';
@@ -302,6 +302,9 @@ export class MonitorLoop {
       // Thawed (coi resume): watch again.
       this.stateValue = 'watching';
     }
+    // A fork bomb takes the host down with it: its check, cheap, goes first and acts at once.
+    const storm = runDetectors(snap, this.prev, { thresholds: this.d.policy.thresholds, history: this.history, ...(this.d.newId ? { newId: this.d.newId } : {}) }, [processStormDetector]);
+    if (storm.length) this.handle(storm, snap);
     const packets = this.packets;
     this.packets = [];
     const events = runDetectors(snap, this.prev, {
@@ -310,7 +313,7 @@ export class MonitorLoop {
       ...(packets.length ? { packets } : {}),
       ...(this.d.network ? { network: this.d.network } : {}),
       ...(this.d.newId ? { newId: this.d.newId } : {}),
-    });
+    }, ALL_DETECTORS.filter((d) => d !== processStormDetector));
     if (this.prev) this.history.push(this.prev);
     const keepMs = (Math.max(this.d.policy.thresholds.pollIntervalSec, this.d.policy.thresholds.rateWindowSec) + 1) * 1000;
     this.history = this.history.filter((h) => elapsedMs(h, snap) <= keepMs).slice(-64);

@@ -19,6 +19,7 @@ import type { InstanceFull, RawEvent } from '../../incus/types';
 import type { Log } from '../../log';
 import type { MonitorStatus, ThreatEventWire } from '../../protocol/methods';
 import { LABELS } from '../../sandbox/labels';
+import { DEFAULT_GUARD_SOCKET } from '../paths';
 import { AuditRecord, AuditWriter, pruneAudit } from './audit';
 import { auditLocation, AuditLocation, ensureAuditDir, FALLBACK_AUDIT_ROOT } from './audit-location';
 import { ProcessCollector } from './collector';
@@ -36,6 +37,8 @@ export interface SupervisorOptions {
   incus: IncusClient;
   log: Log;
   publish: (e: ThreatEventWire) => void;
+  /** This guard's socket: it watches the sandboxes labelled with it, or unlabelled ones when it is the default. */
+  socketPath?: string;
   /** Which sandboxes to watch, by name (tests on a shared host watch only their own). */
   only?: (name: string) => boolean;
   env?: NodeJS.ProcessEnv;
@@ -109,6 +112,8 @@ export class MonitorSupervisor {
   private wanted(inst: InstanceFull): boolean {
     if (inst.config?.[LABELS.managed] !== 'true') return false;
     if (this.o.only && !this.o.only(inst.name)) return false;
+    // One guard per sandbox: the one it was made with (a private test guard, or the host's).
+    if ((inst.config[LABELS.guard] || DEFAULT_GUARD_SOCKET) !== (this.o.socketPath ?? DEFAULT_GUARD_SOCKET)) return false;
     if (inst.status !== 'Running' && inst.status !== 'Frozen') return false;
     const d = decodePolicy(inst.config[LABELS.monitor]);
     return d.kind !== 'absent' && d.policy.enabled;

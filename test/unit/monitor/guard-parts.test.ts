@@ -57,9 +57,11 @@ test('the instance spec carries the label, and a sandbox read back says it is mo
     name: 'coi-abc-1', image: 'coi-base', pool: 'coi', bridge: 'coibr0', workspace: '/w', slot: 1, kind: 'shell', tool: 'shell', persistent: false, session: 's', profile: 'default',
     ownerUid: 1000, launcherPid: 1, idmap: { kind: 'shift' }, protectedPaths: [], mounts: [], nesting: false, now: new Date(0),
     monitor: policyFromConfig(configSchema.parse({ monitoring: { enabled: true } }).monitoring),
+    guardSocket: '/tmp/private/guard.sock',
   } as Parameters<typeof buildInstanceSpec>[0]);
   const label = spec.config?.[MONITOR_LABEL];
   assert.ok(label);
+  assert.equal(spec.config?.['user.coi.guard-socket'], '/tmp/private/guard.sock', 'only the guard it was made with watches it');
   const inst = { name: 'coi-abc-1', status: 'Running', status_code: 103, type: 'container', created_at: '', config: spec.config ?? {}, devices: {} } as unknown as InstanceFull;
   assert.equal(sandboxFromInstance(inst)?.monitored, true);
 });
