@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { GuardClient } from '../../helper/guard/client';
 import { auditLocation } from '../../helper/guard/monitor/audit-location';
-import { readFreezer } from '../../helper/host/freezer';
+import { readFreezer, writeFreezer } from '../../helper/host/freezer';
 import type { IncusClient } from '../../helper/incus/client';
 import type { GuardEvent, ThreatEventWire, ThreatRecord } from '../../helper/protocol/methods';
 import { tmuxSession } from '../../helper/sandbox/naming';
@@ -326,8 +326,23 @@ describe('the monitor in the guard', () => {
     assert.ok(['frozen', 'freezing'].includes(readFreezer(name) ?? ''), 'the cgroup is frozen');
     await waitFor('Incus to say frozen', async () => ((await c.getState(name)).status === 'Frozen' ? true : undefined), 15_000, 100);
     measured.push(`200 MB read: detect → cgroup frozen ${high.response?.containMs} ms (${high.description.slice(0, 100)})`);
+    // What a person does before resuming: end the offending command (SIGKILL waits for the thaw;
+    // nothing of it runs again). Left running, the rest of the read would be frozen again.
+    const reader = high.evidence.process?.pid;
+    assert.ok(reader, 'the reader is named');
+    process.kill(reader, 'SIGKILL');
     const r = await coi(['resume', name], { HOME: homes.main, COI_CONTAINER_PREFIX: PREFIX });
     assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFreezer(name), 'thawed');
+    assert.equal((await c.getState(name)).status, 'Running');
+
+    // A guard killed between its cgroup freeze and telling Incus leaves Incus saying Running:
+    // coi resume still thaws it (Incus alone would refuse: "already running").
+    assert.equal(writeFreezer(name, true).ok, true);
+    await waitFor('the cgroup to freeze', () => (readFreezer(name) === 'frozen' ? true : undefined), 5_000);
+    assert.equal((await c.getState(name)).status, 'Running', 'Incus did not notice');
+    const r2 = await coi(['resume', name], { HOME: homes.main, COI_CONTAINER_PREFIX: PREFIX });
+    assert.equal(r2.code, 0, r2.stderr);
     assert.equal(readFreezer(name), 'thawed');
     assert.equal((await c.getState(name)).status, 'Running');
   });

@@ -19,7 +19,7 @@ import { decodePolicy, encodePolicy, MONITOR_LABEL, policyFromConfig } from '../
 import { forensicsName } from '../../../helper/guard/monitor/responder';
 import { containerOfCgroup, parseTraceLine, tracefsMount } from '../../../helper/guard/monitor/trace';
 import { toThreatWire } from '../../../helper/guard/monitor/wire';
-import { freezerFile, readFreezer, writeFreezer } from '../../../helper/host/freezer';
+import { freezerFile, frozenBehindIncus, readFreezer, writeFreezer } from '../../../helper/host/freezer';
 import { guardEvent, threatRecord } from '../../../helper/protocol/methods';
 import { buildInstanceSpec } from '../../../helper/sandbox/spec';
 import { sandboxFromInstance } from '../../../helper/sandbox/labels';
@@ -188,5 +188,9 @@ test('the freezer: v1 freezer.state, v2 cgroup.freeze and cgroup.events', () => 
   fs.writeFileSync(path.join(v2, 'lxc.payload.c2', 'cgroup.events'), 'populated 1\nfrozen 1\n');
   assert.equal(readFreezer('c2', v2), 'frozen');
   assert.equal(writeFreezer('gone', true, v2).ok, false);
+  assert.equal(frozenBehindIncus('Running', 'c1', v1), true, 'frozen in its cgroup while Incus says running');
+  assert.equal(frozenBehindIncus('Frozen', 'c1', v1), false);
+  writeFreezer('c1', false, v1);
+  assert.equal(frozenBehindIncus('Running', 'c1', v1), false);
   assert.throws(() => freezerFile('../etc', v2), /not a container name/);
 });
