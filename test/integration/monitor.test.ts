@@ -204,7 +204,14 @@ before(async () => {
 
 after(async () => {
   client?.close();
-  guard?.kill('SIGKILL');
+  // Stopped, so it removes its trace instances (a guard killed -9 leaves them to the next one).
+  if (guard && guard.exitCode === null && guard.signalCode === null) {
+    const g = guard;
+    const exited = new Promise<void>((r) => g.once('exit', () => r()));
+    g.kill('SIGTERM');
+    await Promise.race([exited, sleep(5_000)]);
+    g.kill('SIGKILL');
+  }
   listener?.kill('SIGKILL');
   for (const i of await c.listInstances().catch(() => [])) {
     if (i.name.startsWith(PREFIX)) await c.deleteInstance(i.name, { force: true }).catch(() => undefined);
