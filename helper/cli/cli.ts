@@ -10,12 +10,14 @@ import { createLog } from '../log';
 import { COI_VERSION } from '../version';
 import type { CliContext, Command } from './command';
 import { attachCommand } from './commands/attach';
+import { auditCommand } from './commands/audit';
 import { cleanCommand, killCommand, persistCommand, resumeCommand, shutdownCommand } from './commands/lifecycle';
 import { configCommand } from './commands/config';
 import { fileCommand } from './commands/file';
 import { guardCommand } from './commands/guard';
 import { healthCommand } from './commands/health';
 import { listCommand } from './commands/list';
+import { monitorCommand } from './commands/monitor';
 import { profileCommand } from './commands/profile';
 import { runCommand } from './commands/run';
 import { schemaCommand } from './commands/schema';
@@ -37,6 +39,8 @@ export const commands: Command[] = [
   resumeCommand,
   cleanCommand,
   snapshotCommand,
+  auditCommand,
+  monitorCommand,
   fileCommand,
   tmuxCommand,
   configCommand,

@@ -49,6 +49,8 @@ export class Reaper {
     private readonly alive: (pid: number) => boolean = pidAlive,
     /** Which instances this guard looks after (a test's guard: only its scope's); all managed ones by default. */
     private readonly owns: (i: InstanceFull) => boolean = () => true,
+    /** Sandboxes someone else is ending (the monitor's kill, forensics first): left alone. */
+    private readonly held: (name: string) => boolean = () => false,
   ) {}
 
   /** Checks one instance after a lifecycle event about it. */
@@ -105,7 +107,7 @@ export class Reaper {
 
   private async reapIf(sb: SandboxInfo): Promise<void> {
     const why = reapReason(sb, this.alive);
-    if (!why || this.inFlight.has(sb.name)) return;
+    if (!why || this.inFlight.has(sb.name) || this.held(sb.name)) return;
     this.inFlight.add(sb.name);
     try {
       await this.saveSession(sb);

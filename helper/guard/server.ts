@@ -33,6 +33,7 @@ import {
   GuardShutdown,
   GuardSubscribe,
   IncusEvent,
+  MonitorSnapshot,
 } from '../protocol/methods';
 import { notify, Router } from '../protocol/rpc';
 import { createConnection } from '../rpc/connection';
@@ -45,6 +46,7 @@ import { PeerCredentials, peerCredentials } from './peer';
 import { DeadlineKeeper } from './deadlines';
 import { tryBecomePrimary } from './primary';
 import type { Lock } from '../sandbox/lock';
+import { MonitorSupervisor } from './monitor/supervisor';
 import { Reaper } from './reaper';
 import { delegateId } from './subid';
 
@@ -67,6 +69,8 @@ export interface GuardOptions {
    * "network" capability), and launches that need it fail.
    */
   network?: Omit<NetworkControllerOptions, 'incus' | 'log' | 'onPacket'>;
+  /** The monitor (on unless `enabled: false`); `only` limits it to some sandboxes (tests on a shared host). */
+  monitor?: { enabled?: boolean; only?: (name: string) => boolean; execEvents?: boolean; env?: NodeJS.ProcessEnv };
 }
 
 interface Client {
@@ -100,6 +104,7 @@ export class GuardServer {
   }
 
   readonly network: NetworkController | undefined;
+  readonly monitor: MonitorSupervisor | undefined;
   /** A test's guard (COI_GUARD_SCOPE) acts on its own scope only, and never takes the host lock. */
   private readonly scoped: boolean;
 
@@ -111,8 +116,20 @@ export class GuardServer {
   constructor(private readonly opts: GuardOptions) {
     const scope = opts.network?.scope ?? '';
     this.scoped = scope !== '';
+    if (opts.monitor?.enabled !== false) {
+      this.monitor = new MonitorSupervisor({
+        incus: opts.incus,
+        log: opts.log,
+        publish: (event) => this.broadcast({ topic: 'threat', event }),
+        socketPath: opts.socketPath,
+        ...(opts.monitor?.only ? { only: opts.monitor.only } : {}),
+        ...(opts.monitor?.execEvents !== undefined ? { execEvents: opts.monitor.execEvents } : {}),
+        ...(opts.monitor?.env ? { env: opts.monitor.env } : {}),
+      });
+    }
     // A scoped guard (a test's) reaps only its own scope's sandboxes; the host's guard every managed one.
-    this.reaper = new Reaper(opts.incus, opts.log, undefined, scope ? (i) => inScope(i, scope) : undefined);
+    // A sandbox the monitor is killing is stopped first and deleted after its forensic copy: not the Reaper's.
+    this.reaper = new Reaper(opts.incus, opts.log, undefined, scope ? (i) => inScope(i, scope) : undefined, (name) => this.monitor?.holds(name) ?? false);
     this.deadlines = new DeadlineKeeper(opts.incus, opts.log, (n) => this.broadcast({ topic: 'guard', event: n }));
     if (opts.network) {
       this.network = new NetworkController({ ...opts.network, incus: opts.incus, log: opts.log, onPacket: (e) => this.relayPacket(e) });
@@ -132,6 +149,7 @@ export class GuardServer {
     }
     this.events = this.opts.incus.events({ types: ['lifecycle'], allProjects: true, onLog: (m) => this.opts.log.debug(m) });
     this.events.on('event', (e) => {
+      this.monitor?.onIncusEvent(e);
       this.relayIncus(e);
       this.network?.onIncusEvent(e);
       if (!this.dutiful) return;
@@ -145,6 +163,8 @@ export class GuardServer {
         void this.reaper.sweep();
         void this.deadlines.sync();
       }
+      // Whatever started while nobody watched is watched.
+      void this.monitor?.sweep();
       this.broadcast({ topic: 'guard', event: { kind: 'events-connected', message: 'connected to Incus events' } });
     });
     this.events.on('disconnected', () => this.broadcast({ topic: 'guard', event: { kind: 'events-lost', message: 'lost Incus events; reconnecting' } }));
@@ -159,6 +179,8 @@ export class GuardServer {
       });
     });
     server.on('error', (e) => this.opts.log.error(`guard socket error: ${e.message}`));
+    // Sandboxes that run now are watched from here on, whatever the events say later.
+    await this.monitor?.start();
     await fs.chmod(this.opts.socketPath, this.opts.adminGid === undefined ? 0o600 : 0o660);
     if (this.opts.adminGid !== undefined && process.getuid?.() === 0) {
       await fs.chown(this.opts.socketPath, 0, this.opts.adminGid);
@@ -173,6 +195,7 @@ export class GuardServer {
     this.deadlines.stop();
     if (this.primaryTimer) clearInterval(this.primaryTimer);
     await this.primary?.release();
+    await this.monitor?.stop();
     for (const c of this.clients.values()) c.conn.dispose();
     this.clients.clear();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
@@ -287,6 +310,10 @@ export class GuardServer {
         }
         setImmediate(() => this.opts.onShutdownRequested?.());
         return { stopping: true as const };
+      })
+      .onRequest(MonitorSnapshot, async ({ container }) => {
+        if (!this.monitor) throw new CoiError(ErrorCodes.NOT_PERMITTED, 'this guard runs without its monitor');
+        return this.monitor.snapshot(container);
       });
   }
 
@@ -310,6 +337,16 @@ export class GuardServer {
       },
     };
     this.broadcast(event);
+    // The monitor judges refused connections (C2 ports, metadata, allowlist misses) as evidence too.
+    this.monitor?.onPacket(e.container, {
+      time: Date.now(),
+      rule: e.rule,
+      action: e.action,
+      ...(e.proto !== undefined ? { proto: e.proto } : {}),
+      ...(e.src !== undefined ? { src: e.src } : {}),
+      ...(e.dst !== undefined ? { dst: e.dst } : {}),
+      ...(e.dport !== undefined ? { dport: e.dport } : {}),
+    });
   }
 
   private relayIncus(e: RawEvent): void {

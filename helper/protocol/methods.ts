@@ -67,7 +67,7 @@ export type GuardInfoResult = z.infer<typeof GuardInfo.result>;
 /** Capability names in guard/info. */
 export const GUARD_CAPABILITIES = { network: 'network' } as const;
 
-export const eventTopic = z.enum(['incus', 'guard', 'network']);
+export const eventTopic = z.enum(['incus', 'guard', 'network', 'threat']);
 export type EventTopic = z.infer<typeof eventTopic>;
 
 export const GuardSubscribe = request(
@@ -111,6 +111,89 @@ export const networkEvent = z.object({
 });
 export type NetworkEvent = z.infer<typeof networkEvent>;
 
+// ── monitor: threats ────────────────────────────────────────────────────────
+//
+// A threat as the audit log holds it (one JSON line) and as the guard pushes
+// it on the `threat` topic the moment it acted. Every string in `evidence`
+// came from inside the container: render it as text, never as markup or
+// terminal control. Descriptions are already made display-safe.
+
+export const threatLevel = z.enum(['info', 'warning', 'high', 'critical']);
+export type ThreatLevel = z.infer<typeof threatLevel>;
+
+const lineageEntry = z.object({ pid: z.number().int(), comm: z.string(), argv: z.array(z.string()) });
+
+export const threatEvidence = z
+  .object({
+    process: z
+      .object({
+        pid: z.number().int(),
+        nsPid: z.number().int().optional(),
+        comm: z.string(),
+        exe: z.string().optional(),
+        argv: z.array(z.string()),
+        uid: z.number().int().optional(),
+        /** The process, its parent, … up to the container's init. */
+        lineage: z.array(lineageEntry),
+      })
+      .passthrough()
+      .optional(),
+    network: z
+      .object({ proto: z.enum(['tcp', 'udp']), remote: z.string(), port: z.number().int(), local: z.string(), state: z.string().optional(), fds: z.array(z.number().int()).optional() })
+      .passthrough()
+      .optional(),
+    filesystem: z.record(z.string(), z.unknown()).optional(),
+    processCount: z.record(z.string(), z.unknown()).optional(),
+    dns: z.record(z.string(), z.unknown()).optional(),
+    /** The rule that matched, e.g. "reverse-shell/shell-stdio-network". */
+    rule: z.string(),
+    key: z.string(),
+  })
+  .passthrough();
+
+/** What the guard did about it, when, and how fast. */
+export const threatResponse = z
+  .object({
+    /** When the snapshot that showed it was taken (ISO 8601). */
+    detectedAt: z.string(),
+    /** When the cgroup freezer was written (ISO 8601): from then on nothing in the container ran. */
+    frozenAt: z.string().optional(),
+    /** Milliseconds from the snapshot to the freeze. */
+    containMs: z.number().optional(),
+    error: z.string().optional(),
+  })
+  .passthrough();
+
+export const threatRecord = z
+  .object({
+    id: z.string().max(64),
+    timestamp: z.string().max(64),
+    level: threatLevel,
+    category: z.string().max(64),
+    title: z.string().max(1024),
+    description: z.string().max(16_384),
+    evidence: threatEvidence,
+    /** logged | alerted | paused | killed | logged (already paused) | pause failed | kill failed */
+    action: z.string().max(64),
+    container: z.string().max(128),
+    detector: z.string().max(64).optional(),
+    mitre: z.array(z.string().max(32)).max(16).optional(),
+    /** Identical events folded into this one (de-duplication window 30 s). */
+    folded: z.number().int().optional(),
+    response: threatResponse.optional(),
+  })
+  .passthrough();
+export type ThreatRecord = z.infer<typeof threatRecord>;
+
+export const threatEvent = z.object({
+  container: z.string().max(128),
+  ownerUid: z.number().int().optional(),
+  /** The audit file the record is in. */
+  auditPath: z.string().max(4096).optional(),
+  record: threatRecord,
+});
+export type ThreatEventWire = z.infer<typeof threatEvent>;
+
 export const guardEvent = z.discriminatedUnion('topic', [
   z.object({ topic: z.literal('incus'), event: incusEvent }),
   z.object({ topic: z.literal('network'), event: networkEvent }),
@@ -122,6 +205,7 @@ export const guardEvent = z.discriminatedUnion('topic', [
       container: z.string().max(128).optional(),
     }),
   }),
+  z.object({ topic: z.literal('threat'), event: threatEvent }),
 ]);
 export type GuardEvent = z.infer<typeof guardEvent>;
 
@@ -210,6 +294,7 @@ export const sandboxInfo = z.object({
   image: z.string(),
   ownerUid: z.number().int().optional(),
   launcherPid: z.number().int().optional(),
+  monitored: z.boolean().optional(),
 });
 export type SandboxInfoWire = z.infer<typeof sandboxInfo>;
 
@@ -308,3 +393,71 @@ export const SnapshotDelete = request(
 
 /** Starts a new slot of the sandbox's workspace from one of its snapshots. */
 export const SnapshotBranch = request('snapshot/branch', z.object({ name: sandboxName, snapshot: snapshotName }).strict(), z.object({ sandbox: sandboxInfo, warnings: z.array(z.string()) }));
+// ── monitor: methods ────────────────────────────────────────────────────────
+
+const containerName = z.string().min(1).max(128).regex(/^[A-Za-z0-9][A-Za-z0-9-]*$/, 'a container name (letters, digits and "-")');
+
+/** The audit log of a sandbox (also of one already deleted), read by the helper as its user. */
+export const AuditRead = request(
+  'audit/read',
+  z.object({ container: containerName, limit: z.number().int().min(1).max(100_000).optional(), minLevel: threatLevel.optional() }).strict(),
+  z.object({ container: z.string(), files: z.array(z.string()), records: z.array(threatRecord), skipped: z.number().int() }),
+);
+
+export const monitorProcess = z.object({
+  pid: z.number().int(),
+  nsPid: z.number().int().optional(),
+  ppid: z.number().int(),
+  uid: z.number().int(),
+  comm: z.string(),
+  argv: z.array(z.string()),
+  state: z.string().optional(),
+  /** What fds 0, 1 and 2 point at: a path, pipe:[…], socket:[…] (with its peer when it is inet). */
+  stdio: z.array(z.string()),
+});
+
+export const monitorConnection = z.object({
+  proto: z.enum(['tcp', 'udp']),
+  local: z.string(),
+  remote: z.string(),
+  state: z.string(),
+  pid: z.number().int().optional(),
+  comm: z.string().optional(),
+});
+
+export const monitorStatus = z.object({
+  container: z.string(),
+  /** watching: running and polled; frozen: paused by the guard or Incus; killing: a CRITICAL response in progress; unmonitored: a one-shot look. */
+  state: z.enum(['watching', 'frozen', 'killing', 'waiting', 'unmonitored']),
+  ownerUid: z.number().int().optional(),
+  policy: z
+    .object({
+      pauseOnHigh: z.boolean(),
+      killOnCritical: z.boolean(),
+      forensicsOnKill: z.boolean(),
+      retentionDays: z.number().int(),
+      thresholds: z.record(z.string(), z.unknown()),
+    })
+    .optional(),
+  auditPath: z.string().optional(),
+  startedAt: z.string().optional(),
+  polls: z.number().int(),
+  peeks: z.number().int(),
+  lastPollMs: z.number(),
+  processCount: z.number().int().optional(),
+  processes: z.array(monitorProcess).optional(),
+  connections: z.array(monitorConnection).optional(),
+  /** The latest threats the guard recorded for it (newest last). */
+  threats: z.array(threatRecord),
+});
+export type MonitorStatus = z.infer<typeof monitorStatus>;
+
+/** What the guard watches; with a container, its processes, connections and threats now. */
+export const MonitorSnapshot = request(
+  'monitor/snapshot',
+  z.object({ container: containerName.optional() }).strict(),
+  z.object({
+    execEvents: z.object({ available: z.boolean(), reason: z.string().optional(), events: z.number().int() }),
+    monitors: z.array(monitorStatus),
+  }),
+);

@@ -5,6 +5,7 @@
 import * as path from 'node:path';
 import { Config, LoadedConfig, limitsToIncus, runtimeLimits } from '../config';
 import type { RuntimeLabel } from './labels';
+import { policyFromConfig } from '../guard/monitor/policy';
 import { SETUP_NAMES } from '../setup/names';
 import type { SandboxSettings } from './manager';
 import { DEFAULT_PREFIX, validatePrefix } from './naming';
@@ -58,6 +59,7 @@ export function settingsFromConfig(loaded: LoadedConfig, env: NodeJS.ProcessEnv)
     network: network.label,
     networkWarnings: network.warnings,
     ...guardScopeOf(env),
+    monitor: policyFromConfig(c.monitoring),
   };
 }
 

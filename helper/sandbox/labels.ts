@@ -3,6 +3,7 @@
  * a sandbox is read back from Incus. Listing is always rebuilt from these
  * labels: no cache, no file that can drift.
  */
+import { policyOf } from '../guard/monitor/policy';
 import type { InstanceFull } from '../incus/types';
 
 export const LABELS = {
@@ -34,6 +35,13 @@ export const LABELS = {
   network: 'user.coi.network',
   /** Which guard fences it: absent for the host's guard, a scope for a test's guard. */
   guardScope: 'user.coi.guard-scope',
+  /** The monitoring policy (compact JSON, see guard/monitor/policy.ts); absent = not monitored. */
+  monitor: 'user.coi.monitor',
+  /**
+   * The guard socket the sandbox was made with, when not the default one
+   * (tests run private guards): only that guard watches it.
+   */
+  guard: 'user.coi.guard-socket',
 } as const;
 
 /** What the guard needs to enforce max_duration without any coi process alive. */
@@ -76,6 +84,8 @@ export interface SandboxInfo {
   launcherPid?: number;
   /** See LABELS.hold. */
   holdPid?: number;
+  /** The guard watches it (monitoring enabled when it was created). */
+  monitored?: boolean;
 }
 
 export function stateOf(status: string): SandboxState {
@@ -121,6 +131,7 @@ export function sandboxFromInstance(i: InstanceFull): SandboxInfo | undefined {
   if (c[LABELS.ownerHome]) info.ownerHome = c[LABELS.ownerHome];
   if (c[LABELS.launcher]) info.launcherPid = Number(c[LABELS.launcher]);
   if (/^\d+$/.test(c[LABELS.hold] ?? '')) info.holdPid = Number(c[LABELS.hold]);
+  if (c[LABELS.monitor]) info.monitored = policyOf(c[LABELS.monitor])?.enabled === true;
   return info;
 }
 

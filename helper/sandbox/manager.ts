@@ -16,6 +16,9 @@ import { CoiError, ErrorCodes, toCoiError } from '../errors';
 import type { IncusClient } from '../incus/client';
 import { execInteractive, execStream, InteractiveSession } from '../incus/exec-stream';
 import type { InstanceCreate, InstanceFull, Profile } from '../incus/types';
+import type { MonitorPolicy } from '../guard/monitor/policy';
+import { frozenBehindIncus } from '../host/freezer';
+import { DEFAULT_GUARD_SOCKET, guardSocketPath } from '../guard/paths';
 import type { Log } from '../log';
 import { listSessions, pickSession, restoreState, saveState, sessionDir, SessionMetadata, writeMetadata } from '../sessions/store';
 import { sandboxContext, SandboxFacts } from '../tools/context';
@@ -51,6 +54,8 @@ export interface SandboxSettings {
   codeGid: number;
   disableShift: boolean;
   limits?: { config: Record<string, string>; rootDevice: Record<string, string> };
+  /** From `[monitoring]`; recorded on the instance for the guard. */
+  monitor?: MonitorPolicy;
   /** What the guard enforces on the sandbox's network, recorded on the instance. */
   network: NetworkLabel;
   /** Settings of `[network]` that could not be honoured, for the user to read. */
@@ -241,6 +246,8 @@ export class SandboxManager {
       ...(this.s.runtime ? { runtime: this.s.runtime } : {}),
       network: this.s.network,
       ...(this.s.guardScope ? { guardScope: this.s.guardScope } : {}),
+      ...(this.s.monitor ? { monitor: this.s.monitor } : {}),
+      ...(guardSocketPath(this.d.host.env) !== DEFAULT_GUARD_SOCKET ? { guardSocket: guardSocketPath(this.d.host.env) } : {}),
     });
     if (req.from) {
       spec.source = { type: 'copy', source: `${req.from.instance}/${req.from.snapshot}` };
@@ -678,9 +685,18 @@ export class SandboxManager {
     return this.get(name);
   }
 
+  /**
+   * Thaws a sandbox the guard (or a person) froze. The guard freezes through
+   * the cgroup first and tells Incus after; if it could not tell Incus, Incus
+   * reports running and would refuse to unfreeze, so it is asked to freeze
+   * (which it accepts on a frozen cgroup) and then to unfreeze.
+   */
   async resume(name: string): Promise<SandboxInfo> {
     const sb = await this.get(name);
-    if (sb.state !== 'frozen') throw new CoiError(ErrorCodes.INVALID_INPUT, `${name} is ${sb.state}, not frozen`);
+    if (sb.state === 'running' && frozenBehindIncus('Running', name)) {
+      this.d.log.debug(`${name}: frozen in its cgroup while Incus says running; having Incus freeze it first`);
+      await this.d.incus.setState(name, 'freeze');
+    } else if (sb.state !== 'frozen') throw new CoiError(ErrorCodes.INVALID_INPUT, `${name} is ${sb.state}, not frozen`);
     await this.d.incus.setState(name, 'unfreeze');
     return this.get(name);
   }

@@ -2,6 +2,7 @@
  * The Incus instance a sandbox is: pure, from what was decided about it, so
  * every security-relevant key is visible in one place and unit-tested.
  */
+import { encodePolicy, MonitorPolicy } from '../guard/monitor/policy';
 import type { Devices, InstanceCreate } from '../incus/types';
 import type { IdmapMode } from './idmap';
 import { LABELS, RuntimeLabel, SandboxKind } from './labels';
@@ -42,6 +43,10 @@ export interface SandboxSpecInput {
   network: NetworkLabel;
   /** Set only for a test's own guard (COI_GUARD_SCOPE). */
   guardScope?: string;
+  /** Recorded for the guard, which starts watching when the instance runs. */
+  monitor?: MonitorPolicy;
+  /** The guard's socket when it is not the default one: that guard, and only it, watches the sandbox. */
+  guardSocket?: string;
   now: Date;
 }
 
@@ -97,6 +102,8 @@ export function buildInstanceSpec(s: SandboxSpecInput): InstanceCreate {
     ...(s.runtime ? { [LABELS.runtime]: JSON.stringify(s.runtime) } : {}),
     [LABELS.network]: encodeNetworkLabel(s.network),
     ...(s.guardScope ? { [LABELS.guardScope]: s.guardScope } : {}),
+    ...(s.monitor ? { [LABELS.monitor]: encodePolicy(s.monitor) } : {}),
+    ...(s.guardSocket ? { [LABELS.guard]: s.guardSocket } : {}),
   };
   return {
     name: s.name,

@@ -63,6 +63,12 @@ async function runGuard(ctx: CliContext): Promise<number> {
     ...(adminGid !== undefined ? { adminGid } : {}),
     ...(ctx.env.COI_GUARD_LOCK_DIR ? { primaryLockDir: ctx.env.COI_GUARD_LOCK_DIR } : {}),
     onShutdownRequested: () => void stop('asked over the socket'),
+    monitor: {
+      env: ctx.env,
+      // A guard for tests on a shared host watches only the sandboxes of its run.
+      ...(ctx.env.COI_GUARD_MONITOR_PREFIX ? { only: (name: string) => name.startsWith(ctx.env.COI_GUARD_MONITOR_PREFIX!) } : {}),
+      ...(ctx.env.COI_GUARD_MONITOR === '0' ? { enabled: false } : {}),
+    },
   });
   // The guard watches agents: one bad event must never take it down.
   process.on('uncaughtException', (e) => log.error(`uncaught: ${e.stack ?? e.message}`));

@@ -6,6 +6,7 @@ import { CoiError, ErrorCodes } from '../../errors';
 import { GuardClient } from '../../guard/client';
 import { guardSocketPath } from '../../guard/paths';
 import { GUARD_CAPABILITIES, GuardCleanOrphans } from '../../protocol/methods';
+import { frozenBehindIncus } from '../../host/freezer';
 import type { SandboxInfo } from '../../sandbox/labels';
 import type { SandboxManager } from '../../sandbox/manager';
 import { Command, CliContext, parseFlags } from '../command';
@@ -52,7 +53,7 @@ export const persistCommand = targetsCommand('persist', 'Keep sandboxes after th
 export const resumeCommand = targetsCommand('resume', 'Thaw sandboxes the guard froze', async (mgr, t) => {
   await mgr.resume(t);
   return `${t}: resumed`;
-}, { allowAll: true, filter: (s) => s.state === 'frozen' });
+}, { allowAll: true, filter: (s) => s.state === 'frozen' || (s.state === 'running' && frozenBehindIncus('Running', s.name)) });
 
 export const cleanCommand: Command = {
   name: 'clean',
