@@ -34,6 +34,8 @@ const PREFIX = `coi-tm${randomBytes(2).toString('hex')}-`;
 const root = mkdtempSync('/tmp/coi-mon-it-');
 chmodSync(root, 0o755);
 const socketPath = path.join(root, 'guard.sock');
+// Its own network scope: the host's guard keeps fencing every other sandbox, this one only ours.
+const SCOPE = `mon${randomBytes(3).toString('hex')}`;
 const guardLog = path.join(root, 'guard.log');
 const TARGET = DEAD_END_HOSTS.internet; // 198.51.100.2, in the dead-end namespace
 const PORT0 = randomInt(41_000, 48_000); // never a classic C2 port: the behaviour must be what is caught
@@ -52,7 +54,7 @@ const config = (extra = '') => `[container]\nimage = "coi-base"\n${extra}\n[tool
 function startGuard(): ChildProcess {
   const fd = openSync(guardLog, 'a');
   const g = spawn(process.execPath, [HELPER, 'guard', 'run'], {
-    env: { ...process.env, COI_GUARD_SOCKET: socketPath, COI_GUARD_MONITOR_PREFIX: PREFIX, COI_LOG_LEVEL: 'debug' },
+    env: { ...process.env, COI_GUARD_SOCKET: socketPath, COI_GUARD_SCOPE: SCOPE, COI_NET_STATE_DIR: path.join(root, 'net'), COI_NET_CACHE_DIR: path.join(root, 'net-cache'), COI_GUARD_MONITOR_PREFIX: PREFIX, COI_LOG_LEVEL: 'debug' },
     stdio: ['ignore', fd, fd],
   });
   return g;
@@ -98,7 +100,7 @@ async function launch(ws: string, home = homes.main): Promise<string> {
   mkdirSync(ws, { recursive: true });
   let last: CoiResult | undefined;
   for (let attempt = 1; attempt <= 2; attempt++) {
-    last = await coi(['shell', '--background', '--workspace', ws], { HOME: home, COI_CONTAINER_PREFIX: PREFIX, COI_GUARD_SOCKET: socketPath }, 180_000);
+    last = await coi(['shell', '--background', '--workspace', ws], { HOME: home, COI_CONTAINER_PREFIX: PREFIX, COI_GUARD_SOCKET: socketPath, COI_GUARD_SCOPE: SCOPE }, 180_000);
     if (last.code === 0) return last.stdout.trim();
     // Under heavy load a launch sometimes loses its tmux session (not the monitor's doing): once more.
     if (!/tmux session .* ended at once/.test(last.stderr)) break;
@@ -295,7 +297,7 @@ describe('the monitor in the guard', () => {
 
   test('coi monitor shows the sandbox\'s processes and coi audit its log', async () => {
     const name = names.benign!;
-    const r = await coi(['monitor', name, '--format', 'json'], { COI_GUARD_SOCKET: socketPath });
+    const r = await coi(['monitor', name, '--format', 'json'], { COI_GUARD_SOCKET: socketPath, COI_GUARD_SCOPE: SCOPE });
     assert.equal(r.code, 0, r.stderr);
     const snap = JSON.parse(r.stdout) as { execEvents: { available: boolean }; monitors: { state: string; processes: { argv: string[] }[] }[] };
     assert.equal(snap.monitors[0]?.state, 'watching');
