@@ -10,6 +10,8 @@ import { createLog } from '../log';
 import { COI_VERSION } from '../version';
 import type { CliContext, Command } from './command';
 import { attachCommand } from './commands/attach';
+import { buildCommand, buildWatchdogCommand } from './commands/build';
+import { imageCommand } from './commands/image';
 import { cleanCommand, killCommand, persistCommand, resumeCommand, shutdownCommand } from './commands/lifecycle';
 import { configCommand } from './commands/config';
 import { fileCommand } from './commands/file';
@@ -36,6 +38,8 @@ export const commands: Command[] = [
   cleanCommand,
   fileCommand,
   tmuxCommand,
+  buildCommand,
+  imageCommand,
   configCommand,
   profileCommand,
   trustCommand,
@@ -44,11 +48,13 @@ export const commands: Command[] = [
   setupCommand,
   guardCommand,
   versionCommand,
+  buildWatchdogCommand,
 ];
 
 export function helpText(): string {
-  const width = Math.max(...commands.map((c) => c.name.length));
-  const lines = commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
+  const shown = commands.filter((c) => !c.hidden);
+  const width = Math.max(...shown.map((c) => c.name.length));
+  const lines = shown.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
   return [
     `coi ${COI_VERSION} — run AI coding agents in hardened Incus containers`,
     '',

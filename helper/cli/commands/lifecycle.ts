@@ -2,6 +2,7 @@
  * The small lifecycle commands: shutdown, kill, persist, resume, clean. Each
  * is a thin front door onto a SandboxManager method.
  */
+import { cleanOrphans, defaultCacheDir } from '../../images/builder';
 import type { SandboxInfo } from '../../sandbox/labels';
 import type { SandboxManager } from '../../sandbox/manager';
 import { Command, CliContext, parseFlags } from '../command';
@@ -52,14 +53,16 @@ export const resumeCommand = targetsCommand('resume', 'Thaw sandboxes the guard 
 
 export const cleanCommand: Command = {
   name: 'clean',
-  summary: 'Delete stopped ephemeral sandboxes and half-made ones from interrupted launches',
+  summary: 'Delete stopped ephemeral sandboxes, half-made ones from interrupted launches, and leftovers of interrupted image builds',
   usage: 'coi clean [--dry-run]',
   async run(args, ctx) {
     const { values } = parseFlags(this, args, { 'dry-run': { type: 'boolean' } });
     const dry = values['dry-run'] === true;
     const victims = await managerFor(ctx).clean(dry);
-    if (victims.length === 0) ctx.out('nothing to clean\n');
     for (const v of victims) ctx.out(`${dry ? 'would delete' : 'deleted'} ${v.name} (${v.reason})\n`);
+    const builds = await cleanOrphans(ctx.incus(), defaultCacheDir(ctx.env), dry);
+    for (const b of builds) ctx.out(`${dry ? 'would delete' : 'deleted'} ${b} (its build was interrupted)\n`);
+    if (victims.length === 0 && builds.length === 0) ctx.out('nothing to clean\n');
     return 0;
   },
 };
