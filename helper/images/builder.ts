@@ -30,6 +30,7 @@ import { chrootArgv, fetchAgentTarball, hostNpm, NpmRunner, resolveAgent, tarbal
 import { BuildProgressEvent, BuildReporter, lineSplitter, pruneLogs } from './progress';
 import {
   AgentImageRecipe,
+  AGENT_SOURCES,
   agentImageMetadata,
   agentImageRecipe,
   agentSources,
@@ -425,7 +426,8 @@ export class ImageBuild {
       builtAt: new Date().toISOString(),
       buildId: this.id,
       base: req.base,
-      tools: await this.probeContainer(name, []),
+      // Agents the base had are still there: record them too.
+      tools: await this.probeContainer(name, [], Object.values(AGENT_SOURCES)),
       script: { sha256: createHash('sha256').update(parts.join('\n')).digest('hex'), ...(req.script?.file ? { file: req.script.file } : {}) },
     };
     return this.finishContainerBuild(name, manifest, req, `COI custom image ${req.name} (from ${req.base})`, undefined, signal);
@@ -495,8 +497,8 @@ export class ImageBuild {
     if (code !== 0) throw new CoiError(ErrorCodes.COMMAND_FAILED, `the script exited with ${code}`);
   }
 
-  private async probeContainer(name: string, agents: ResolvedAgent[]): Promise<Record<string, string>> {
-    const p = await this.d.incus.exec(name, ['bash', '-c', probeScript(agents)], { user: 1000, group: 1000, cwd: '/tmp', env: { PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin' } }).catch(() => ({ stdout: '', exitCode: -1 }));
+  private async probeContainer(name: string, agents: ResolvedAgent[], optional: AgentSource[] = []): Promise<Record<string, string>> {
+    const p = await this.d.incus.exec(name, ['bash', '-c', probeScript([...agents, ...optional])], { user: 1000, group: 1000, cwd: '/tmp', env: { PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin' } }).catch(() => ({ stdout: '', exitCode: -1 }));
     const tools = parseProbe(p.stdout);
     for (const [t, v] of Object.entries(tools)) this.reporter.line(`${t} ${v}`);
     for (const a of agents) if (!tools[a.tool]) throw new CoiError(ErrorCodes.COMMAND_FAILED, `${a.tool} does not run in the image`);

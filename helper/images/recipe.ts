@@ -248,6 +248,12 @@ echo "==> tool names"
 [ -x /usr/bin/fdfind ] && ln -sf /usr/bin/fdfind /usr/local/bin/fd
 [ -x /usr/bin/batcat ] && ln -sf /usr/bin/batcat /usr/local/bin/bat
 ${chmods ? `echo "==> agents"\n${chmods}\n` : ''}mkdir -p /etc/coi /home/code/.local/bin
+# Claude Code's first-run wizard (theme, then a connectivity check that exits
+# when Anthropic is out of reach) has no place in a headless sandbox: mark it
+# done. Everything else in ~/.claude.json is the launch's to manage.
+if [ -x /usr/local/bin/claude ] && [ ! -e /home/code/.claude.json ]; then
+  printf '{\\n  "hasCompletedOnboarding": true,\\n  "theme": "dark"\\n}\\n' > /home/code/.claude.json
+fi
 chown -R 1000:1000 /home/code
 echo "==> clean up"
 rm -rf /tmp/* /var/tmp/* /root/.cache /root/.npm

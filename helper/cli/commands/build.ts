@@ -105,6 +105,7 @@ async function runBuild(req: BuildRequest, ctx: CliContext, home: string, quiet:
     progress,
     watchdog: (id, work) => spawnWatchdog(entry, id, work, ctx.env),
   });
+  ctx.err(`coi build: build ${build.id} of ${req.name}; log ${build.logPath}\n`);
   let interrupts = 0;
   const onSignal = (sig: NodeJS.Signals) => {
     interrupts++;

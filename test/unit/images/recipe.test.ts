@@ -58,6 +58,8 @@ test('configuration: user code uid 1000 with passwordless sudo, tmux.conf, power
   assert.match(s, /exec sudo -n \/usr\/bin\/systemctl poweroff/);
   assert.match(s, /test -x \/usr\/local\/bin\/claude/);
   assert.ok(!/apt-get/.test(s), 'configuration needs no network');
+  assert.match(s, /"hasCompletedOnboarding": true/, 'Claude Code\'s first-run wizard is marked done');
+  assert.match(s, /\[ ! -e \/home\/code\/.claude.json \]/, 'never over an existing ~\/.claude.json');
 });
 
 test('the online script runs the same packages and configuration after waiting for the network', () => {
