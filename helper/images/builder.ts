@@ -37,6 +37,7 @@ import {
   agentTarballName,
   AgentSource,
   BaseRef,
+  buildAptSources,
   BuildMode,
   chooseMode,
   ImageManifest,
@@ -284,7 +285,7 @@ export class ImageBuild {
     const savedSources = await fs.readFile(sources).catch(() => undefined);
     await fs.rm(resolv, { force: true });
     await fs.copyFile('/etc/resolv.conf', resolv).catch(() => undefined);
-    await fs.writeFile(sources, `deb ${aptMirror(this.d.env, readAptSources())} bookworm main\n`);
+    await fs.writeFile(sources, buildAptSources(aptMirror(this.d.env, readAptSources()), this.d.env, readAptSources()));
     await sh(recipe.packagesScript, { network: true });
     await fs.rm(resolv, { force: true });
     if (savedResolv) await fs.writeFile(resolv, savedResolv);

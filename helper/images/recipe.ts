@@ -198,11 +198,37 @@ export function aptScript(packages: string[]): string {
 export DEBIAN_FRONTEND=noninteractive
 echo "==> apt-get update"
 apt-get -o Acquire::Retries=3 -o DPkg::Lock::Timeout=600 update
+echo "==> apt-get upgrade (security and stable updates)"
+apt-get -o Acquire::Retries=3 -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold upgrade -y
 echo "==> apt-get install ${packages.length} packages"
 apt-get -o Acquire::Retries=3 -o DPkg::Lock::Timeout=600 install -y --no-install-recommends ${packages.join(' ')}
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 `;
+}
+
+/**
+ * The sources apt uses while the image is built: the release, its updates and
+ * its security updates. COI_APT_MIRROR and COI_APT_SECURITY_MIRROR choose the
+ * mirrors; else the host's own (known to work from here); else Debian's.
+ */
+export function buildAptSources(mirror: string, env: NodeJS.ProcessEnv, hostSources: string[], suite = 'bookworm'): string {
+  let security = env.COI_APT_SECURITY_MIRROR;
+  if (!security) {
+    for (const text of hostSources) {
+      for (const stanza of text.split(/\n\s*\n/)) {
+        const uri = /^URIs:\s*(\S+)/m.exec(stanza)?.[1];
+        const suites = /^Suites:\s*(.+)$/m.exec(stanza)?.[1]?.split(/\s+/) ?? [];
+        if (uri && suites.includes(`${suite}-security`)) security ??= uri;
+      }
+      for (const line of text.split('\n')) {
+        const m = new RegExp(`^deb\\s+(?:\\[[^\\]]*\\]\\s+)?(\\S+)\\s+${suite}-security\\s`).exec(line.trim());
+        if (m) security ??= m[1];
+      }
+    }
+  }
+  security ??= 'http://deb.debian.org/debian-security';
+  return [`deb ${mirror} ${suite} main`, `deb ${mirror} ${suite}-updates main`, `deb ${security} ${suite}-security main`, ''].join('\n');
 }
 
 /**
@@ -359,7 +385,7 @@ export function onlineBuildScript(recipe: Pick<AgentImageRecipe, 'packagesScript
 # COI image build (online): idempotent; each step announces itself with "==> ".
 set -euo pipefail
 echo "==> waiting for the network"
-for i in $(seq 1 90); do getent hosts deb.debian.org >/dev/null 2>&1 || getent hosts archive.ubuntu.com >/dev/null 2>&1 && break; sleep 2; done
+for i in $(seq 1 30); do getent hosts deb.debian.org >/dev/null 2>&1 || getent hosts archive.ubuntu.com >/dev/null 2>&1 && break; sleep 2; done
 (
 ${recipe.packagesScript}
 )

@@ -8,6 +8,7 @@ import {
   agentImageRecipe,
   agentSources,
   agentTarballName,
+  buildAptSources,
   chooseMode,
   cleanVersion,
   configureImageScript,
@@ -168,4 +169,13 @@ test('a version range resolves to its newest version, asked again for its exact 
   const a = await resolveAgent(npm, NPM_SOURCE, '^10');
   assert.equal(a.version, '10.10.0');
   assert.deepEqual(asked, ['npm@^10', 'npm@10.10.0']);
+});
+
+test("apt sources of the build: release, updates and security, from the host's mirrors or the environment", () => {
+  const host = 'Types: deb\nURIs: http://m/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: http://sec.example/debian-security\nSuites: bookworm-security\nComponents: main\n';
+  assert.equal(buildAptSources('http://m/debian', {}, [host]), 'deb http://m/debian bookworm main\ndeb http://m/debian bookworm-updates main\ndeb http://sec.example/debian-security bookworm-security main\n');
+  assert.match(buildAptSources('http://m/debian', {}, ['deb [arch=amd64] http://old/security bookworm-security main\n']), /deb http:\/\/old\/security bookworm-security main/);
+  assert.match(buildAptSources('http://m/debian', { COI_APT_SECURITY_MIRROR: 'http://s/' }, [host]), /deb http:\/\/s\/ bookworm-security main/);
+  assert.match(buildAptSources('http://m/debian', {}, []), /deb http:\/\/deb.debian.org\/debian-security bookworm-security main/);
+  assert.match(agentImageRecipe({ alias: 'coi', base, agents: [] }).packagesScript, /upgrade -y/, 'security updates are applied');
 });
