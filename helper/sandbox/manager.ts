@@ -255,7 +255,8 @@ export class SandboxManager {
     const probe = [
       'sh',
       '-c',
-      'if [ -d /run/systemd/system ]; then s=$(systemctl is-system-running --wait 2>/dev/null); case "$s" in running|degraded) exit 0;; *) echo "$s"; exit 3;; esac; else test -d /home/code; fi',
+      // Right after start, PID 1 may not have created /run/systemd/system yet: ask what init is.
+      'if [ -d /run/systemd/system ] || case "$(readlink -f /sbin/init)" in */systemd) true;; *) false;; esac; then s=$(systemctl is-system-running --wait 2>/dev/null); case "$s" in running|degraded) exit 0;; *) echo "$s"; exit 3;; esac; else test -d /home/code; fi',
     ];
     while (Date.now() < deadline) {
       try {
