@@ -53,6 +53,13 @@ import {
 
 export type Compression = 'none' | 'gzip' | 'xz';
 
+/**
+ * Exit 0 once boot has settled. Right after start, PID 1 may not yet have
+ * created /run/systemd/system (its comm still "init"): ask what /sbin/init is.
+ */
+const SYSTEMD_SETTLED =
+  'if [ -d /run/systemd/system ] || case "$(readlink -f /sbin/init)" in */systemd) true;; *) false;; esac; then s=$(systemctl is-system-running --wait 2>/dev/null); case "$s" in running|degraded) exit 0;; *) exit 3;; esac; fi';
+
 export const BUILD_LABELS = {
   build: 'user.coi.build',
   pid: 'user.coi.build-pid',
@@ -464,7 +471,7 @@ export class ImageBuild {
     for (;;) {
       check(signal);
       const p = await this.d.incus
-        .exec(name, ['sh', '-c', 'if [ -d /run/systemd/system ]; then s=$(systemctl is-system-running --wait 2>/dev/null); case "$s" in running|degraded) exit 0;; *) exit 3;; esac; fi'], { timeoutMs: 60_000 })
+        .exec(name, ['sh', '-c', SYSTEMD_SETTLED], { timeoutMs: 60_000 })
         .catch(() => ({ exitCode: -1 }));
       if (p.exitCode === 0) break;
       if (Date.now() > deadline) throw new CoiError(ErrorCodes.TIMEOUT, `${name} did not finish booting within 120 s`);

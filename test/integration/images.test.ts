@@ -217,40 +217,22 @@ describe('coi build (the default image, offline)', () => {
   });
 });
 
-/**
- * `coi shell --background --tool T`, then `coi tmux capture` until the tool's screen matches.
- * On this shared machine a sandbox's tmux server sometimes vanishes right after launch ("the tmux
- * session … ended at once", or no session on the next capture), with coi-base as well: a
- * sandbox-launch issue, reported. Such an attempt is retried, up to three, so that this suite
- * tests the image; any other failure fails at once.
- */
+/** `coi shell --background --tool T`, then `coi tmux capture` until the tool's screen matches. */
 async function toolScreen(ws: string, tool: string, pattern: RegExp, timeoutMs: number): Promise<{ name: string; screen: string }> {
-  const problems: string[] = [];
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const r = await coiIn(ws, ['shell', '--background', '--tool', tool, '--image', 'coi']);
-    if (r.code !== 0) {
-      if (!/ended at once/.test(r.stderr)) assert.fail(`coi shell --tool ${tool}: ${r.stderr}`);
-      problems.push(r.stderr.trim());
-      continue;
-    }
-    const name = r.stdout.trim();
-    const deadline = Date.now() + timeoutMs;
-    let vanished = '';
-    while (Date.now() < deadline) {
+  const r = await coiIn(ws, ['shell', '--background', '--tool', tool, '--image', 'coi']);
+  assert.equal(r.code, 0, `coi shell --tool ${tool}: ${r.stderr}`);
+  const name = r.stdout.trim();
+  const screen = await until(
+    `${tool} on the screen`,
+    async () => {
       const cap = await coiIn(ws, ['tmux', 'capture', name], 30_000);
-      if (cap.code !== 0) {
-        if (!/no tmux session/.test(cap.stderr)) assert.fail(`coi tmux capture ${name}: ${cap.stderr}`);
-        vanished = cap.stderr.trim();
-        break;
-      }
-      if (pattern.test(cap.stdout)) return { name, screen: cap.stdout };
-      await sleep(1_000);
-    }
-    if (!vanished) assert.fail(`${tool}: no ${pattern} on the screen within ${timeoutMs} ms`);
-    problems.push(vanished);
-    await coiIn(ws, ['kill', name]);
-  }
-  assert.fail(`${tool}: the tmux session vanished three times: ${problems.join(' | ')}`);
+      assert.equal(cap.code, 0, `coi tmux capture ${name}: ${cap.stderr}`);
+      return pattern.test(cap.stdout) ? cap.stdout : undefined;
+    },
+    timeoutMs,
+    1_000,
+  );
+  return { name, screen };
 }
 
 /** The tool's process runs as code with /workspace as its working directory. */
