@@ -213,7 +213,8 @@ describe('coi build (the default image, offline)', () => {
     await c.exec(name, ['poweroff'], { user: 1000, group: 1000, cwd: '/home/code', env: { HOME: '/home/code', PATH: '/usr/local/bin:/usr/bin:/bin' } }).catch(() => undefined);
     // (Incus may answer a state query during the stop with an error: ask again.)
     await until('the container stops', async () => ((await c.getState(name).catch(() => undefined))?.status === 'Stopped' ? true : undefined), 60_000);
-    await c.deleteInstance(name, { force: true });
+    // Incus may still be finishing the stop: it refuses a delete until then.
+    await until('the container is deleted', async () => ((await c.deleteInstance(name, { force: true }).then(() => true, () => undefined)) ? true : undefined), 60_000, 500);
   });
 });
 
