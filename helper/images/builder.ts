@@ -639,7 +639,7 @@ interface CacheIndex {
   builtAt: string;
 }
 
-async function readCacheIndex(cacheDir: string, name: string, layer: string): Promise<CacheIndex | undefined> {
+export async function readCacheIndex(cacheDir: string, name: string, layer: string): Promise<CacheIndex | undefined> {
   try {
     const idx = JSON.parse(await fs.readFile(path.join(cacheDir, 'images', `${name}-${layer}.json`), 'utf8')) as CacheIndex;
     return existsSync(path.join(cacheDir, 'images', idx.file)) ? idx : undefined;
@@ -648,17 +648,24 @@ async function readCacheIndex(cacheDir: string, name: string, layer: string): Pr
   }
 }
 
-async function writeCacheIndex(cacheDir: string, name: string, recipe: AgentImageRecipe, file: string): Promise<void> {
+export async function writeCacheIndex(cacheDir: string, name: string, recipe: AgentImageRecipe, file: string): Promise<void> {
   const idx: CacheIndex = { hash: recipe.hash, layer: recipe.layerHash, file, agents: recipe.agents.map((a) => ({ tool: a.tool, version: a.version, platformVersion: a.platformVersion })), builtAt: new Date().toISOString() };
   const target = path.join(cacheDir, 'images', `${name}-${recipe.layerHash}.json`);
   await fs.writeFile(`${target}.tmp-${process.pid}`, JSON.stringify(idx, null, 2) + '\n');
   await fs.rename(`${target}.tmp-${process.pid}`, target);
-  // Older tarballs of the same image and layer are superseded.
-  for (const n of readdirSync(path.join(cacheDir, 'images'))) {
-    if (n.startsWith(`${name}-`) && /\.tar(\.gz|\.xz)?$/.test(n) && n !== file && !n.startsWith(`${SETUP_NAMES.baseImage}-`)) {
-      const other = n.slice(name.length + 1).replace(/\.tar(\.gz|\.xz)?$/, '');
-      if (/^[0-9a-f]{16}$/.test(other)) await fs.rm(path.join(cacheDir, 'images', n), { force: true });
-    }
+  // Older tarballs of the same image are superseded, and so are the indexes that named them
+  // and the agent packages only they used: the cache holds one build, not a history.
+  const imagesDir = path.join(cacheDir, 'images');
+  for (const n of readdirSync(imagesDir)) {
+    if (!n.startsWith(`${name}-`) || n.startsWith(`${SETUP_NAMES.baseImage}-`)) continue;
+    const rest = n.slice(name.length + 1);
+    if (/^[0-9a-f]{16}\.tar(\.gz|\.xz)?$/.test(rest) && n !== file) await fs.rm(path.join(imagesDir, n), { force: true });
+    if (/^[0-9a-f]{16}\.json$/.test(rest) && n !== path.basename(target)) await fs.rm(path.join(imagesDir, n), { force: true });
+  }
+  const keep = new Set(recipe.agents.map((a) => agentTarballName(a)));
+  const agentsDir = path.join(cacheDir, 'agents');
+  for (const n of existsSync(agentsDir) ? readdirSync(agentsDir) : []) {
+    if (n.endsWith('.tgz') && !keep.has(n)) await fs.rm(path.join(agentsDir, n), { force: true });
   }
 }
 
