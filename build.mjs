@@ -8,6 +8,7 @@ const { version } = JSON.parse(readFileSync('package.json', 'utf8'));
 
 const production = process.argv.includes('--production');
 const withTests = process.argv.includes('--tests');
+const withBench = process.argv.includes('--bench');
 
 const common = {
   bundle: true,
@@ -60,6 +61,20 @@ if (withTests) {
       format: 'cjs',
       // Tools the tests drive, loaded from node_modules at run time (esbuild finds its binary relative to itself).
       external: ['bufferutil', 'utf-8-validate', 'playwright-core', 'esbuild'],
+    }),
+  );
+}
+
+if (withBench) {
+  builds.push(
+    esbuild.build({
+      ...common,
+      minify: false,
+      entryPoints: { bench: 'bench/bench.ts' },
+      outdir: 'out/bench',
+      platform: 'node',
+      format: 'cjs',
+      external: ['bufferutil', 'utf-8-validate'],
     }),
   );
 }

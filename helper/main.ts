@@ -2,6 +2,14 @@
 import { runCli } from './cli/cli';
 import { runStdioServer } from './server/stdio';
 
+// A reader that went away (`coi list | head`) is not an error worth a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+}
+
 const argv = process.argv.slice(2);
 if (argv[0] === '--stdio') {
   runStdioServer();

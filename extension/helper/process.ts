@@ -8,7 +8,7 @@
  */
 import { ChildProcess, spawn as nodeSpawn, SpawnOptions } from 'node:child_process';
 import { CancellationToken, Emitter, Event, MessageConnection } from 'vscode-jsonrpc';
-import { call, RequestDef } from '../../helper/protocol/rpc';
+import { call, NotificationDef, onNotify, RequestDef } from '../../helper/protocol/rpc';
 import { createConnection } from '../../helper/rpc/connection';
 import { decideRestart, defaultRestartPolicy, recentCrashes, RestartPolicy } from './restartPolicy';
 
@@ -58,6 +58,11 @@ export function helperSpawnArgs(helperJs: string, execPath: string, env: NodeJS.
   return { command: execPath, args: [helperJs, '--stdio'], env: { ...env, ELECTRON_RUN_AS_NODE: '1' } };
 }
 
+interface Subscription {
+  def: NotificationDef<unknown>;
+  handlers: Set<(params: unknown) => void>;
+}
+
 interface Running {
   child: ChildProcess;
   conn: MessageConnection;
@@ -74,6 +79,8 @@ export class HelperProcess {
   private _state: HelperState = { kind: 'stopped' };
   private readonly stateEmitter = new Emitter<HelperState>();
   private readonly startedEmitter = new Emitter<number>();
+  /** Notification subscriptions by method, applied to every connection: they survive restarts. */
+  private readonly subscriptions = new Map<string, Subscription>();
   private readonly policy: RestartPolicy;
   private readonly now: () => number;
 
@@ -99,6 +106,40 @@ export class HelperProcess {
   /** Sends a typed request, starting the helper first if needed; the answer is validated. */
   async request<P, R>(def: RequestDef<P, R>, params: P, token?: CancellationToken): Promise<R> {
     return call(await this.connection(), def, params, token);
+  }
+
+  /**
+   * Subscribes to a typed notification of this and every later helper (after a
+   * restart too). Invalid messages are logged and dropped. Does not start the helper.
+   */
+  onNotification<P>(def: NotificationDef<P>, handler: (params: P) => void): { dispose(): void } {
+    let entry = this.subscriptions.get(def.method);
+    if (!entry) {
+      entry = { def: def as NotificationDef<unknown>, handlers: new Set() };
+      this.subscriptions.set(def.method, entry);
+      if (this.current) this.subscribe(this.current.conn, entry);
+    }
+    const h = handler as (params: unknown) => void;
+    entry.handlers.add(h);
+    return { dispose: () => void entry.handlers.delete(h) };
+  }
+
+  /** One dispatcher per method and connection (vscode-jsonrpc keeps one handler per method). */
+  private subscribe(conn: MessageConnection, entry: Subscription): void {
+    onNotify(
+      conn,
+      entry.def,
+      (params) => {
+        for (const h of [...entry.handlers]) {
+          try {
+            h(params);
+          } catch (e) {
+            this.opts.log.error(`${entry.def.method} handler failed: ${e instanceof Error ? e.message : String(e)}`);
+          }
+        }
+      },
+      (why) => this.opts.log.warn(`ignored notification ${why}`),
+    );
   }
 
   /** The connection to the running helper; starts it when none runs. */
@@ -197,6 +238,7 @@ export class HelperProcess {
     });
     if (spawned) throw new HelperUnavailableError(`could not start the COI helper (${command}): ${spawned.message}`);
     if (this.current !== running) throw new HelperUnavailableError('the COI helper stopped while starting');
+    for (const entry of this.subscriptions.values()) this.subscribe(conn, entry);
     conn.listen();
     const pid = child.pid!;
     this.setState({ kind: 'running', pid });

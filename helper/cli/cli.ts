@@ -12,16 +12,20 @@ import type { CliContext, Command } from './command';
 import { attachCommand } from './commands/attach';
 import { buildCommand, buildWatchdogCommand } from './commands/build';
 import { imageCommand } from './commands/image';
+import { auditCommand } from './commands/audit';
 import { cleanCommand, killCommand, persistCommand, resumeCommand, shutdownCommand } from './commands/lifecycle';
 import { configCommand } from './commands/config';
 import { fileCommand } from './commands/file';
 import { guardCommand } from './commands/guard';
+import { healthCommand } from './commands/health';
 import { listCommand } from './commands/list';
+import { monitorCommand } from './commands/monitor';
 import { profileCommand } from './commands/profile';
 import { runCommand } from './commands/run';
 import { schemaCommand } from './commands/schema';
 import { setupCommand } from './commands/setup';
 import { shellCommand } from './commands/shell';
+import { snapshotCommand } from './commands/snapshot';
 import { tmuxCommand } from './commands/tmux';
 import { trustCommand, untrustCommand } from './commands/trust';
 import { versionCommand } from './commands/version';
@@ -36,6 +40,9 @@ export const commands: Command[] = [
   persistCommand,
   resumeCommand,
   cleanCommand,
+  snapshotCommand,
+  auditCommand,
+  monitorCommand,
   fileCommand,
   tmuxCommand,
   buildCommand,
@@ -47,6 +54,7 @@ export const commands: Command[] = [
   schemaCommand,
   setupCommand,
   guardCommand,
+  healthCommand,
   versionCommand,
   buildWatchdogCommand,
 ];

@@ -262,7 +262,7 @@ const limits = z.strictObject({
   memory: z
     .strictObject({
       limit: memorySize('a memory size').default(''),
-      enforce: z.enum(['soft', 'hard']).default('soft'),
+      enforce: z.enum(['soft', 'hard']).default('hard').describe('hard: the kernel OOM-kills past the limit; soft: only reclaims harder under host pressure.'),
       swap: z.union([z.boolean(), z.enum(['true', 'false'])], { error: 'expected true or false' }).default(true),
     })
     .prefault({}),

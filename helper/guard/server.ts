@@ -20,12 +20,33 @@ import { IncusClient } from '../incus/client';
 import { IncusEventStream, lifecycleOf } from '../incus/events';
 import type { RawEvent } from '../incus/types';
 import type { Log } from '../log';
-import { EventTopic, GuardAllowIdmap, GuardEvent, GuardEventNotification, GuardInfo, GuardShutdown, GuardSubscribe, IncusEvent } from '../protocol/methods';
+import {
+  EventTopic,
+  GUARD_CAPABILITIES,
+  GuardAllowIdmap,
+  GuardCleanOrphans,
+  GuardEvent,
+  GuardEventNotification,
+  GuardInfo,
+  GuardNetworkStatus,
+  GuardSecureSandbox,
+  GuardShutdown,
+  GuardSubscribe,
+  IncusEvent,
+  MonitorSnapshot,
+} from '../protocol/methods';
 import { notify, Router } from '../protocol/rpc';
 import { createConnection } from '../rpc/connection';
 import { COI_VERSION } from '../version';
 import { incusStatusOf } from '../core/info';
+import { inScope } from './network/desired';
+import type { PacketEvent } from './network/kmsg';
+import { NetworkController, NetworkControllerOptions } from './network/controller';
 import { PeerCredentials, peerCredentials } from './peer';
+import { DeadlineKeeper } from './deadlines';
+import { tryBecomePrimary } from './primary';
+import type { Lock } from '../sandbox/lock';
+import { MonitorSupervisor } from './monitor/supervisor';
 import { Reaper } from './reaper';
 import { delegateId } from './subid';
 
@@ -35,12 +56,21 @@ export interface GuardOptions {
   log: Log;
   /** Group id whose members may connect besides root; undefined = root only. */
   adminGid?: number;
+  /** Where the host lock of the primary guard lives; null: never primary. */
+  primaryLockDir?: string | null;
   /** Where subordinate id delegations live; tests point these elsewhere. */
   subuidFile?: string;
   subgidFile?: string;
   /** Replaceable for tests that run the guard in-process. */
   identify?: (socket: net.Socket) => Promise<PeerCredentials | undefined>;
   onShutdownRequested?: () => void;
+  /**
+   * The network fence. Absent: the guard fences nothing and says so (no
+   * "network" capability), and launches that need it fail.
+   */
+  network?: Omit<NetworkControllerOptions, 'incus' | 'log' | 'onPacket'>;
+  /** The monitor (on unless `enabled: false`); `only` limits it to some sandboxes (tests on a shared host). */
+  monitor?: { enabled?: boolean; only?: (name: string) => boolean; execEvents?: boolean; env?: NodeJS.ProcessEnv };
 }
 
 interface Client {
@@ -57,21 +87,84 @@ export class GuardServer {
   private events: IncusEventStream | undefined;
   private readonly startedAt = new Date();
   private readonly reaper: Reaper;
+  private readonly deadlines: DeadlineKeeper;
+  private primary: Lock | undefined;
+  private primaryTimer: NodeJS.Timeout | undefined;
+
+  private async claimPrimary(): Promise<void> {
+    if (this.primary || this.scoped || this.opts.primaryLockDir === null) return;
+    this.primary = await tryBecomePrimary(this.opts.primaryLockDir);
+    if (!this.primary) return;
+    if (this.primaryTimer) clearInterval(this.primaryTimer);
+    this.opts.log.info('holding the host lock: reaping ended sandboxes and enforcing deadlines');
+    if (this.events?.connected) {
+      void this.reaper.sweep();
+      void this.deadlines.sync();
+    }
+  }
+
+  readonly network: NetworkController | undefined;
+  readonly monitor: MonitorSupervisor | undefined;
+  /** A test's guard (COI_GUARD_SCOPE) acts on its own scope only, and never takes the host lock. */
+  private readonly scoped: boolean;
+
+  /** Host-wide duties: the primary guard's, or a scoped guard's for its own scope. */
+  private get dutiful(): boolean {
+    return this.primary !== undefined || this.scoped;
+  }
 
   constructor(private readonly opts: GuardOptions) {
-    this.reaper = new Reaper(opts.incus, opts.log);
+    const scope = opts.network?.scope ?? '';
+    this.scoped = scope !== '';
+    if (opts.monitor?.enabled !== false) {
+      this.monitor = new MonitorSupervisor({
+        incus: opts.incus,
+        log: opts.log,
+        publish: (event) => this.broadcast({ topic: 'threat', event }),
+        socketPath: opts.socketPath,
+        ...(opts.monitor?.only ? { only: opts.monitor.only } : {}),
+        ...(opts.monitor?.execEvents !== undefined ? { execEvents: opts.monitor.execEvents } : {}),
+        ...(opts.monitor?.env ? { env: opts.monitor.env } : {}),
+      });
+    }
+    // A scoped guard (a test's) reaps only its own scope's sandboxes; the host's guard every managed one.
+    // A sandbox the monitor is killing is stopped first and deleted after its forensic copy: not the Reaper's.
+    this.reaper = new Reaper(opts.incus, opts.log, undefined, scope ? (i) => inScope(i, scope) : undefined, (name) => this.monitor?.holds(name) ?? false);
+    this.deadlines = new DeadlineKeeper(opts.incus, opts.log, (n) => this.broadcast({ topic: 'guard', event: n }));
+    if (opts.network) {
+      this.network = new NetworkController({ ...opts.network, incus: opts.incus, log: opts.log, onPacket: (e) => this.relayPacket(e) });
+    }
   }
 
   async start(): Promise<void> {
     await this.claimSocket();
+    // Rules first: sandboxes that changed while no guard ran are fenced before anyone is answered.
+    await this.network?.start();
+    await this.claimPrimary();
+    if (!this.primary && !this.scoped && this.opts.primaryLockDir !== null) {
+      this.opts.log.info('another guard holds the host lock: this one serves and relays only, and takes over if that guard dies');
+      // A primary that dies (kill -9, crash) must not leave the host without one.
+      this.primaryTimer = setInterval(() => void this.claimPrimary(), 2_000);
+      this.primaryTimer.unref();
+    }
     this.events = this.opts.incus.events({ types: ['lifecycle'], allProjects: true, onLog: (m) => this.opts.log.debug(m) });
     this.events.on('event', (e) => {
+      this.monitor?.onIncusEvent(e);
       this.relayIncus(e);
+      this.network?.onIncusEvent(e);
+      if (!this.dutiful) return;
       this.reaper.onEvent(e);
+      this.deadlines.onEvent(e);
     });
     this.events.on('connected', () => {
-      // Whatever ended while nobody watched (guard down, events lost) is reaped now.
-      void this.reaper.sweep();
+      // Whatever changed while nobody watched (guard down, events lost) is reconciled and reaped now.
+      this.network?.onEventsConnected();
+      if (this.dutiful) {
+        void this.reaper.sweep();
+        void this.deadlines.sync();
+      }
+      // Whatever started while nobody watched is watched.
+      void this.monitor?.sweep();
       this.broadcast({ topic: 'guard', event: { kind: 'events-connected', message: 'connected to Incus events' } });
     });
     this.events.on('disconnected', () => this.broadcast({ topic: 'guard', event: { kind: 'events-lost', message: 'lost Incus events; reconnecting' } }));
@@ -86,6 +179,8 @@ export class GuardServer {
       });
     });
     server.on('error', (e) => this.opts.log.error(`guard socket error: ${e.message}`));
+    // Sandboxes that run now are watched from here on, whatever the events say later.
+    await this.monitor?.start();
     await fs.chmod(this.opts.socketPath, this.opts.adminGid === undefined ? 0o600 : 0o660);
     if (this.opts.adminGid !== undefined && process.getuid?.() === 0) {
       await fs.chown(this.opts.socketPath, 0, this.opts.adminGid);
@@ -96,6 +191,11 @@ export class GuardServer {
   async stop(): Promise<void> {
     this.broadcast({ topic: 'guard', event: { kind: 'stopping', message: 'guard is stopping' } });
     this.events?.close();
+    this.network?.stop();
+    this.deadlines.stop();
+    if (this.primaryTimer) clearInterval(this.primaryTimer);
+    await this.primary?.release();
+    await this.monitor?.stop();
     for (const c of this.clients.values()) c.conn.dispose();
     this.clients.clear();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
@@ -160,7 +260,36 @@ export class GuardServer {
         subscriptions: [...this.clients.values()].reduce((n, c) => n + c.topics.size, 0),
         incus: await incusStatusOf(this.opts.incus),
         eventsConnected: this.events?.connected ?? false,
+        primary: this.primary !== undefined,
+        capabilities: this.network ? [GUARD_CAPABILITIES.network] : [],
       }))
+      .onRequest(GuardSecureSandbox, async ({ name }) => {
+        const result = await this.requireNetwork().secure(name);
+        this.opts.log.debug(`secured ${name} for pid ${client.peer.pid}`);
+        return result;
+      })
+      .onRequest(GuardNetworkStatus, async () => {
+        const s = await this.requireNetwork().status();
+        return {
+          tables: s.installed.tables,
+          installed: s.installed.sandboxes.map((x) => ({
+            container: x.key,
+            bootBlocked: x.bootBlocked,
+            ...(x.hostIface !== undefined ? { hostIface: x.hostIface } : {}),
+            ...(x.mode !== undefined ? { mode: x.mode } : {}),
+            ...(x.packets !== undefined ? { packets: x.packets } : {}),
+            ...(x.bytes !== undefined ? { bytes: x.bytes } : {}),
+          })),
+          orphans: s.orphans,
+          problems: s.problems,
+          ...(s.lastApply ? { lastApply: s.lastApply } : {}),
+        };
+      })
+      .onRequest(GuardCleanOrphans, async ({ dryRun }) => {
+        const r = await this.requireNetwork().cleanOrphans(dryRun);
+        if (!dryRun && (r.removed.length > 0 || r.caches.length > 0)) this.opts.log.info(`removed the rules of ${r.removed.length} sandbox(es) that no longer exist (asked by pid ${client.peer.pid})`);
+        return r;
+      })
       .onRequest(GuardSubscribe, ({ topics }) => {
         for (const t of topics) client.topics.add(t);
         return { topics: [...client.topics] };
@@ -181,7 +310,43 @@ export class GuardServer {
         }
         setImmediate(() => this.opts.onShutdownRequested?.());
         return { stopping: true as const };
+      })
+      .onRequest(MonitorSnapshot, async ({ container }) => {
+        if (!this.monitor) throw new CoiError(ErrorCodes.NOT_PERMITTED, 'this guard runs without its monitor');
+        return this.monitor.snapshot(container);
       });
+  }
+
+  private requireNetwork(): NetworkController {
+    if (!this.network) throw new CoiError(ErrorCodes.NOT_PERMITTED, 'this guard does not fence networks (started without network support)', { remedy: { title: 'Restart the guard', shell: 'sudo coi guard stop && sudo coi guard start' } });
+    return this.network;
+  }
+
+  private relayPacket(e: PacketEvent): void {
+    const event: GuardEvent = {
+      topic: 'network',
+      event: {
+        container: e.container.slice(0, 128),
+        rule: e.rule.slice(0, 32),
+        action: e.action,
+        time: new Date().toISOString(),
+        ...(e.src !== undefined ? { src: e.src.slice(0, 64) } : {}),
+        ...(e.dst !== undefined ? { dst: e.dst.slice(0, 64) } : {}),
+        ...(e.proto !== undefined ? { proto: e.proto.slice(0, 16) } : {}),
+        ...(e.dport !== undefined ? { dport: e.dport } : {}),
+      },
+    };
+    this.broadcast(event);
+    // The monitor judges refused connections (C2 ports, metadata, allowlist misses) as evidence too.
+    this.monitor?.onPacket(e.container, {
+      time: Date.now(),
+      rule: e.rule,
+      action: e.action,
+      ...(e.proto !== undefined ? { proto: e.proto } : {}),
+      ...(e.src !== undefined ? { src: e.src } : {}),
+      ...(e.dst !== undefined ? { dst: e.dst } : {}),
+      ...(e.dport !== undefined ? { dport: e.dport } : {}),
+    });
   }
 
   private relayIncus(e: RawEvent): void {

@@ -18,3 +18,16 @@ export function groupId(name: string, file = '/etc/group'): number | undefined {
     return undefined;
   }
 }
+
+/** Home directory of a uid, from /etc/passwd (the guard writes session saves there as root). */
+export function homeOfUid(uid: number, file = '/etc/passwd'): string | undefined {
+  try {
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (f.length >= 6 && Number(f[2]) === uid && f[5]) return f[5];
+    }
+  } catch {
+    // no passwd file: no home
+  }
+  return undefined;
+}

@@ -140,11 +140,13 @@ export class UnixSocketTransport implements Transport {
       case 'ECONNREFUSED':
         return incusUnreachable(this.socketPath, err.code, e);
       case 'EACCES':
-      case 'EPERM':
-        return new CoiError(ErrorCodes.INCUS_PERMISSION, `permission denied on the Incus socket ${this.socketPath}: ${os.userInfo().username} is not in the Incus admin group`, {
-          remedy: { title: 'Add yourself to incus-admin, then log in again', shell: `sudo usermod -aG incus-admin ${os.userInfo().username}` },
+      case 'EPERM': {
+        const user = userName();
+        return new CoiError(ErrorCodes.INCUS_PERMISSION, `permission denied on the Incus socket ${this.socketPath}: ${user} is not in the Incus admin group`, {
+          remedy: { title: 'Add yourself to incus-admin, then log in again', shell: `sudo usermod -aG incus-admin ${user}` },
           cause: e,
         });
+      }
       default:
         return new CoiError(ErrorCodes.INCUS_UNREACHABLE, `cannot talk to Incus at ${this.socketPath}: ${err?.message ?? String(e)}`, { cause: e });
     }
@@ -161,4 +163,13 @@ export function incusUnreachable(socketPath: string, why: string, cause?: unknow
       ...(cause === undefined ? {} : { cause }),
     },
   );
+}
+
+/** The user's name; a uid without a passwd entry (containers, CI) has none, and must not crash an error message. */
+function userName(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return process.env.USER || `uid ${process.getuid?.() ?? '?'}`;
+  }
 }

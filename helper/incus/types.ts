@@ -73,6 +73,24 @@ export interface RawEvent {
   metadata: unknown;
 }
 
+export interface InstanceSnapshot {
+  name: string;
+  created_at: string;
+  /** "0001-01-01T00:00:00Z" when it never expires. */
+  expires_at?: string;
+  stateful: boolean;
+  /** Bytes, or -1 when the storage driver cannot tell (btrfs without quotas, dir). */
+  size?: number;
+  config?: Record<string, string>;
+  devices?: Devices;
+  profiles?: string[];
+}
+
+export interface StoragePoolResources {
+  space: { used: number; total: number };
+  inodes?: { used: number; total: number };
+}
+
 export interface ImageInfo {
   fingerprint: string;
   size: number;

@@ -53,11 +53,21 @@ export const GuardInfo = request(
     subscriptions: z.number().int(),
     incus: incusStatus,
     eventsConnected: z.boolean(),
+    /** Holds the host lock: reaps ended sandboxes, enforces deadlines. */
+    primary: z.boolean(),
+    /**
+     * What this guard does besides relaying events, e.g. "network" (it fences
+     * sandboxes' networks: guard/secureSandbox). Absent from older guards.
+     */
+    capabilities: z.array(z.string().max(64)).max(64).default([]),
   }),
 );
 export type GuardInfoResult = z.infer<typeof GuardInfo.result>;
 
-export const eventTopic = z.enum(['incus', 'guard']);
+/** Capability names in guard/info. */
+export const GUARD_CAPABILITIES = { network: 'network' } as const;
+
+export const eventTopic = z.enum(['incus', 'guard', 'network', 'threat']);
 export type EventTopic = z.infer<typeof eventTopic>;
 
 export const GuardSubscribe = request(
@@ -80,9 +90,122 @@ export const incusEvent = z.object({
 });
 export type IncusEvent = z.infer<typeof incusEvent>;
 
+/**
+ * A connection our rules refused or dropped, from the kernel log line of the
+ * rule (so attributed by the sandbox's host-side interface, never by the
+ * packet's source address). Fields other than container, rule and action are
+ * absent for frames that are not IP (rule "vlan" or "l2").
+ */
+export const networkEvent = z.object({
+  container: z.string().max(128),
+  /** private, linklocal, cgnat, loopback, multicast, reserved, host, dns, notallowed, ipv6, vlan, l2, boot */
+  rule: z.string().max(32),
+  action: z.enum(['drop', 'reject']),
+  src: z.string().max(64).optional(),
+  dst: z.string().max(64).optional(),
+  /** tcp, udp, icmp, icmpv6, … */
+  proto: z.string().max(16).optional(),
+  dport: z.number().int().min(0).max(65535).optional(),
+  /** When the guard read the line (ISO 8601). */
+  time: z.string().max(64),
+});
+export type NetworkEvent = z.infer<typeof networkEvent>;
+
+// ── monitor: threats ────────────────────────────────────────────────────────
+//
+// A threat as the audit log holds it (one JSON line) and as the guard pushes
+// it on the `threat` topic the moment it acted. Every string in `evidence`
+// came from inside the container: render it as text, never as markup or
+// terminal control. Descriptions are already made display-safe.
+
+export const threatLevel = z.enum(['info', 'warning', 'high', 'critical']);
+export type ThreatLevel = z.infer<typeof threatLevel>;
+
+const lineageEntry = z.object({ pid: z.number().int(), comm: z.string(), argv: z.array(z.string()) });
+
+export const threatEvidence = z
+  .object({
+    process: z
+      .object({
+        pid: z.number().int(),
+        nsPid: z.number().int().optional(),
+        comm: z.string(),
+        exe: z.string().optional(),
+        argv: z.array(z.string()),
+        uid: z.number().int().optional(),
+        /** The process, its parent, … up to the container's init. */
+        lineage: z.array(lineageEntry),
+      })
+      .passthrough()
+      .optional(),
+    network: z
+      .object({ proto: z.enum(['tcp', 'udp']), remote: z.string(), port: z.number().int(), local: z.string(), state: z.string().optional(), fds: z.array(z.number().int()).optional() })
+      .passthrough()
+      .optional(),
+    filesystem: z.record(z.string(), z.unknown()).optional(),
+    processCount: z.record(z.string(), z.unknown()).optional(),
+    dns: z.record(z.string(), z.unknown()).optional(),
+    /** The rule that matched, e.g. "reverse-shell/shell-stdio-network". */
+    rule: z.string(),
+    key: z.string(),
+  })
+  .passthrough();
+
+/** What the guard did about it, when, and how fast. */
+export const threatResponse = z
+  .object({
+    /** When the snapshot that showed it was taken (ISO 8601). */
+    detectedAt: z.string(),
+    /** When the cgroup freezer was written (ISO 8601): from then on nothing in the container ran. */
+    frozenAt: z.string().optional(),
+    /** Milliseconds from the snapshot to the freeze. */
+    containMs: z.number().optional(),
+    error: z.string().optional(),
+  })
+  .passthrough();
+
+export const threatRecord = z
+  .object({
+    id: z.string().max(64),
+    timestamp: z.string().max(64),
+    level: threatLevel,
+    category: z.string().max(64),
+    title: z.string().max(1024),
+    description: z.string().max(16_384),
+    evidence: threatEvidence,
+    /** logged | alerted | paused | killed | logged (already paused) | pause failed | kill failed */
+    action: z.string().max(64),
+    container: z.string().max(128),
+    detector: z.string().max(64).optional(),
+    mitre: z.array(z.string().max(32)).max(16).optional(),
+    /** Identical events folded into this one (de-duplication window 30 s). */
+    folded: z.number().int().optional(),
+    response: threatResponse.optional(),
+  })
+  .passthrough();
+export type ThreatRecord = z.infer<typeof threatRecord>;
+
+export const threatEvent = z.object({
+  container: z.string().max(128),
+  ownerUid: z.number().int().optional(),
+  /** The audit file the record is in. */
+  auditPath: z.string().max(4096).optional(),
+  record: threatRecord,
+});
+export type ThreatEventWire = z.infer<typeof threatEvent>;
+
 export const guardEvent = z.discriminatedUnion('topic', [
   z.object({ topic: z.literal('incus'), event: incusEvent }),
-  z.object({ topic: z.literal('guard'), event: z.object({ kind: z.enum(['started', 'stopping', 'events-connected', 'events-lost']), message: z.string().max(1024) }) }),
+  z.object({ topic: z.literal('network'), event: networkEvent }),
+  z.object({
+    topic: z.literal('guard'),
+    event: z.object({
+      kind: z.enum(['started', 'stopping', 'events-connected', 'events-lost', 'limit-warning', 'limit-stopped']),
+      message: z.string().max(1024),
+      container: z.string().max(128).optional(),
+    }),
+  }),
+  z.object({ topic: z.literal('threat'), event: threatEvent }),
 ]);
 export type GuardEvent = z.infer<typeof guardEvent>;
 
@@ -97,6 +220,60 @@ export const GuardAllowIdmap = request(
   'guard/allowIdmap',
   z.object({ uid: z.number().int().min(0).max(4_294_967_294), gid: z.number().int().min(0).max(4_294_967_294) }).strict(),
   z.object({ changed: z.boolean() }),
+);
+
+const instanceName = z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-Za-z0-9-]*$/, 'an instance name (letters, digits and "-")');
+
+/**
+ * Fences a sandbox's network before it starts. The guard reads the instance
+ * from Incus (its labels, its NIC), checks it is a COI sandbox, recomputes the
+ * rules of every sandbox and applies them in one transaction; it answers only
+ * once they are in place. Nothing in the params but the name: what the
+ * sandbox may reach comes from its instance, not from the caller.
+ */
+export const GuardSecureSandbox = request(
+  'guard/secureSandbox',
+  z.object({ name: instanceName }).strict(),
+  z.object({
+    name: z.string(),
+    mode: z.enum(['restricted', 'allowlist', 'open']),
+    hostIface: z.string(),
+    /** allowlist: the names resolved and their addresses now allowed. */
+    resolved: z.array(z.object({ name: z.string(), ips: z.array(z.string()), error: z.string().optional() })),
+    warnings: z.array(z.string()),
+  }),
+);
+export type GuardSecureSandboxResult = z.infer<typeof GuardSecureSandbox.result>;
+
+const ruleSummary = z.object({
+  container: z.string(),
+  hostIface: z.string().optional(),
+  mode: z.string().optional(),
+  bootBlocked: z.boolean(),
+  packets: z.number().optional(),
+  bytes: z.number().optional(),
+});
+
+/** What the guard enforces now: installed rules, what it would not fence, and orphans. */
+export const GuardNetworkStatus = request(
+  'guard/networkStatus',
+  noParams,
+  z.object({
+    tables: z.array(z.string()),
+    installed: z.array(ruleSummary),
+    /** Rules of instances that no longer exist (removed by the next apply, or by coi clean --orphans). */
+    orphans: z.array(z.string()),
+    problems: z.array(z.object({ container: z.string(), problem: z.string() })),
+    lastApply: z.object({ at: z.string(), ok: z.boolean(), error: z.string().optional(), reason: z.string() }).optional(),
+  }),
+);
+export type GuardNetworkStatusResult = z.infer<typeof GuardNetworkStatus.result>;
+
+/** Removes rules (and allowlist caches) of sandboxes that no longer exist. */
+export const GuardCleanOrphans = request(
+  'guard/cleanOrphans',
+  z.object({ dryRun: z.boolean().default(false) }).strict(),
+  z.object({ removed: z.array(z.object({ container: z.string(), objects: z.array(z.string()) })), caches: z.array(z.string()) }),
 );
 
 // ── sandboxes ───────────────────────────────────────────────────────────────
@@ -117,6 +294,7 @@ export const sandboxInfo = z.object({
   image: z.string(),
   ownerUid: z.number().int().optional(),
   launcherPid: z.number().int().optional(),
+  monitored: z.boolean().optional(),
 });
 export type SandboxInfoWire = z.infer<typeof sandboxInfo>;
 
@@ -153,6 +331,135 @@ export const SandboxClean = request(
 export const SandboxChanged = notification(
   '$/sandbox/changed',
   z.object({ name: z.string(), action: z.string(), sandbox: sandboxInfo.nullable() }),
+);
+
+/**
+ * What "Open Workspace in COI Sandbox" offers for one workspace: the tools and
+ * profiles, and what its configuration would pick without a choice.
+ */
+export const SandboxOptions = request(
+  'sandbox/options',
+  z.object({ workspace: z.string().min(1).max(4096) }).strict(),
+  z.object({
+    tools: z.array(z.object({ name: z.string(), description: z.string() })),
+    profiles: z.array(z.object({ name: z.string(), scope: z.string(), description: z.string().optional() })),
+    defaults: z.object({ tool: z.string(), persistent: z.boolean(), profile: z.string().optional() }),
+  }),
+);
+export type SandboxOptionsResult = z.infer<typeof SandboxOptions.result>;
+
+// ── snapshots ───────────────────────────────────────────────────────────────
+
+export const SnapshotList = request('snapshot/list', z.object({ name: sandboxName }).strict(), z.object({ snapshots: z.array(z.object({ name: z.string(), createdAt: z.string(), stateful: z.boolean() })) }));
+
+const snapshotName = z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a snapshot name (letters, digits, ".", "_" and "-")');
+const snapshotSummary = z.object({ name: z.string(), createdAt: z.string(), stateful: z.boolean() });
+export type SnapshotInfoWire = z.infer<typeof snapshotSummary>;
+
+/** Takes a snapshot; without `snapshot`, named snap-YYYYMMDD-HHMMSS. */
+export const SnapshotCreate = request('snapshot/create', z.object({ name: sandboxName, snapshot: snapshotName.optional() }).strict(), z.object({ snapshot: snapshotSummary }));
+
+/** What a restore throws away and keeps, and whether it will go ahead: for the confirmation dialog. */
+export const restorePlan = z.object({
+  sandbox: z.string(),
+  snapshot: z.string(),
+  snapshotCreatedAt: z.string(),
+  refused: z.object({ reason: z.string(), remedy: z.object({ title: z.string(), shell: z.string().optional(), command: z.string().optional() }).optional() }).optional(),
+  restart: z.boolean(),
+  lost: z.array(z.string()),
+  kept: z.array(z.string()),
+});
+export type RestorePlanWire = z.infer<typeof restorePlan>;
+
+/**
+ * Restores a sandbox to a snapshot. With `dryRun` only the plan is returned
+ * (ask the user with it, then call again without). A running sandbox is
+ * stopped, restored and started again with its tool; a refused plan is an error.
+ */
+export const SnapshotRestore = request(
+  'snapshot/restore',
+  z.object({ name: sandboxName, snapshot: snapshotName, dryRun: z.boolean().default(false) }).strict(),
+  z.object({ plan: restorePlan, restored: z.boolean(), restarted: z.boolean(), sandbox: sandboxInfo }),
+);
+
+export const SnapshotDelete = request(
+  'snapshot/delete',
+  z
+    .object({ name: sandboxName, snapshot: snapshotName.optional(), all: z.boolean().default(false) })
+    .strict()
+    .refine((p) => p.all !== (p.snapshot !== undefined), { message: 'give either snapshot or all: true' }),
+  z.object({ deleted: z.array(z.string()) }),
+);
+
+/** Starts a new slot of the sandbox's workspace from one of its snapshots. */
+export const SnapshotBranch = request('snapshot/branch', z.object({ name: sandboxName, snapshot: snapshotName }).strict(), z.object({ sandbox: sandboxInfo, warnings: z.array(z.string()) }));
+// ── monitor: methods ────────────────────────────────────────────────────────
+
+const containerName = z.string().min(1).max(128).regex(/^[A-Za-z0-9][A-Za-z0-9-]*$/, 'a container name (letters, digits and "-")');
+
+/** The audit log of a sandbox (also of one already deleted), read by the helper as its user. */
+export const AuditRead = request(
+  'audit/read',
+  z.object({ container: containerName, limit: z.number().int().min(1).max(100_000).optional(), minLevel: threatLevel.optional() }).strict(),
+  z.object({ container: z.string(), files: z.array(z.string()), records: z.array(threatRecord), skipped: z.number().int() }),
+);
+
+export const monitorProcess = z.object({
+  pid: z.number().int(),
+  nsPid: z.number().int().optional(),
+  ppid: z.number().int(),
+  uid: z.number().int(),
+  comm: z.string(),
+  argv: z.array(z.string()),
+  state: z.string().optional(),
+  /** What fds 0, 1 and 2 point at: a path, pipe:[…], socket:[…] (with its peer when it is inet). */
+  stdio: z.array(z.string()),
+});
+
+export const monitorConnection = z.object({
+  proto: z.enum(['tcp', 'udp']),
+  local: z.string(),
+  remote: z.string(),
+  state: z.string(),
+  pid: z.number().int().optional(),
+  comm: z.string().optional(),
+});
+
+export const monitorStatus = z.object({
+  container: z.string(),
+  /** watching: running and polled; frozen: paused by the guard or Incus; killing: a CRITICAL response in progress; unmonitored: a one-shot look. */
+  state: z.enum(['watching', 'frozen', 'killing', 'waiting', 'unmonitored']),
+  ownerUid: z.number().int().optional(),
+  policy: z
+    .object({
+      pauseOnHigh: z.boolean(),
+      killOnCritical: z.boolean(),
+      forensicsOnKill: z.boolean(),
+      retentionDays: z.number().int(),
+      thresholds: z.record(z.string(), z.unknown()),
+    })
+    .optional(),
+  auditPath: z.string().optional(),
+  startedAt: z.string().optional(),
+  polls: z.number().int(),
+  peeks: z.number().int(),
+  lastPollMs: z.number(),
+  processCount: z.number().int().optional(),
+  processes: z.array(monitorProcess).optional(),
+  connections: z.array(monitorConnection).optional(),
+  /** The latest threats the guard recorded for it (newest last). */
+  threats: z.array(threatRecord),
+});
+export type MonitorStatus = z.infer<typeof monitorStatus>;
+
+/** What the guard watches; with a container, its processes, connections and threats now. */
+export const MonitorSnapshot = request(
+  'monitor/snapshot',
+  z.object({ container: containerName.optional() }).strict(),
+  z.object({
+    execEvents: z.object({ available: z.boolean(), reason: z.string().optional(), events: z.number().int() }),
+    monitors: z.array(monitorStatus),
+  }),
 );
 
 // ── images ──────────────────────────────────────────────────────────────────

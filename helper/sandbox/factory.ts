@@ -8,7 +8,9 @@ import { GuardClient } from '../guard/client';
 import { guardSocketPath } from '../guard/paths';
 import type { IncusClient } from '../incus/client';
 import type { Log } from '../log';
-import { GuardAllowIdmap } from '../protocol/methods';
+import { CoiError, ErrorCodes } from '../errors';
+import { GUARD_CAPABILITIES, GuardAllowIdmap, GuardSecureSandbox, GuardSecureSandboxResult } from '../protocol/methods';
+import { SnapshotService } from '../snapshot/service';
 import { settingsFromConfig } from './from-config';
 import { hostIdentity, resolveWorkspace, SandboxManager, SandboxSettings } from './manager';
 import { defaultSettings, SettingsFlags } from './settings';
@@ -35,15 +37,55 @@ export async function launchManager(d: FactoryDeps, workspace: string, flags: Se
   if (flags.tool !== undefined) patch.tool = { name: flags.tool as NonNullable<ConfigPatch['tool']>['name'] };
   const loaded = await loadConfig({ home: host.home, workspace: real, env: d.env, flags: patch, ...(flags.profile ? { profile: flags.profile } : {}) });
   for (const w of loaded.warnings) d.warn(`${w.message}${w.remedy ? `\n  fix: ${w.remedy.title}${w.remedy.shell ? `: ${w.remedy.shell}` : ''}` : ''}`);
-  return managerWith(d, settingsFromConfig(loaded, d.env));
+  const settings = settingsFromConfig(loaded, d.env);
+  for (const w of settings.networkWarnings ?? []) d.warn(w);
+  return managerWith(d, settings);
 }
 
-function managerWith(d: FactoryDeps, settings: SandboxSettings): SandboxManager {
+const SECURE_TIMEOUT_MS = 90_000;
+
+/**
+ * guard/secureSandbox over a fresh connection. Any failure stops the launch:
+ * no guard, a guard too old to fence networks, or rules it could not apply.
+ */
+export async function secureWithGuard(socketPath: string, name: string): Promise<GuardSecureSandboxResult> {
+  const g = new GuardClient({ socketPath });
+  const remedy = { title: 'Start the guard', shell: 'sudo coi guard start', command: 'coi.setup' };
+  try {
+    try {
+      await g.connect({ timeoutMs: 3_000 });
+    } catch (e) {
+      throw new CoiError(ErrorCodes.GUARD_UNREACHABLE, `cannot start ${name}: the COI guard must fence its network first, and ${(e as Error).message}`, { remedy });
+    }
+    const info = await g.info();
+    if (!info.capabilities.includes(GUARD_CAPABILITIES.network)) {
+      throw new CoiError(ErrorCodes.GUARD_UNREACHABLE, `cannot start ${name}: the running guard (${info.guard.version}, pid ${info.guard.pid}) cannot fence networks`, {
+        remedy: { title: 'Restart the guard with this version', shell: 'sudo coi guard stop && sudo coi guard start' },
+      });
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new CoiError(ErrorCodes.TIMEOUT, `the guard did not fence ${name} within ${SECURE_TIMEOUT_MS / 1000} s`, { remedy: { title: 'See the guard log', shell: 'sudo tail /var/log/coi-guard.log' } })), SECURE_TIMEOUT_MS);
+    });
+    try {
+      return await Promise.race([g.request(GuardSecureSandbox, { name }), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  } finally {
+    g.close();
+  }
+}
+
+/** A manager with settings made by the caller (the health check's temporary sandbox). */
+export function managerWith(d: FactoryDeps, settings: SandboxSettings): SandboxManager {
   return new SandboxManager(settings, {
     incus: d.incus,
     log: d.log,
     host: hostIdentity(d.env),
     ...(d.progress ? { progress: d.progress } : {}),
+    secureNetwork: (name) => secureWithGuard(guardSocketPath(d.env), name),
+    warn: d.warn,
     allowIdmap: async (uid, gid) => {
       const g = new GuardClient({ socketPath: guardSocketPath(d.env) });
       try {
@@ -54,4 +96,9 @@ function managerWith(d: FactoryDeps, settings: SandboxSettings): SandboxManager 
       }
     },
   });
+}
+
+/** Snapshots: sandboxes found by name; a restored session or a branch runs with its workspace's configuration. */
+export function snapshotService(d: FactoryDeps): SnapshotService {
+  return new SnapshotService({ incus: d.incus, log: d.log, sandboxes: managerByName(d), launcher: (workspace) => launchManager(d, workspace, {}) });
 }

@@ -3,6 +3,7 @@
  * a sandbox is read back from Incus. Listing is always rebuilt from these
  * labels: no cache, no file that can drift.
  */
+import { policyOf } from '../guard/monitor/policy';
 import type { InstanceFull } from '../incus/types';
 
 export const LABELS = {
@@ -17,10 +18,49 @@ export const LABELS = {
   /** "creating" until the launch completed; what `coi clean` uses to find half-made sandboxes. */
   phase: 'user.coi.phase',
   owner: 'user.coi.owner-uid',
+  /** The launching user's home, where the guard saves the session (checked to belong to the owner). */
+  ownerHome: 'user.coi.owner-home',
   launcher: 'user.coi.launcher-pid',
   createdAt: 'user.coi.created-at',
   image: 'user.coi.image',
+  /** Runtime limits the guard enforces (JSON of RuntimeLabel); absent when there are none. */
+  runtime: 'user.coi.runtime',
+  /**
+   * The pid of a coi process that stops the sandbox on purpose and starts it
+   * again (a snapshot restore): while that process lives, the guard does not
+   * reap the stopped sandbox. A hold whose process died counts for nothing.
+   */
+  hold: 'user.coi.hold',
+  /** The network settings the guard enforces (compact JSON, see network-label.ts). */
+  network: 'user.coi.network',
+  /** Which guard fences it: absent for the host's guard, a scope for a test's guard. */
+  guardScope: 'user.coi.guard-scope',
+  /** The monitoring policy (compact JSON, see guard/monitor/policy.ts); absent = not monitored. */
+  monitor: 'user.coi.monitor',
+  /**
+   * The guard socket the sandbox was made with, when not the default one
+   * (tests run private guards): only that guard watches it.
+   */
+  guard: 'user.coi.guard-socket',
 } as const;
+
+/** What the guard needs to enforce max_duration without any coi process alive. */
+export interface RuntimeLabel {
+  maxDurationMs: number;
+  autoStop: boolean;
+  stopGraceful: boolean;
+}
+
+export function parseRuntimeLabel(text: string | undefined): RuntimeLabel | undefined {
+  if (!text) return undefined;
+  try {
+    const v = JSON.parse(text) as Partial<RuntimeLabel>;
+    if (typeof v.maxDurationMs !== 'number' || !(v.maxDurationMs > 0)) return undefined;
+    return { maxDurationMs: v.maxDurationMs, autoStop: v.autoStop !== false, stopGraceful: v.stopGraceful !== false };
+  } catch {
+    return undefined;
+  }
+}
 
 export type SandboxKind = 'shell' | 'run';
 export type SandboxState = 'running' | 'frozen' | 'stopped' | 'starting' | 'stopping' | 'error';
@@ -40,7 +80,12 @@ export interface SandboxInfo {
   createdAt: string;
   image: string;
   ownerUid?: number;
+  ownerHome?: string;
   launcherPid?: number;
+  /** See LABELS.hold. */
+  holdPid?: number;
+  /** The guard watches it (monitoring enabled when it was created). */
+  monitored?: boolean;
 }
 
 export function stateOf(status: string): SandboxState {
@@ -64,6 +109,7 @@ export function stateOf(status: string): SandboxState {
 /** A sandbox from an instance, or undefined for instances that are not ours. */
 export function sandboxFromInstance(i: InstanceFull): SandboxInfo | undefined {
   const c = i.config ?? {};
+  if (!i.name) return undefined;
   if (c[LABELS.managed] !== 'true') return undefined;
   const info: SandboxInfo = {
     name: i.name,
@@ -82,7 +128,10 @@ export function sandboxFromInstance(i: InstanceFull): SandboxInfo | undefined {
   const address = ipv4Of(i);
   if (address) info.address = address;
   if (c[LABELS.owner]) info.ownerUid = Number(c[LABELS.owner]);
+  if (c[LABELS.ownerHome]) info.ownerHome = c[LABELS.ownerHome];
   if (c[LABELS.launcher]) info.launcherPid = Number(c[LABELS.launcher]);
+  if (/^\d+$/.test(c[LABELS.hold] ?? '')) info.holdPid = Number(c[LABELS.hold]);
+  if (c[LABELS.monitor]) info.monitored = policyOf(c[LABELS.monitor])?.enabled === true;
   return info;
 }
 

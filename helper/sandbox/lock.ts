@@ -30,7 +30,7 @@ export async function acquireLock(dir: string, key: string, timeoutMs = 120_000)
       await fs.rm(file, { force: true });
       continue;
     }
-    if (Date.now() > deadline) {
+    if (Date.now() >= deadline) {
       throw new CoiError(ErrorCodes.TIMEOUT, `another coi (pid ${owner}) is launching a sandbox for this workspace; waited ${timeoutMs / 1000} s`);
     }
     await new Promise((r) => setTimeout(r, 100));

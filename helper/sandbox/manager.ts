@@ -8,23 +8,30 @@
  * instance whose launcher is dead, which `coi clean` removes.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, promises as fs, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { CoiError, ErrorCodes, toCoiError } from '../errors';
 import type { IncusClient } from '../incus/client';
 import { execInteractive, execStream, InteractiveSession } from '../incus/exec-stream';
-import type { InstanceFull, Profile } from '../incus/types';
+import type { InstanceCreate, InstanceFull, Profile } from '../incus/types';
+import type { MonitorPolicy } from '../guard/monitor/policy';
+import { frozenBehindIncus } from '../host/freezer';
+import { DEFAULT_GUARD_SOCKET, guardSocketPath } from '../guard/paths';
 import type { Log } from '../log';
-import { getTool } from '../tools/registry';
+import { listSessions, pickSession, restoreState, saveState, sessionDir, SessionMetadata, writeMetadata } from '../sessions/store';
+import { sandboxContext, SandboxFacts } from '../tools/context';
+import { getTool, LaunchContext, PermissionMode, ToolDef } from '../tools/registry';
 import { idmapMode, IdmapMode, subidDelegates } from './idmap';
-import { LABELS, SandboxInfo, sandboxFromInstance, SandboxKind } from './labels';
+import { LABELS, RuntimeLabel, SandboxInfo, sandboxFromInstance, SandboxKind } from './labels';
 import { acquireLock, pidAlive } from './lock';
 import { containerName, slotOf, tmuxSession, workspaceHash } from './naming';
 import { preparePlaceholders } from './protected';
 import { chooseSlot, ExistingSlot } from './slots';
+import { encodeNetworkLabel, NetworkLabel } from './network-label';
 import { buildInstanceSpec, privilegedKeys, WORKSPACE_MOUNT } from './spec';
+import { pruneCheckpoints, takeSnapshot } from '../snapshot/checkpoint';
 
 export interface SandboxSettings {
   prefix: string;
@@ -47,6 +54,33 @@ export interface SandboxSettings {
   codeGid: number;
   disableShift: boolean;
   limits?: { config: Record<string, string>; rootDevice: Record<string, string> };
+  /** From `[monitoring]`; recorded on the instance for the guard. */
+  monitor?: MonitorPolicy;
+  /** What the guard enforces on the sandbox's network, recorded on the instance. */
+  network: NetworkLabel;
+  /** Settings of `[network]` that could not be honoured, for the user to read. */
+  networkWarnings?: string[];
+  /** The guard scope (COI_GUARD_SCOPE) recorded on the instance: only a guard of that scope fences it. */
+  guardScope?: string;
+  /** max_duration and how to end it; enforced by the guard. */
+  runtime?: RuntimeLabel;
+  agent: AgentSettings;
+  /** `[snapshots]`: a checkpoint when a session starts, keeping the last `keep`. */
+  snapshots?: { auto: boolean; keep: number };
+}
+
+/** How the agent is started and told about its sandbox. */
+export interface AgentSettings {
+  permissionMode: PermissionMode;
+  autoContext: boolean;
+  binary?: string;
+  customArgs?: string[];
+  customResumeArgs?: string[];
+  model?: string;
+  /** Facts for ~/SANDBOX_CONTEXT.md that come from configuration. */
+  network: { mode: string; allowedDomains: string[] };
+  limits: SandboxFacts['limits'];
+  profileContexts: { profile: string; text: string }[];
 }
 
 export interface HostIdentity {
@@ -62,7 +96,17 @@ export interface OpenRequest {
   kind: SandboxKind;
   /** Start the tool in tmux (shell) or not (run). */
   startTool: boolean;
+  /** Resume a saved session of this workspace: true for the newest, or a session id (prefix). */
+  resume?: true | string;
+  /**
+   * Branch: the new sandbox is a copy of this snapshot of another sandbox of
+   * the same workspace, in a new slot (never a reused one).
+   */
+  from?: { instance: string; snapshot: string; persistent: boolean };
 }
+
+const CODE_HOME = '/home/code';
+const CONTEXT_FILE = `${CODE_HOME}/SANDBOX_CONTEXT.md`;
 
 export interface ManagerDeps {
   incus: IncusClient;
@@ -72,6 +116,13 @@ export interface ManagerDeps {
   allowIdmap?: (uid: number, gid: number) => Promise<void>;
   /** Reports launch progress (stderr on the CLI, a progress notification in VS Code). */
   progress?: (message: string) => void;
+  /**
+   * Asks the guard to fence the (created, not yet started) sandbox's network
+   * and resolves once its rules are in place. Without it no sandbox starts.
+   */
+  secureNetwork?: (name: string) => Promise<{ mode: string; warnings: string[] }>;
+  /** Warnings the user should read (the CLI prints them, JSON-RPC returns them with the result). */
+  warn?: (message: string) => void;
 }
 
 const SYSTEM_DIRS = ['/', '/bin', '/boot', '/dev', '/etc', '/lib', '/lib64', '/proc', '/root', '/run', '/sbin', '/sys', '/usr', '/var', '/home'];
@@ -134,24 +185,37 @@ export class SandboxManager {
         const info = sandboxFromInstance(i);
         existing.set(slotOf(this.s.prefix, hash, i.name)!, { state: info?.state ?? 'error', persistent: info?.persistent ?? false });
       }
-      const persistent = req.kind === 'shell' && this.s.persistent;
-      const choice = chooseSlot(existing, { ...(req.slot !== undefined ? { requested: req.slot } : {}), persistent });
+      const persistent = req.kind === 'shell' && (this.s.persistent || (req.from?.persistent ?? false));
+      const resumed = req.resume !== undefined ? await this.findSession(workspace, tool, req.resume) : undefined;
+      // A persistent sandbox that still holds the session is restarted as it is.
+      const keeper = resumed && existing.has(slotOf(this.s.prefix, hash, resumed.container_name) ?? 0) ? resumed.container_name : undefined;
+      const requested = keeper ? slotOf(this.s.prefix, hash, keeper) : req.slot;
+      let choice = chooseSlot(existing, { ...(requested !== undefined ? { requested } : {}), persistent: (persistent && !req.from) || keeper !== undefined });
+      // A branch is always a new container.
+      if (req.from && choice.reuse) choice = { ...chooseSlot(existing, { persistent: false }), notice: `slot ${choice.slot} holds a stopped sandbox; the branch takes a free slot` };
       if (choice.notice) this.d.progress?.(choice.notice);
       const name = containerName(this.s.prefix, workspace, choice.slot);
       if (choice.reuse) {
         this.d.progress?.(`restarting persistent sandbox ${name}`);
+        // Today's network settings, fenced before it starts like a new sandbox.
+        await this.d.incus.run('PATCH', this.d.incus.url(`/1.0/instances/${encodeURIComponent(name)}`), {
+          config: { [LABELS.network]: encodeNetworkLabel(this.s.network), [LABELS.guardScope]: this.s.guardScope ?? '' },
+        });
+        await this.secureNetwork(name);
         await this.d.incus.setState(name, 'start', { timeoutMs: 120_000 });
         await this.waitReady(name);
-        if (req.startTool) await this.startTool(name, tool.argv, tool.binary);
+        const info = await this.get(name);
+        if (req.kind === 'shell') await this.autoCheckpoint(name);
+        if (req.startTool) await this.launchAgent(name, workspace, tool, info.session, resumed && resumed.container_name === name ? 'in-place' : resumed);
         return this.get(name);
       }
-      return await this.create(name, workspace, choice.slot, req, persistent, tool);
+      return await this.create(name, workspace, choice.slot, req, persistent, tool, resumed);
     } finally {
       await lock.release();
     }
   }
 
-  private async create(name: string, workspace: string, slot: number, req: OpenRequest, persistent: boolean, tool: { name: string; argv: string[]; binary: string }): Promise<SandboxInfo> {
+  private async create(name: string, workspace: string, slot: number, req: OpenRequest, persistent: boolean, tool: ToolDef, resumed?: SessionMetadata & { dir: string }): Promise<SandboxInfo> {
     const idmap = idmapMode(this.d.host.uid, this.d.host.gid, this.s.codeUid, this.s.codeGid, this.s.disableShift);
     if (idmap.kind === 'raw') await this.ensureDelegated();
     await preparePlaceholders(workspace, this.s.protectedPaths);
@@ -166,9 +230,10 @@ export class SandboxManager {
       kind: req.kind,
       tool: tool.name,
       persistent,
-      session: randomUUID(),
+      session: resumed?.session_id ?? randomUUID(),
       profile: this.s.profile,
       ownerUid: this.d.host.uid,
+      ownerHome: this.d.host.home,
       launcherPid: process.pid,
       idmap,
       protectedPaths: this.s.protectedPaths,
@@ -178,25 +243,75 @@ export class SandboxManager {
       ...(hostTimezone() ? { timezone: hostTimezone()! } : {}),
       ...(sshAgentSocket ? { sshAgentSocket } : {}),
       ...(this.s.limits ? { limits: this.s.limits } : {}),
+      ...(this.s.runtime ? { runtime: this.s.runtime } : {}),
+      network: this.s.network,
+      ...(this.s.guardScope ? { guardScope: this.s.guardScope } : {}),
+      ...(this.s.monitor ? { monitor: this.s.monitor } : {}),
+      ...(guardSocketPath(this.d.host.env) !== DEFAULT_GUARD_SOCKET ? { guardSocket: guardSocketPath(this.d.host.env) } : {}),
     });
-    this.d.progress?.(`creating ${name} from ${this.s.image}`);
+    if (req.from) {
+      spec.source = { type: 'copy', source: `${req.from.instance}/${req.from.snapshot}` };
+      this.d.progress?.(`creating ${name} from snapshot ${req.from.snapshot} of ${req.from.instance}`);
+    } else this.d.progress?.(`creating ${name} from ${this.s.image}`);
     try {
       await this.d.incus.createInstance(spec, { timeoutMs: 300_000 });
     } catch (e) {
       throw this.explainCreateError(e);
     }
     try {
+      if (req.from) await this.dropInherited(name, spec);
+      await this.secureNetwork(name);
       await this.d.incus.setState(name, 'start', { timeoutMs: 120_000 }).catch((e: unknown) => {
         throw this.explainStartError(e, idmap);
       });
       await this.waitReady(name);
-      if (req.startTool) await this.startTool(name, tool.argv, tool.binary);
+      if (req.kind === 'shell') await this.autoCheckpoint(name);
+      if (req.startTool) await this.launchAgent(name, workspace, tool, spec.config![LABELS.session]!, resumed);
       await this.d.incus.run('PATCH', this.d.incus.url(`/1.0/instances/${encodeURIComponent(name)}`), { config: { [LABELS.phase]: 'ready' } });
       return await this.get(name);
     } catch (e) {
       this.d.log.debug(`launch of ${name} failed, deleting it: ${toCoiError(e).message}`);
       await this.d.incus.deleteInstance(name, { force: true }).catch(() => undefined);
       throw e;
+    }
+  }
+
+  /**
+   * Incus gives a copy every key and device of its source that the new
+   * instance does not set (an old mount, a raw.idmap for another user, a device
+   * added by hand). A branch must be exactly what a launch makes: keep only the
+   * spec's, plus the volatile and image keys Incus manages.
+   */
+  private async dropInherited(name: string, spec: InstanceCreate): Promise<void> {
+    const inst = (await this.d.incus.getInstance(name)) as InstanceFull & { architecture?: string; ephemeral?: boolean };
+    const config: Record<string, string> = { ...(spec.config ?? {}) };
+    for (const [k, v] of Object.entries(inst.config)) if (/^(volatile|image)\./.test(k)) config[k] = v;
+    const extraKeys = Object.keys(inst.config).filter((k) => !(k in config));
+    const extraDevices = Object.keys(inst.devices).filter((k) => !(k in (spec.devices ?? {})));
+    if (extraKeys.length === 0 && extraDevices.length === 0) return;
+    this.d.log.debug(`${name}: dropping what the copy inherited: ${[...extraKeys, ...extraDevices.map((d) => `device ${d}`)].join(', ')}`);
+    await this.d.incus.run('PUT', this.d.incus.url(`/1.0/instances/${encodeURIComponent(name)}`), {
+      ...(inst.architecture ? { architecture: inst.architecture } : {}),
+      config,
+      devices: spec.devices ?? {},
+      profiles: spec.profiles ?? inst.profiles,
+      ephemeral: inst.ephemeral ?? false,
+      description: spec.description ?? '',
+    });
+  }
+
+  /** The fail-closed handshake: the guard fences the sandbox's network, or it does not start. */
+  private async secureNetwork(name: string): Promise<void> {
+    if (!this.d.secureNetwork) {
+      throw new CoiError(ErrorCodes.GUARD_UNREACHABLE, `cannot start ${name}: the COI guard must fence its network first, and there is no guard to ask`, {
+        remedy: { title: 'Start the guard', shell: 'sudo coi guard start', command: 'coi.setup' },
+      });
+    }
+    this.d.progress?.(`fencing the network of ${name} (${this.s.network.mode})`);
+    const r = await this.d.secureNetwork(name);
+    for (const w of r.warnings) {
+      if (this.d.warn) this.d.warn(w);
+      else this.d.log.warn(w);
     }
   }
 
@@ -247,7 +362,9 @@ export class SandboxManager {
    * Waits until the container has finished booting. Starting the tool earlier
    * races boot: systemd-tmpfiles empties /tmp (and with it tmux's socket), and
    * the network may not be configured yet. Images without systemd only need
-   * their `code` user.
+   * their `code` user. Whether the image boots systemd is told by PID 1's
+   * executable: /run/systemd/system appears only some way into boot, and a
+   * probe that ran earlier would have declared a half-booted container ready.
    */
   private async waitReady(name: string): Promise<void> {
     const deadline = Date.now() + this.s.readyTimeoutSec * 1000;
@@ -255,8 +372,7 @@ export class SandboxManager {
     const probe = [
       'sh',
       '-c',
-      // Right after start, PID 1 may not have created /run/systemd/system yet: ask what init is.
-      'if [ -d /run/systemd/system ] || case "$(readlink -f /sbin/init)" in */systemd) true;; *) false;; esac; then s=$(systemctl is-system-running --wait 2>/dev/null); case "$s" in running|degraded) exit 0;; *) echo "$s"; exit 3;; esac; else test -d /home/code; fi',
+      'case "$(readlink /proc/1/exe)" in */systemd) s=$(systemctl is-system-running --wait 2>/dev/null); case "$s" in running|degraded) exit 0;; *) echo "$s"; exit 3;; esac;; *) test -d /home/code;; esac',
     ];
     while (Date.now() < deadline) {
       try {
@@ -269,6 +385,43 @@ export class SandboxManager {
       await new Promise((r) => setTimeout(r, 100));
     }
     throw new CoiError(ErrorCodes.TIMEOUT, `${name} did not become ready within ${this.s.readyTimeoutSec} s (${last})`);
+  }
+
+  /**
+   * `[snapshots] auto = true`: a checkpoint when a session (not a one-shot
+   * `coi run`, whose sandbox is deleted after) starts, before the tool, so the user
+   * can always go back to before the agent's run; older automatic ones beyond
+   * `keep` are pruned. A checkpoint that fails fails the launch: the user asked
+   * for a way back and would not have one.
+   */
+  private async autoCheckpoint(name: string): Promise<void> {
+    const cfg = this.s.snapshots;
+    if (!cfg?.auto) return;
+    try {
+      const taken = await takeSnapshot(this.d.incus, name, { auto: true });
+      const pruned = await pruneCheckpoints(this.d.incus, name, cfg.keep);
+      this.d.progress?.(`checkpoint ${taken.name} of ${name} taken${pruned.length ? `, pruned ${pruned.join(', ')}` : ''} (keeping the last ${cfg.keep})`);
+    } catch (e) {
+      const err = toCoiError(e);
+      throw new CoiError(err.code, `[snapshots] auto = true, but the checkpoint of ${name} failed: ${err.message}`, {
+        remedy: { title: 'Check the storage pool (or set [snapshots] auto = false)', shell: 'coi health' },
+      });
+    }
+  }
+
+  /**
+   * After Incus started the sandbox again behind its session's back (a
+   * snapshot restore): wait for the boot, then start its tool again.
+   */
+  async resumeSession(name: string): Promise<SandboxInfo> {
+    const sb = await this.get(name);
+    await this.waitReady(name);
+    if (sb.kind === 'shell') {
+      const tool = getTool(sb.tool || this.s.tool);
+      // The restored home holds the tool's state as of the snapshot: continue from there.
+      await this.launchAgent(name, sb.workspace, tool, sb.session, 'in-place');
+    }
+    return this.get(name);
   }
 
   /** The environment the agent sees: named host variables only, plus literal ones and ours. */
@@ -302,7 +455,123 @@ export class SandboxManager {
    * sandbox, the guard then deletes it). Variables reach tmux through the exec
    * environment, never its command line, so they do not show in `ps`.
    */
-  private async startTool(name: string, argv: string[], binary: string): Promise<void> {
+  private async findSession(workspace: string, tool: ToolDef, id: true | string): Promise<SessionMetadata & { dir: string }> {
+    const found = pickSession(await listSessions(this.d.host.home, tool.name), workspace, id === true ? undefined : id);
+    if (!found) {
+      throw new CoiError(ErrorCodes.NOT_FOUND, id === true ? `no saved ${tool.name} session for ${workspace}` : `no saved ${tool.name} session ${id} for ${workspace}`, {
+        remedy: { title: 'List saved sessions', shell: 'coi list --all' },
+      });
+    }
+    return found;
+  }
+
+  private launchContext(sessionId: string): LaunchContext {
+    const a = this.s.agent;
+    return {
+      mode: a.permissionMode,
+      home: CODE_HOME,
+      contextFile: a.autoContext ? CONTEXT_FILE : '',
+      sessionId,
+      ...(a.binary ? { binary: a.binary } : {}),
+      ...(a.customArgs ? { customArgs: a.customArgs } : {}),
+      ...(a.customResumeArgs ? { customResumeArgs: a.customResumeArgs } : {}),
+      ...(a.model ? { model: a.model } : {}),
+    };
+  }
+
+  /**
+   * Everything the agent needs before it starts: its saved state (resume), the
+   * sandbox context and the tool's own settings for the permission mode, the
+   * credentials files it needs from the host (only those, only if present), the
+   * session's metadata on the host; then the tool itself in tmux.
+   */
+  private async launchAgent(name: string, workspace: string, tool: ToolDef, sessionId: string, resumed?: (SessionMetadata & { dir: string }) | 'in-place'): Promise<void> {
+    const ctx = this.launchContext(sessionId);
+    const binary = tool.binary(ctx);
+    if (resumed && resumed !== 'in-place') {
+      const n = await restoreState(this.d.incus, name, CODE_HOME, resumed.dir, this.s.codeUid, this.s.codeGid);
+      this.d.progress?.(`restored ${n} file(s) of session ${sessionId.slice(0, 8)}`);
+    }
+    await this.writeAgentFiles(name, tool, ctx);
+    await writeMetadata(sessionDir(this.d.host.home, tool.name, sessionId), {
+      session_id: sessionId,
+      container_name: name,
+      workspace,
+      tool: tool.name,
+      profile: this.s.profile,
+      persistent: this.s.persistent,
+      saved_at: new Date().toISOString(),
+      state_saved: resumed !== undefined,
+    });
+    await this.startTool(name, resumed ? tool.resume(ctx) : tool.launch(ctx), binary, tool.env(ctx));
+  }
+
+  private async writeAgentFiles(name: string, tool: ToolDef, ctx: LaunchContext): Promise<void> {
+    const push = async (file: string, content: string, owner: 'code' | 'root', mode = 0o644) => {
+      const uid = owner === 'code' ? this.s.codeUid : 0;
+      const gid = owner === 'code' ? this.s.codeGid : 0;
+      // Parent directories first, owned like the file (Incus does not create them).
+      const parts = file.split('/').slice(1, -1);
+      for (let i = 1; i <= parts.length; i++) {
+        const dir = `/${parts.slice(0, i).join('/')}`;
+        if (dir === CODE_HOME || !dir.startsWith(`${CODE_HOME}/`) && owner === 'code') continue;
+        const exists = await this.d.incus.pullFile(name, dir).then(() => true, () => false);
+        if (!exists) await this.d.incus.pushFile(name, dir, undefined, { type: 'directory', uid, gid, mode: 0o755 });
+      }
+      await this.d.incus.pushFile(name, file, Buffer.from(content), { uid, gid, mode });
+    };
+    if (ctx.contextFile) await push(ctx.contextFile, sandboxContext(this.facts(name, tool)), 'code');
+    for (const f of tool.files(ctx)) {
+      const existing = await this.d.incus.pullFile(name, f.path).then((r) => (r.type === 'file' ? r.content.toString('utf8') : undefined), () => undefined);
+      await push(f.path, f.update(existing), f.owner);
+    }
+    for (const rel of tool.credentials) {
+      const hostFile = path.join(this.d.host.home, rel);
+      const st = await fs.lstat(hostFile).catch(() => undefined);
+      if (!st?.isFile()) continue; // only the files the tool needs, only if the user has them
+      await push(path.posix.join(CODE_HOME, rel), await fs.readFile(hostFile, 'utf8'), 'code', 0o600);
+    }
+  }
+
+  private facts(name: string, tool: ToolDef): SandboxFacts {
+    const a = this.s.agent;
+    return {
+      container: name,
+      tool: tool.description,
+      workspace: WORKSPACE_MOUNT,
+      persistent: this.s.persistent,
+      network: a.network,
+      limits: a.limits,
+      forwardedEnv: this.s.forwardEnv,
+      readOnlyPaths: this.s.protectedPaths,
+      sshAgent: this.s.sshForwardAgent,
+      docker: this.s.nesting,
+      permissionMode: a.permissionMode,
+      profile: this.s.profile,
+      profileContexts: a.profileContexts,
+    };
+  }
+
+  /** Saves the session's state to the host (running or stopped container). Best effort: never blocks an ending. */
+  async saveSession(name: string): Promise<void> {
+    const sb = await this.get(name).catch(() => undefined);
+    if (!sb || !sb.session || sb.kind !== 'shell') return;
+    let tool: ToolDef;
+    try {
+      tool = getTool(sb.tool);
+    } catch {
+      return;
+    }
+    const dir = sessionDir(this.d.host.home, tool.name, sb.session);
+    try {
+      await saveState(this.d.incus, name, CODE_HOME, tool.stateDirs, dir);
+      await writeMetadata(dir, { session_id: sb.session, container_name: name, workspace: sb.workspace, tool: tool.name, profile: sb.profile, persistent: sb.persistent, saved_at: new Date().toISOString(), state_saved: true });
+    } catch (e) {
+      this.d.log.warn(`could not save session ${sb.session} of ${name}: ${toCoiError(e).message}`);
+    }
+  }
+
+  private async startTool(name: string, argv: string[], binary: string, toolEnv: Record<string, string> = {}): Promise<void> {
     const check = await this.execAsCode(name, ['sh', '-c', `command -v ${shellQuote(binary)}`]);
     if (check.exitCode !== 0) {
       throw new CoiError(ErrorCodes.NOT_FOUND, `${binary} is not installed in the image ${this.s.image}`, {
@@ -313,7 +582,7 @@ export class SandboxManager {
     const has = await this.execAsCode(name, ['tmux', 'has-session', '-t', session]);
     if (has.exitCode === 0) return;
     const command = `${argv.map(shellQuote).join(' ')}; sudo -n /sbin/poweroff`;
-    const r = await this.execAsCode(name, ['tmux', 'new-session', '-d', '-s', session, '-x', '200', '-y', '50', '-c', WORKSPACE_MOUNT, command]);
+    const r = await this.execAsCode(name, ['tmux', 'new-session', '-d', '-s', session, '-x', '200', '-y', '50', '-c', WORKSPACE_MOUNT, command], { env: { ...this.agentEnv(), ...toolEnv } });
     if (r.exitCode !== 0) throw new CoiError(ErrorCodes.COMMAND_FAILED, `tmux could not start ${binary}: ${r.stderr.trim()}`);
     let last = '';
     for (let i = 0; i < 60; i++) {
@@ -370,6 +639,7 @@ export class SandboxManager {
    */
   async shutdown(name: string): Promise<'deleted' | 'stopped'> {
     const sb = await this.get(name);
+    if (!sb.persistent) await this.hold(name);
     const st = await this.d.incus.getState(name);
     if (st.status === 'Frozen') await this.d.incus.setState(name, 'unfreeze').catch(() => undefined);
     if (st.status !== 'Stopped') {
@@ -378,16 +648,34 @@ export class SandboxManager {
       });
     }
     if (sb.persistent) return 'stopped';
-    await this.d.incus.deleteInstance(name, { force: true }).catch((e: unknown) => {
-      // The guard may have reaped it first, which is the same outcome.
-      if (!(e instanceof CoiError && e.code === ErrorCodes.NOT_FOUND)) throw e;
-    });
+    await this.saveSession(name);
+    await this.remove(name);
     return 'deleted';
+  }
+
+  /**
+   * Marks a sandbox as being handled by this coi process (its pid), so the
+   * guard's reaper does not race us; the hold dies with the process.
+   */
+  private async hold(name: string): Promise<void> {
+    await this.d.incus.run('PATCH', this.d.incus.url(`/1.0/instances/${encodeURIComponent(name)}`), { config: { [LABELS.hold]: String(process.pid) } }).catch(() => undefined);
+  }
+
+  /** Deletes an instance; already gone counts as done. */
+  private async remove(name: string): Promise<void> {
+    try {
+      await this.d.incus.deleteInstance(name, { force: true });
+    } catch (e) {
+      if (await this.d.incus.instanceExists(name).catch(() => true)) throw e;
+    }
   }
 
   async kill(name: string): Promise<void> {
     await this.get(name);
-    await this.d.incus.deleteInstance(name, { force: true });
+    await this.hold(name);
+    await this.d.incus.setState(name, 'stop', { force: true }).catch(() => undefined);
+    await this.saveSession(name);
+    await this.remove(name);
   }
 
   /** Stops the sandbox without deleting it: only for persistent ones (an ephemeral one is deleted when stopped). */
@@ -397,9 +685,18 @@ export class SandboxManager {
     return this.get(name);
   }
 
+  /**
+   * Thaws a sandbox the guard (or a person) froze. The guard freezes through
+   * the cgroup first and tells Incus after; if it could not tell Incus, Incus
+   * reports running and would refuse to unfreeze, so it is asked to freeze
+   * (which it accepts on a frozen cgroup) and then to unfreeze.
+   */
   async resume(name: string): Promise<SandboxInfo> {
     const sb = await this.get(name);
-    if (sb.state !== 'frozen') throw new CoiError(ErrorCodes.INVALID_INPUT, `${name} is ${sb.state}, not frozen`);
+    if (sb.state === 'running' && frozenBehindIncus('Running', name)) {
+      this.d.log.debug(`${name}: frozen in its cgroup while Incus says running; having Incus freeze it first`);
+      await this.d.incus.setState(name, 'freeze');
+    } else if (sb.state !== 'frozen') throw new CoiError(ErrorCodes.INVALID_INPUT, `${name} is ${sb.state}, not frozen`);
     await this.d.incus.setState(name, 'unfreeze');
     return this.get(name);
   }
@@ -417,9 +714,24 @@ export class SandboxManager {
     return out;
   }
 
-  async clean(dryRun: boolean): Promise<{ name: string; reason: string }[]> {
-    const victims = await this.cleanable();
-    if (!dryRun) for (const v of victims) await this.d.incus.deleteInstance(v.name, { force: true }).catch(() => undefined);
+  async clean(dryRun: boolean): Promise<{ name: string; reason: string; error?: string }[]> {
+    const victims: { name: string; reason: string; error?: string }[] = await this.cleanable();
+    if (dryRun) return victims;
+    for (const v of victims) {
+      // An interrupted launch may still have its create operation running in Incus: retry a little.
+      let last: unknown;
+      for (let i = 0; i < 20; i++) {
+        try {
+          await this.remove(v.name);
+          last = undefined;
+          break;
+        } catch (e) {
+          last = e;
+          await new Promise((r) => setTimeout(r, 250 * Math.min(i + 1, 4)));
+        }
+      }
+      if (last) v.error = toCoiError(last).message;
+    }
     return victims;
   }
 

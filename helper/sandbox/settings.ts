@@ -6,6 +6,7 @@
 import { SETUP_NAMES } from '../setup/names';
 import type { SandboxSettings } from './manager';
 import { DEFAULT_PREFIX, validatePrefix } from './naming';
+import { DEFAULT_NETWORK, guardScopeOf } from './network-label';
 import { DEFAULT_PROTECTED_PATHS } from './protected';
 
 export interface SettingsFlags {
@@ -35,5 +36,8 @@ export function defaultSettings(env: NodeJS.ProcessEnv, flags: SettingsFlags = {
     codeUid: 1000,
     codeGid: 1000,
     disableShift: false,
+    agent: { permissionMode: 'bypass', autoContext: true, network: { mode: 'restricted', allowedDomains: [] }, limits: {}, profileContexts: [] },
+    network: DEFAULT_NETWORK,
+    ...guardScopeOf(env),
   };
 }

@@ -2,10 +2,12 @@
  * The Incus instance a sandbox is: pure, from what was decided about it, so
  * every security-relevant key is visible in one place and unit-tested.
  */
+import { encodePolicy, MonitorPolicy } from '../guard/monitor/policy';
 import type { Devices, InstanceCreate } from '../incus/types';
 import type { IdmapMode } from './idmap';
-import { LABELS, SandboxKind } from './labels';
+import { LABELS, RuntimeLabel, SandboxKind } from './labels';
 import { hostVethName } from './naming';
+import { encodeNetworkLabel, NetworkLabel } from './network-label';
 import { protectedDevices } from './protected';
 
 export const WORKSPACE_MOUNT = '/workspace';
@@ -23,6 +25,7 @@ export interface SandboxSpecInput {
   session: string;
   profile: string;
   ownerUid: number;
+  ownerHome: string;
   launcherPid: number;
   idmap: IdmapMode;
   protectedPaths: string[];
@@ -35,6 +38,15 @@ export interface SandboxSpecInput {
   /** SSH agent socket on the host to forward through a proxy device. */
   sshAgentSocket?: string;
   limits?: { config: Record<string, string>; rootDevice: Record<string, string> };
+  runtime?: RuntimeLabel;
+  /** What the guard enforces; it reads this label back from Incus, never from a client. */
+  network: NetworkLabel;
+  /** Set only for a test's own guard (COI_GUARD_SCOPE). */
+  guardScope?: string;
+  /** Recorded for the guard, which starts watching when the instance runs. */
+  monitor?: MonitorPolicy;
+  /** The guard's socket when it is not the default one: that guard, and only it, watches the sandbox. */
+  guardSocket?: string;
   now: Date;
 }
 
@@ -83,9 +95,15 @@ export function buildInstanceSpec(s: SandboxSpecInput): InstanceCreate {
     [LABELS.profile]: s.profile,
     [LABELS.phase]: 'creating',
     [LABELS.owner]: String(s.ownerUid),
+    [LABELS.ownerHome]: s.ownerHome,
     [LABELS.launcher]: String(s.launcherPid),
     [LABELS.createdAt]: s.now.toISOString(),
     [LABELS.image]: s.image,
+    ...(s.runtime ? { [LABELS.runtime]: JSON.stringify(s.runtime) } : {}),
+    [LABELS.network]: encodeNetworkLabel(s.network),
+    ...(s.guardScope ? { [LABELS.guardScope]: s.guardScope } : {}),
+    ...(s.monitor ? { [LABELS.monitor]: encodePolicy(s.monitor) } : {}),
+    ...(s.guardSocket ? { [LABELS.guard]: s.guardSocket } : {}),
   };
   return {
     name: s.name,

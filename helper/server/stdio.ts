@@ -7,11 +7,14 @@ import { guardSocketPath } from '../guard/paths';
 import { IncusClient } from '../incus/client';
 import { UnixSocketTransport } from '../incus/transport';
 import { createLog } from '../log';
-import { HelperInfo } from '../protocol/methods';
+import { readAuditFor } from '../core/audit';
+import { LABELS } from '../sandbox/labels';
+import { AuditRead, HelperInfo } from '../protocol/methods';
 import { notify, Router } from '../protocol/rpc';
 import { createConnection } from '../rpc/connection';
 import { Notifier, registerBuildMethods } from './builds';
 import { registerSandboxMethods, watchSandboxes } from './sandboxes';
+import { registerSnapshotMethods } from './snapshots';
 
 export interface HelperServer {
   router: Router;
@@ -20,8 +23,20 @@ export interface HelperServer {
 }
 
 export function helperServer(incus: IncusClient, env: NodeJS.ProcessEnv, log = createLog('helper'), notify: Notifier = () => undefined): HelperServer {
-  const router = new Router(log).onRequest(HelperInfo, () => helperInfo(incus, guardSocketPath(env)));
+  const router = new Router(log)
+    .onRequest(HelperInfo, () => helperInfo(incus, guardSocketPath(env)))
+    // The user's own audit logs (where the guard wrote them for this uid, or for the sandbox's owner).
+    .onRequest(AuditRead, async ({ container, limit, minLevel }) => {
+      const owner = (await incus.getInstance(container).catch(() => undefined))?.config?.[LABELS.owner];
+      const uid = process.getuid?.() ?? 0;
+      return readAuditFor(
+        container,
+        { uid, ...(env.HOME ? { home: env.HOME } : {}), env, ...(owner && /^\d+$/.test(owner) ? { ownerUid: Number(owner) } : {}) },
+        { ...(limit ? { limit } : {}), ...(minLevel ? { minLevel } : {}) },
+      );
+    });
   registerSandboxMethods(router, incus, env, log);
+  registerSnapshotMethods(router, incus, env, log);
   const builds = registerBuildMethods(router, { incus, env, log, notify });
   return { router, builds };
 }

@@ -65,6 +65,13 @@ UNIT
 systemctl enable coi-dhcp.service >/dev/null 2>&1
 systemctl disable systemd-networkd.service systemd-networkd-wait-online.service >/dev/null 2>&1 || true
 systemctl mask systemd-networkd-wait-online.service >/dev/null 2>&1 || true
+# Units that mean nothing in a container (modules, filesystem scrubs and remounts,
+# kernel pseudo-filesystems) only slow every boot; the journal stays in memory.
+systemctl mask e2scrub_reap.service systemd-modules-load.service modprobe@.service systemd-remount-fs.service \
+  systemd-journal-flush.service sys-kernel-config.mount sys-kernel-debug.mount sys-kernel-tracing.mount \
+  dev-hugepages.mount >/dev/null 2>&1 || true
+mkdir -p /etc/systemd/journald.conf.d
+printf '[Journal]\nStorage=volatile\n' > /etc/systemd/journald.conf.d/coi.conf
 sed -i 's/^# *en_US.UTF-8/en_US.UTF-8/' /etc/locale.gen && locale-gen >/dev/null 2>&1 || true
 # No /etc/hostname: each container then carries its own name (coi-<hash>-<slot>).
 rm -f /etc/hostname

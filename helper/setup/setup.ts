@@ -11,6 +11,8 @@ import { createReadStream, existsSync, openSync, promises as fs, readdirSync, re
 import * as path from 'node:path';
 import { CoiError, ErrorCodes, toCoiError } from '../errors';
 import { startGuardDaemon } from '../guard/daemon';
+import { delegateId } from '../guard/subid';
+import { parseGroupFile } from '../host/groups';
 import { IncusClient } from '../incus/client';
 import type { Network, Profile, StoragePool } from '../incus/types';
 import { run, tryRun, which } from '../host/run';
@@ -62,6 +64,7 @@ export async function setupHost(opts: SetupOptions, ctx: SetupContext): Promise<
   const subnet = await ensureBridge(opts, ctx, did, skip);
   if (opts.deadEndNetwork) await ensureDeadEnd(subnet, did, skip);
   await ensureDefaultProfile(ctx, did, skip);
+  await ensureIdDelegation(ctx, did, skip);
   if (opts.image) await ensureBaseImage(opts, ctx, did, skip);
   else skip('base image: skipped (--no-image)');
   if (opts.guard) {
@@ -213,6 +216,34 @@ async function ensureDeadEnd(subnet: Subnet, did: (s: string) => void, skip: (s:
   await run('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=0']);
   await run('nft', ['-f', '-'], { input: deadEndForwardDrop() });
   (wasComplete ? skip : did)(`dead-end network: ${ns} is the sandboxes' gateway (${subnet.deadEndGateway}); nothing is forwarded beyond ${SETUP_NAMES.bridge}`);
+}
+
+/**
+ * Workspaces of users whose uid is not the container's (1000) are mapped with
+ * raw.idmap, which Incus allows only for ids delegated to root. Delegate root,
+ * the user who ran sudo and the admin group's members now; the guard delegates
+ * anyone else's own ids on request.
+ */
+async function ensureIdDelegation(ctx: SetupContext, did: (s: string) => void, skip: (s: string) => void): Promise<void> {
+  const ids = new Map<number, number>([[0, 0]]);
+  const sudoUid = Number(ctx.env.SUDO_UID);
+  const sudoGid = Number(ctx.env.SUDO_GID);
+  if (Number.isInteger(sudoUid) && Number.isInteger(sudoGid)) ids.set(sudoUid, sudoGid);
+  const passwd = readFileSync('/etc/passwd', 'utf8');
+  const admins = parseGroupFile(readFileSync('/etc/group', 'utf8')).get('incus-admin')?.members ?? [];
+  for (const line of passwd.split('\n')) {
+    const f = line.split(':');
+    if (f[0] && admins.includes(f[0])) ids.set(Number(f[2]), Number(f[3]));
+  }
+  const changed: string[] = [];
+  for (const [uid, gid] of ids) {
+    if (uid === 1000 && gid === 1000) continue; // mapped with shift=true, nothing to delegate
+    const u = await delegateId('/etc/subuid', uid);
+    const g = await delegateId('/etc/subgid', gid);
+    if (u || g) changed.push(`${uid}:${gid}`);
+  }
+  if (changed.length) did(`id delegation for raw.idmap: ${changed.join(', ')}`);
+  else skip(`id delegation for raw.idmap: ${[...ids.keys()].join(', ')} already delegated`);
 }
 
 async function ensureDefaultProfile(ctx: SetupContext, did: (s: string) => void, skip: (s: string) => void): Promise<void> {

@@ -67,7 +67,11 @@ test('opening the COI view starts one helper; the tree shows the folder, the rea
 });
 
 test('with a guard running, Refresh shows it and "COI: Show Helper and Incus Versions" names all three versions', async () => {
-  guard = spawn(process.execPath, [join(repoRoot, 'dist', 'helper.js'), 'guard', 'run'], { env: { ...process.env, COI_GUARD_SOCKET: guardSocket }, stdio: ['ignore', 'ignore', 'pipe'] });
+  guard = spawn(process.execPath, [join(repoRoot, 'dist', 'helper.js'), 'guard', 'run'], {
+    // A scope of its own, so this guard neither fences the host's sandboxes nor fights the host's guard for its tables.
+    env: { ...process.env, COI_GUARD_SOCKET: guardSocket, COI_GUARD_SCOPE: 'e2e', COI_NET_STATE_DIR: join(guardDir, 'net'), COI_NET_CACHE_DIR: join(guardDir, 'cache') },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let guardLog = '';
   guard.stderr!.on('data', (d: Buffer) => (guardLog += d.toString()));
   await waitFor(`the guard's socket (${guardLog})`, () => existsSync(guardSocket), 15_000);

@@ -268,8 +268,11 @@ export class VsCode {
     return (await this.viewContainer(containerId).locator('.monaco-list-row .label-name').allTextContents()).map((s) => s.trim());
   }
 
-  /** Runs a command from the Command Palette by its full title ("COI: Refresh"). */
-  async runCommand(title: string): Promise<void> {
+  /**
+   * Runs a command from the Command Palette by its full title ("COI: Refresh").
+   * `opensInput`: the command opens a quick pick of its own, so the widget stays.
+   */
+  async runCommand(title: string, opts: { opensInput?: boolean } = {}): Promise<void> {
     const input = this.page.locator('.quick-input-widget input.input');
     await this.page.keyboard.press('Escape');
     await this.page.keyboard.press('F1');
@@ -279,9 +282,14 @@ export class VsCode {
       .locator('.quick-input-list .monaco-list-row')
       .filter({ has: this.page.locator('.label-name', { hasText: new RegExp(`^\\s*${escapeRegExp(title)}\\s*$`) }) })
       .first();
-    await row.waitFor({ timeout: 15_000 });
+    try {
+      await row.waitFor({ timeout: 15_000 });
+    } catch (e) {
+      await this.screenshot(`palette-without-${title}`).catch(() => undefined);
+      throw e;
+    }
     await row.click();
-    await this.page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 15_000 });
+    if (!opts.opensInput) await this.page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 15_000 });
   }
 
   /** A notification toast containing `text`. Toasts hide after a while: screenshot them at once. */
@@ -315,6 +323,64 @@ export class VsCode {
     );
   }
 
+  /** Waits for a terminal line matching `re` (trimmed); returns it. */
+  async waitForTerminalMatch(re: RegExp, timeoutMs = 30_000): Promise<string> {
+    const handle = await this.page.waitForFunction(
+      ([source, flags]) => {
+        const doc = (globalThis as unknown as { document: { querySelectorAll(s: string): Iterable<{ textContent: string | null }> } }).document;
+        const r = new RegExp(source, flags);
+        return [...doc.querySelectorAll('.terminal-wrapper .xterm-rows > div, .terminal-wrapper .xterm-accessibility-tree > div')].map((x) => (x.textContent ?? '').trim()).find((t) => r.test(t)) ?? false;
+      },
+      [re.source, re.flags] as const,
+      { polling: 500, timeout: timeoutMs },
+    );
+    return (await handle.jsonValue()) as string;
+  }
+
+  /** The open quick pick (or input box). */
+  quickInput(): Locator {
+    return this.page.locator('.quick-input-widget');
+  }
+
+  /** Clicks the quick pick row whose label is exactly `label`, once it shows. */
+  async pickQuickItem(label: string, timeoutMs = 30_000): Promise<void> {
+    const row = this.page
+      .locator('.quick-input-widget .quick-input-list .monaco-list-row')
+      .filter({ has: this.page.locator('.label-name', { hasText: new RegExp(`^\\s*${escapeRegExp(label)}\\s*$`) }) })
+      .first();
+    await row.waitFor({ timeout: timeoutMs });
+    await row.click();
+  }
+
+  /** Types into the open input box and presses Enter. */
+  async answerInputBox(text: string, timeoutMs = 15_000): Promise<void> {
+    const input = this.page.locator('.quick-input-widget input.input');
+    await input.waitFor({ timeout: timeoutMs });
+    await input.fill(text);
+    await input.press('Enter');
+  }
+
+  /** Right-clicks a tree row and runs the context-menu entry `item`. */
+  async contextMenu(row: Locator, item: string, timeoutMs = 15_000): Promise<void> {
+    await row.click({ button: 'right' });
+    const entry = this.page.getByRole('menuitem', { name: item, exact: true }).first();
+    await entry.waitFor({ timeout: timeoutMs });
+    await entry.hover();
+    await entry.click();
+    // A click that lands while the menu is still laying itself out is lost; the entry is highlighted by then, so Enter runs it.
+    try {
+      await entry.waitFor({ state: 'hidden', timeout: 2_000 });
+    } catch {
+      await this.page.keyboard.press('Enter');
+      await entry.waitFor({ state: 'hidden', timeout: timeoutMs });
+    }
+  }
+
+  /** The modal dialog (showWarningMessage with modal: true). */
+  dialog(): Locator {
+    return this.page.locator('.monaco-dialog-box');
+  }
+
   /** The text of the visible lines of the editor in the panel (the Output view). */
   async panelText(): Promise<string> {
     const lines = this.page.locator('.part.panel .monaco-editor .view-lines');
@@ -340,9 +406,36 @@ export class VsCode {
     this.stopped = true;
     await this.screenshot('final').catch(() => undefined);
     writeFileSync(join(this.artifacts, 'browser-console.log'), this.consoleLines.join('\n') + '\n');
+    this.saveOutputLogs();
     await this.browser.close().catch(() => undefined);
     await killGroupAndWait(this.server);
     if (!process.env.COI_E2E_KEEP) rmSync(this.tmp, { recursive: true, force: true });
+  }
+
+  /** Copies the COI output channel's log of each extension host (one per window load) to the artefacts. */
+  private saveOutputLogs(): void {
+    const found: string[] = [];
+    const walk = (dir: string) => {
+      let entries: string[];
+      try {
+        entries = readdirSync(dir);
+      } catch {
+        return;
+      }
+      for (const e of entries) {
+        const p = join(dir, e);
+        if (e === 'COI.log') found.push(p); // <logs>/<session>/exthostN/coi.coi-vscode/COI.log
+        else if (!e.endsWith('.log')) walk(p);
+      }
+    };
+    walk(join(this.tmp, 'user-data', 'logs'));
+    found.sort().forEach((f, i) => {
+      try {
+        writeFileSync(join(this.artifacts, `coi-output-${i + 1}.log`), readFileSync(f));
+      } catch {
+        // unreadable: skip
+      }
+    });
   }
 
   /** Stops code-server alone (the browser stays), as a crash or a closed window would: for tests of what follows. */

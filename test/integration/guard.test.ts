@@ -20,7 +20,9 @@ let guard: ChildProcess | undefined;
 /** A guard of our own on a private socket, so the host's guard is left alone. */
 function startGuard(): ChildProcess {
   const g = spawn(process.execPath, [HELPER, 'guard', 'run'], {
-    env: { ...process.env, COI_GUARD_SOCKET: socketPath, COI_LOG_LEVEL: 'debug' },
+    // A scope of its own: this guard fences (and reaps) only sandboxes labelled with it, none here, and never
+    // touches the host guard's network tables.
+    env: { ...process.env, COI_GUARD_SOCKET: socketPath, COI_GUARD_SCOPE: `gt${runId}`, COI_NET_STATE_DIR: path.join(dir, 'net'), COI_NET_CACHE_DIR: path.join(dir, 'cache'), COI_LOG_LEVEL: 'debug' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   g.stderr?.resume();
@@ -93,7 +95,7 @@ test('a second guard on the same socket refuses to start while the first answers
   probe.connect({ timeoutMs: 500 }).catch(() => undefined);
   await probe.waitConnected(15_000);
   probe.close();
-  const second = spawnSync(process.execPath, [HELPER, 'guard', 'run'], { env: { ...process.env, COI_GUARD_SOCKET: socketPath }, encoding: 'utf8', timeout: 20_000 });
+  const second = spawnSync(process.execPath, [HELPER, 'guard', 'run'], { env: { ...process.env, COI_GUARD_SOCKET: socketPath, COI_GUARD_SCOPE: `gt${runId}`, COI_NET_STATE_DIR: path.join(dir, 'net') }, encoding: 'utf8', timeout: 20_000 });
   assert.equal(second.status, 1);
   assert.match(second.stderr, /a guard is already running on/);
 });

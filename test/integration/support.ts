@@ -38,7 +38,7 @@ export function uniqueName(prefix = 'coi-it'): string {
 /** Deletes every instance this test run labelled. */
 export async function cleanupLabelled(c: IncusClient, runId: string): Promise<void> {
   const all = await c.listInstances().catch(() => []);
-  for (const i of all.filter((x) => x.config[TEST_LABEL] === runId)) {
+  for (const i of all.filter((x) => x.config?.[TEST_LABEL] === runId)) {
     await c.deleteInstance(i.name, { force: true }).catch(() => undefined);
   }
 }

@@ -3,6 +3,7 @@ import { GuardClient } from '../../guard/client';
 import { startGuardDaemon } from '../../guard/daemon';
 import { adminGroupName, guardSocketPath } from '../../guard/paths';
 import { GuardServer } from '../../guard/server';
+import { networkOptionsFromEnv } from '../../guard/network/env';
 import { groupId } from '../../host/groups';
 import { createLog } from '../../log';
 import { Command, CliContext, formatOption, parseFlags } from '../command';
@@ -52,12 +53,22 @@ async function runGuard(ctx: CliContext): Promise<number> {
     await server?.stop();
     process.exit(0);
   };
+  const network = networkOptionsFromEnv(ctx.env);
+  if (network.scope) log.info(`guard scope ${network.scope}: fencing only sandboxes labelled with it, in tables ${network.tablesNote}`);
   server = new GuardServer({
     socketPath: guardSocketPath(ctx.env),
     incus: ctx.incus(),
     log,
+    network: network.options,
     ...(adminGid !== undefined ? { adminGid } : {}),
+    ...(ctx.env.COI_GUARD_LOCK_DIR ? { primaryLockDir: ctx.env.COI_GUARD_LOCK_DIR } : {}),
     onShutdownRequested: () => void stop('asked over the socket'),
+    monitor: {
+      env: ctx.env,
+      // A guard for tests on a shared host watches only the sandboxes of its run.
+      ...(ctx.env.COI_GUARD_MONITOR_PREFIX ? { only: (name: string) => name.startsWith(ctx.env.COI_GUARD_MONITOR_PREFIX!) } : {}),
+      ...(ctx.env.COI_GUARD_MONITOR === '0' ? { enabled: false } : {}),
+    },
   });
   // The guard watches agents: one bad event must never take it down.
   process.on('uncaughtException', (e) => log.error(`uncaught: ${e.stack ?? e.message}`));
@@ -109,6 +120,7 @@ async function guardStatus(args: string[], ctx: CliContext): Promise<number> {
     else {
       ctx.out(`guard ${info.guard.version}: running (pid ${info.guard.pid}) since ${info.startedAt}\n`);
       ctx.out(`socket ${info.socket}, ${info.clients} client(s), Incus events ${info.eventsConnected ? 'connected' : 'NOT connected'}\n`);
+      ctx.out(`capabilities: ${info.capabilities.length ? info.capabilities.join(', ') : 'none'}\n`);
     }
     return 0;
   } finally {

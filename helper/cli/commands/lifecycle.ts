@@ -2,7 +2,12 @@
  * The small lifecycle commands: shutdown, kill, persist, resume, clean. Each
  * is a thin front door onto a SandboxManager method.
  */
-import { cleanOrphans, defaultCacheDir } from '../../images/builder';
+import { CoiError, ErrorCodes } from '../../errors';
+import { GuardClient } from '../../guard/client';
+import { guardSocketPath } from '../../guard/paths';
+import { GUARD_CAPABILITIES, GuardCleanOrphans } from '../../protocol/methods';
+import { frozenBehindIncus } from '../../host/freezer';
+import { cleanOrphans as cleanBuildLeftovers, defaultCacheDir } from '../../images/builder';
 import type { SandboxInfo } from '../../sandbox/labels';
 import type { SandboxManager } from '../../sandbox/manager';
 import { Command, CliContext, parseFlags } from '../command';
@@ -49,20 +54,43 @@ export const persistCommand = targetsCommand('persist', 'Keep sandboxes after th
 export const resumeCommand = targetsCommand('resume', 'Thaw sandboxes the guard froze', async (mgr, t) => {
   await mgr.resume(t);
   return `${t}: resumed`;
-}, { allowAll: true, filter: (s) => s.state === 'frozen' });
+}, { allowAll: true, filter: (s) => s.state === 'frozen' || (s.state === 'running' && frozenBehindIncus('Running', s.name)) });
 
 export const cleanCommand: Command = {
   name: 'clean',
-  summary: 'Delete stopped ephemeral sandboxes, half-made ones from interrupted launches, and leftovers of interrupted image builds',
-  usage: 'coi clean [--dry-run]',
+  summary: 'Delete stopped ephemeral sandboxes, half-made ones from interrupted launches and leftovers of interrupted image builds; --orphans: network rules of sandboxes that no longer exist',
+  usage: 'coi clean [--dry-run] [--orphans]',
   async run(args, ctx) {
-    const { values } = parseFlags(this, args, { 'dry-run': { type: 'boolean' } });
+    const { values } = parseFlags(this, args, { 'dry-run': { type: 'boolean' }, orphans: { type: 'boolean' } });
     const dry = values['dry-run'] === true;
+    if (values.orphans === true) return cleanOrphans(ctx, dry);
     const victims = await managerFor(ctx).clean(dry);
-    for (const v of victims) ctx.out(`${dry ? 'would delete' : 'deleted'} ${v.name} (${v.reason})\n`);
-    const builds = await cleanOrphans(ctx.incus(), defaultCacheDir(ctx.env), dry);
-    for (const b of builds) ctx.out(`${dry ? 'would delete' : 'deleted'} ${b} (its build was interrupted)\n`);
+    const builds = await cleanBuildLeftovers(ctx.incus(), defaultCacheDir(ctx.env), dry);
     if (victims.length === 0 && builds.length === 0) ctx.out('nothing to clean\n');
-    return 0;
+    for (const v of victims) {
+      if (v.error) ctx.err(`coi: could not delete ${v.name} (${v.reason}): ${v.error}\n`);
+      else ctx.out(`${dry ? 'would delete' : 'deleted'} ${v.name} (${v.reason})\n`);
+    }
+    for (const b of builds) ctx.out(`${dry ? 'would delete' : 'deleted'} ${b} (its build was interrupted)\n`);
+    return victims.some((v) => v.error) ? 1 : 0;
   },
 };
+
+/** Network rules and allowlist caches a crash left behind: the guard (root) removes them. */
+async function cleanOrphans(ctx: CliContext, dryRun: boolean): Promise<number> {
+  const g = new GuardClient({ socketPath: guardSocketPath(ctx.env) });
+  try {
+    await g.connect({ timeoutMs: 3_000 });
+    const info = await g.info();
+    if (!info.capabilities.includes(GUARD_CAPABILITIES.network)) {
+      throw new CoiError(ErrorCodes.GUARD_UNREACHABLE, `the running guard (${info.guard.version}) manages no network rules`, { remedy: { title: 'Restart the guard with this version', shell: 'sudo coi guard stop && sudo coi guard start' } });
+    }
+    const r = await g.request(GuardCleanOrphans, { dryRun });
+    if (r.removed.length === 0 && r.caches.length === 0) ctx.out('no orphaned network rules\n');
+    for (const o of r.removed) ctx.out(`${dryRun ? 'would remove' : 'removed'} the network rules of ${o.container} (${o.objects.length} object(s)): the sandbox no longer exists\n`);
+    for (const f of r.caches) ctx.out(`${dryRun ? 'would remove' : 'removed'} allowlist cache ${f}\n`);
+    return 0;
+  } finally {
+    g.close();
+  }
+}

@@ -7,8 +7,16 @@ import { launchManager } from '../sandboxes';
 export const shellCommand: Command = {
   name: 'shell',
   summary: 'Start an agent in a sandbox for this workspace and attach to it',
-  usage: `coi shell [--workspace P] [--slot N] [--persistent] [--image NAME] [--tool ${toolNames().join('|')}] [--profile NAME] [--background] [--format json]`,
-  async run(args, ctx) {
+  usage: `coi shell [--workspace P] [--slot N] [--persistent] [--image NAME] [--tool ${toolNames().join('|')}] [--profile NAME] [--resume[=ID]] [--background] [--format json]`,
+  async run(argsIn, ctx) {
+    // --resume takes an optional value, which parseArgs cannot express.
+    let resume: true | string | undefined;
+    const args = argsIn.filter((a) => {
+      if (a === '--resume' || a === '--continue') resume = true;
+      else if (a.startsWith('--resume=') || a.startsWith('--continue=')) resume = a.slice(a.indexOf('=') + 1) || true;
+      else return true;
+      return false;
+    });
     const { values } = parseFlags(this, args, {
       workspace: { type: 'string', short: 'w' },
       slot: { type: 'string' },
@@ -27,7 +35,7 @@ export const shellCommand: Command = {
       ...(values.tool ? { tool: values.tool } : {}),
       ...(values.profile ? { profile: values.profile } : {}),
     });
-    const sb = await mgr.open({ workspace: values.workspace ?? process.cwd(), kind: 'shell', startTool: true, ...(slot !== undefined ? { slot } : {}) });
+    const sb = await mgr.open({ workspace: values.workspace ?? process.cwd(), kind: 'shell', startTool: true, ...(slot !== undefined ? { slot } : {}), ...(resume !== undefined ? { resume } : {}) });
     if (values.background) {
       if (values.format === 'json') ctx.out(JSON.stringify(sb, null, 2) + '\n');
       else ctx.out(`${sb.name}\n`);

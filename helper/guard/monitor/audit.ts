@@ -12,7 +12,7 @@
  * Records hold container-controlled strings: JSON escapes them; whoever shows
  * them (terminal, webview) escapes them again for its medium.
  */
-import { promises as fsp } from 'node:fs';
+import { constants as fsConstants, promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { z } from 'zod';
@@ -43,6 +43,8 @@ export interface AuditRecord {
   mitre?: string[];
   /** Identical events folded into this one since the last report. */
   folded?: number;
+  /** For paused/killed: when it was seen and when the freezer was written. */
+  response?: { detectedAt: string; frozenAt?: string; containMs?: number; error?: string };
 }
 
 const auditRecordSchema = z
@@ -59,6 +61,7 @@ const auditRecordSchema = z
     detector: z.string().optional(),
     mitre: z.array(z.string()).optional(),
     folded: z.number().int().optional(),
+    response: z.object({ detectedAt: z.string(), frozenAt: z.string().optional(), containMs: z.number().optional(), error: z.string().optional() }).passthrough().optional(),
   })
   .passthrough();
 
@@ -109,6 +112,12 @@ export interface AuditWriterOptions {
   dirMode?: number;
   /** A line longer than this has its evidence cut down (a record is never dropped). */
   maxLineBytes?: number;
+  /**
+   * Who the files belong to: the root guard writes logs its users read, so
+   * each file it creates (the first, and each one after a rotation) is
+   * chowned to them. Undefined: whoever runs the writer.
+   */
+  owner?: { uid: number; gid: number };
 }
 
 export class AuditWriter {
@@ -116,7 +125,7 @@ export class AuditWriter {
   private closed = false;
 
   private constructor(
-    private readonly opts: Required<Omit<AuditWriterOptions, 'now'>> & { now: () => Date },
+    private readonly opts: Required<Omit<AuditWriterOptions, 'now' | 'owner'>> & Pick<AuditWriterOptions, 'owner'> & { now: () => Date },
     private handle: fsp.FileHandle,
     private fileDay: string,
   ) {}
@@ -132,7 +141,7 @@ export class AuditWriter {
     };
     const file = auditPath(opts.dir, opts.container);
     await fsp.mkdir(opts.dir, { recursive: true, mode: opts.dirMode });
-    const { handle, created } = await openAppend(file, opts.fileMode);
+    const { handle, created } = await openAppend(file, opts.fileMode, opts.owner);
     if (created) await syncDir(opts.dir);
     const fileDay = (await firstRecordDay(file)) ?? day(opts.now());
     await terminateTornLine(handle, file);
@@ -187,7 +196,7 @@ export class AuditWriter {
       let target = path.join(this.opts.dir, `${this.opts.container}.${this.fileDay}.jsonl`);
       for (let i = 1; await exists(target); i++) target = path.join(this.opts.dir, `${this.opts.container}.${this.fileDay}.${i}.jsonl`);
       await fsp.rename(file, target);
-      this.handle = (await openAppend(file, this.opts.fileMode)).handle;
+      this.handle = (await openAppend(file, this.opts.fileMode, this.opts.owner)).handle;
       await syncDir(this.opts.dir);
     }
     this.fileDay = today;
@@ -195,14 +204,36 @@ export class AuditWriter {
   }
 }
 
-async function openAppend(file: string, mode: number): Promise<{ handle: fsp.FileHandle; created: boolean }> {
+const { O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW, O_WRONLY } = fsConstants;
+
+/**
+ * Opens for appending, never through a symlink (the directory may be a
+ * user's and the writer root). A file it creates is chowned to `owner`.
+ */
+async function openAppend(file: string, mode: number, owner?: { uid: number; gid: number }): Promise<{ handle: fsp.FileHandle; created: boolean }> {
+  let handle: fsp.FileHandle;
+  let created: boolean;
   try {
-    // 'ax': create exclusively, so we know to sync the directory entry.
-    return { handle: await fsp.open(file, 'ax', mode), created: true };
+    // Create exclusively, so we know to sync the directory entry.
+    handle = await fsp.open(file, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
+    created = true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    return { handle: await fsp.open(file, 'a', mode), created: false };
+    handle = await fsp.open(file, O_WRONLY | O_APPEND | O_NOFOLLOW, mode);
+    created = false;
   }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw new CoiError(ErrorCodes.NOT_PERMITTED, `${file} is not a regular file; refusing to append an audit log to it`);
+    // Ours to fix when we run as root: a file we made, or one left root's by an older writer.
+    if (owner && process.getuid?.() === 0 && (st.uid !== owner.uid || st.gid !== owner.gid) && (created || st.uid === 0)) {
+      await handle.chown(owner.uid, owner.gid);
+    }
+  } catch (e) {
+    await handle.close();
+    throw e;
+  }
+  return { handle, created };
 }
 
 async function syncDir(dir: string): Promise<void> {
@@ -336,6 +367,8 @@ export interface FollowOptions {
   signal?: AbortSignal;
   /** Yield the active file's existing records first (default: only new ones). */
   fromStart?: boolean;
+  /** Continue a read that stopped here: the active file (by inode) from this byte on. */
+  from?: { ino: number; offset: number };
   pollMs?: number;
 }
 
@@ -389,7 +422,7 @@ export async function* followAudit(dir: string, container: string, opts: FollowO
         handle = await fsp.open(file, 'r').catch(() => undefined);
         if (handle) {
           ino = st.ino;
-          pos = first && !opts.fromStart ? st.size : 0;
+          pos = first && opts.from?.ino === st.ino ? opts.from.offset : first && !opts.fromStart && !opts.from ? st.size : 0;
           partial = '';
         }
       } else if (st && handle && st.size < pos) {

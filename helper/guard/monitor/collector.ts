@@ -22,6 +22,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { CoiError, ErrorCodes } from '../../errors';
+import { containerOfCgroup } from './trace';
 import type { FdInfo, ProcessInfo, Snapshot, SocketInfo } from './model';
 import {
   ArgvLimits,
@@ -96,6 +97,9 @@ export interface CollectorStats {
   lastProcesses: number;
   lastFullReads: number;
   lastNetTablesRead: number;
+  /** Partial snapshots taken for exec events. */
+  peeks: number;
+  lastPeekMs: number;
 }
 
 /**
@@ -229,7 +233,7 @@ export class ProcessCollector {
   private readonly known = new Map<number, Known>();
   private readonly net = new Map<string, NetCache>();
   private readonly netRefreshEvery: number;
-  private readonly statsValue: CollectorStats = { polls: 0, lastDurationMs: 0, lastProcesses: 0, lastFullReads: 0, lastNetTablesRead: 0 };
+  private readonly statsValue: CollectorStats = { polls: 0, lastDurationMs: 0, lastProcesses: 0, lastFullReads: 0, lastNetTablesRead: 0, peeks: 0, lastPeekMs: 0 };
 
   constructor(private readonly opts: CollectorOptions) {
     this.procRoot = opts.procRoot ?? '/proc';
@@ -264,21 +268,46 @@ export class ProcessCollector {
   }
 
   collect(): Snapshot {
+    return this.run(undefined);
+  }
+
+  /**
+   * A partial snapshot at once: the given processes (just exec'd, from the
+   * exec watcher) and their ancestors in the container, read before anything
+   * else. It leaves what the collector knows of the others alone, and counts
+   * as no poll. `partial` is set; `processCount` is the last full count.
+   */
+  peek(pids: readonly number[]): Snapshot {
+    return this.run(pids);
+  }
+
+  private lastCount = 0;
+
+  private run(only: readonly number[] | undefined): Snapshot {
     const t0 = performance.now();
-    const poll = ++this.statsValue.polls;
-    const all = this.pids();
-    const pids = all.slice(0, this.limits.maxProcesses);
+    const partial = only !== undefined;
+    const poll = partial ? this.statsValue.polls : ++this.statsValue.polls;
+    const all = partial ? [] : this.pids();
+    const pids = partial ? [...new Set(only)].filter((n) => Number.isInteger(n) && n > 0).slice(0, 64) : all.slice(0, this.limits.maxProcesses);
     const processes = new Map<number, ProcessInfo>();
     let fullReads = 0;
 
     // Pass 1: per-process facts. Socket fds are resolved in pass 2, once the
     // namespaces' tables are read.
     const pending: Array<{ k: Known; std: FdInfo[] }> = [];
-    for (const pid of pids) {
+    const queued = new Set(pids);
+    for (let i = 0; i < pids.length; i++) {
+      const pid = pids[i]!;
       const r = this.readProcess(pid, poll);
       if (!r) continue;
       if (r.full) fullReads++;
       pending.push({ k: r.known, std: r.std });
+      // A peek follows the chain up while it stays in the container.
+      const ppid = r.known.info.ppid;
+      if (partial && ppid > 1 && !queued.has(ppid) && pids.length < 96 && this.inContainer(ppid)) {
+        queued.add(ppid);
+        pids.push(ppid);
+      }
     }
 
     // Pass 2: net tables, per network namespace (a container's processes
@@ -321,10 +350,10 @@ export class ProcessCollector {
       for (const k of members) for (const inode of socketInodes(k)) if (!fresh.byInode.has(inode)) fresh.missing.add(inode);
       this.net.set(ns, fresh);
     }
-    for (const ns of this.net.keys()) if (!byNs.has(ns)) this.net.delete(ns);
+    if (!partial) for (const ns of this.net.keys()) if (!byNs.has(ns)) this.net.delete(ns);
     // Interface counters are cheap (no hash walk): every poll, every namespace.
     let netdev: Snapshot['netdev'];
-    for (const members of byNs.values()) {
+    for (const members of partial ? [] : byNs.values()) {
       const text = readText(path.join(this.procRoot, String(members[0]?.info.pid), 'net', 'dev'), 256 * 1024);
       if (text === undefined) continue;
       const t = parseNetDev(text);
@@ -356,15 +385,21 @@ export class ProcessCollector {
       processes.set(info.pid, info);
     }
 
+    const takenAt = this.now();
+    const s = this.statsValue;
+    if (partial) {
+      s.peeks++;
+      s.lastPeekMs = performance.now() - t0;
+      return { container: this.opts.container, takenAt, monotonicMs: performance.now(), processes, processCount: this.lastCount, truncated: false, connections, partial: true };
+    }
     // Forget processes that are gone.
     for (const pid of this.known.keys()) if (!processes.has(pid)) this.known.delete(pid);
 
-    const takenAt = this.now();
-    const s = this.statsValue;
     s.lastDurationMs = performance.now() - t0;
     s.lastProcesses = processes.size;
     s.lastFullReads = fullReads;
     s.lastNetTablesRead = tablesRead;
+    this.lastCount = all.length;
     const snapshot: Snapshot = {
       container: this.opts.container,
       takenAt,
@@ -376,6 +411,14 @@ export class ProcessCollector {
     };
     if (netdev) snapshot.netdev = netdev;
     return snapshot;
+  }
+
+  /** For a peek's walk up the chain: a process known from a poll, or whose cgroup is the container's. */
+  private inContainer(pid: number): boolean {
+    if (this.known.has(pid)) return true;
+    if (this.opts.pids || this.opts.cgroupDirs) return false;
+    const text = readText(this.proc(pid, 'cgroup'), 16 * 1024);
+    return text !== undefined && containerOfCgroup(text) === this.opts.container;
   }
 
   private proc(pid: number, ...parts: string[]): string {

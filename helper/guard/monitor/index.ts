@@ -1,20 +1,17 @@
 /**
- * The monitor's public surface, for the guard's monitor loop:
+ * The monitor's public surface. In the guard, MonitorSupervisor (supervisor.ts)
+ * runs one MonitorLoop (loop.ts) per running sandbox whose `user.coi.monitor`
+ * label (policy.ts) enables it; each poll:
  *
- *   const collector = new ProcessCollector({ container });          // one per sandbox
- *   const audit = await AuditWriter.open({ dir, container, retentionDays });
- *   const dedup = new Deduplicator();
- *   every poll:
- *     const snap = collector.collect();                              // sync, a few ms
- *     const events = runDetectors(snap, prev, { thresholds, history, network, dnsQueries });
- *     for (const { event, folded } of dedup.filter(events, Date.now()).report) {
- *       respond first (freeze on HIGH, kill on CRITICAL), then
- *       await audit.append(auditRecord(event, container, action, folded));
- *     }
+ *   const snap = collector.collect();                              // sync, a few ms
+ *   const events = runDetectors(snap, prev, { thresholds, history, packets });
+ *   for (const { event, folded } of dedup.filter(events, Date.now()).report)
+ *     freeze the cgroup first (HIGH, CRITICAL), then record (fsync'd) and push,
+ *     then have Incus freeze, or stop + forensic copy + delete (responder.ts).
+ *
+ * plus peeks at new processes from the container's kernel trace (trace.ts).
+ * Audit logs live in the owner's ~/.coi/audit (audit-location.ts).
  */
-import { DEFAULT_THRESHOLDS } from './detectors/common';
-import type { MonitorThresholds } from './detectors/types';
-
 export { ProcessCollector, findContainerCgroup, listCgroupPids, DEFAULT_COLLECTOR_LIMITS } from './collector';
 export type { CollectorOptions, CollectorLimits, CollectorStats } from './collector';
 export * from './model';
@@ -24,31 +21,11 @@ export type { DedupDecision } from './dedup';
 export { AuditWriter, auditRecord, auditPath, auditFiles, defaultAuditDir, followAudit, parseAuditLine, pruneAudit, readAudit } from './audit';
 export type { AuditAction, AuditRecord, AuditWriterOptions, FollowOptions } from './audit';
 export { analyzeDnsQueries } from './detectors/dns-tunnel';
-
-/**
- * Thresholds from a `[monitoring]` table as the reference spells it
- * (poll_interval_sec, file_read_threshold_mb, file_read_rate_mb_per_sec,
- * process_count_threshold, process_spawn_rate_threshold,
- * reverse_shell_one_liners, and [monitoring.nft] dns_query_threshold).
- * Unknown keys are ignored; wrong types and out-of-range numbers keep the
- * default (the config layer is where they should be reported).
- */
-export function thresholdsFromConfig(monitoring: Record<string, unknown> = {}): MonitorThresholds {
-  const num = (key: string, def: number, min: number, max: number): number => {
-    const v = monitoring[key];
-    return typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max ? v : def;
-  };
-  const nft = monitoring.nft;
-  const dns = typeof nft === 'object' && nft !== null ? (nft as Record<string, unknown>).dns_query_threshold : undefined;
-  const mode = monitoring.reverse_shell_one_liners;
-  return {
-    pollIntervalSec: num('poll_interval_sec', DEFAULT_THRESHOLDS.pollIntervalSec, 0.1, 3600),
-    fileReadThresholdMb: num('file_read_threshold_mb', DEFAULT_THRESHOLDS.fileReadThresholdMb, 1, 1e6),
-    fileReadRateMbPerSec: num('file_read_rate_mb_per_sec', DEFAULT_THRESHOLDS.fileReadRateMbPerSec, 0.1, 1e6),
-    rateWindowSec: DEFAULT_THRESHOLDS.rateWindowSec,
-    processCountThreshold: num('process_count_threshold', DEFAULT_THRESHOLDS.processCountThreshold, 1, 1e7),
-    processSpawnRateThreshold: num('process_spawn_rate_threshold', DEFAULT_THRESHOLDS.processSpawnRateThreshold, 1, 1e7),
-    reverseShellOneLiners: mode === 'critical' || mode === 'warn' || mode === 'off' ? mode : DEFAULT_THRESHOLDS.reverseShellOneLiners,
-    dnsQueryThreshold: typeof dns === 'number' && Number.isFinite(dns) && dns > 0 ? dns : DEFAULT_THRESHOLDS.dnsQueryThreshold,
-  };
-}
+export { thresholdsFromConfig } from './thresholds';
+export { MonitorSupervisor } from './supervisor';
+export type { SupervisorOptions } from './supervisor';
+export { MonitorLoop } from './loop';
+export type { LoopDeps, LoopState } from './loop';
+export { decodePolicy, encodePolicy, MONITOR_LABEL, policyFromConfig, policyOf } from './policy';
+export type { MonitorPolicy } from './policy';
+export { auditLocation, ensureAuditDir } from './audit-location';

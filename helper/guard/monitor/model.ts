@@ -89,6 +89,11 @@ export interface Snapshot {
   connections: SocketInfo[];
   /** Cumulative bytes through the container's interfaces (all but loopback, all its namespaces). */
   netdev?: { rxBytes: number; txBytes: number };
+  /**
+   * Only some processes (a peek at new ones and their ancestors): good for
+   * judging a process by itself, not for counts, rates or comparisons.
+   */
+  partial?: boolean;
 }
 
 /** pid alone is reused by the kernel; pid + start time names one process. */
@@ -261,6 +266,7 @@ export const snapshotJsonSchema = z.object({
   truncated: z.boolean(),
   connections: z.array(socketSchema),
   netdev: z.object({ rxBytes: z.number(), txBytes: z.number() }).optional(),
+  partial: z.boolean().optional(),
 });
 export type SnapshotJson = z.infer<typeof snapshotJsonSchema>;
 

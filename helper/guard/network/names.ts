@@ -13,6 +13,28 @@ export const FILTER_FAMILY = 'inet';
 export const INGRESS_TABLE = 'coi_guard_ingress';
 export const INGRESS_FAMILY = 'netdev';
 
+/** The names of our two tables. One guard owns one pair and replaces it whole on every apply. */
+export interface TableNames {
+  filter: string;
+  ingress: string;
+}
+export const DEFAULT_TABLES: TableNames = { filter: FILTER_TABLE, ingress: INGRESS_TABLE };
+
+/**
+ * A guard scope keeps a second guard (a test's, on a private socket) out of
+ * the host guard's way: its own tables `coi_guard_<scope>` and
+ * `coi_guard_ingress_<scope>`, and only the instances labelled with its scope.
+ */
+const SCOPE = /^[a-z0-9]{1,12}$/;
+export function validScope(scope: string): boolean {
+  return SCOPE.test(scope);
+}
+export function tablesFor(scope: string | undefined): TableNames {
+  if (!scope) return DEFAULT_TABLES;
+  if (!validScope(scope)) throw new CoiError(ErrorCodes.INVALID_INPUT, `guard scope ${JSON.stringify(scope)} must be 1-12 of a-z 0-9`);
+  return { filter: `${FILTER_TABLE}_${scope}`, ingress: `${INGRESS_TABLE}_${scope}` };
+}
+
 /** Chain and object name prefixes: `<prefix><key>`; allow sets are `al_<key>_net` and `al_<key>_dns`. */
 export const NAME = {
   ingress: 'in_',

@@ -7,7 +7,10 @@
  * a network namespace of their own (`nftExec({ netns })`) instead of the host.
  */
 import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
 import { CoiError, ErrorCodes } from '../../errors';
+import { DEFAULT_TABLES, TableNames } from './names';
 import { InstalledRules, parseInstalledRules } from './parse';
 import { renderRemoveAll } from './render';
 
@@ -93,18 +96,34 @@ export async function applyRuleset(script: string, nft: NftExec = systemNft): Pr
   await run(nft, ['-f', '-'], script, 'apply the network rules');
 }
 
+/**
+ * The same, through a file the script is written to completely first (then
+ * renamed into place). What the guard uses: a guard killed while feeding nft's
+ * stdin would hand it a truncated script, and a script cut after its
+ * `delete table` lines is valid nft — it would commit "no rules at all". With a
+ * file, nft is either not started yet or reads the whole script.
+ */
+export async function applyRulesetFile(script: string, dir: string, nft: NftExec = systemNft): Promise<void> {
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = path.join(dir, 'ruleset.nft');
+  const tmp = `${file}.${process.pid}.tmp`;
+  await fs.writeFile(tmp, script, { mode: 0o600 });
+  await fs.rename(tmp, file);
+  await run(nft, ['-f', file], undefined, 'apply the network rules');
+}
+
 /** Asks the kernel whether the script would apply, changing nothing (`nft -c`). */
 export async function checkRuleset(script: string, nft: NftExec = systemNft): Promise<void> {
   await run(nft, ['-c', '-f', '-'], script, 'validate the network rules');
 }
 
 /** Removes every table of ours (and nothing else); succeeds when there is none. */
-export async function removeAllRules(nft: NftExec = systemNft): Promise<void> {
-  await run(nft, ['-f', '-'], renderRemoveAll(), 'remove the network rules');
+export async function removeAllRules(nft: NftExec = systemNft, tables: TableNames = DEFAULT_TABLES): Promise<void> {
+  await run(nft, ['-f', '-'], renderRemoveAll(tables), 'remove the network rules');
 }
 
 /** What is installed now, from `nft -j list ruleset`. */
-export async function listInstalledRules(nft: NftExec = systemNft): Promise<InstalledRules> {
+export async function listInstalledRules(nft: NftExec = systemNft, tables: TableNames = DEFAULT_TABLES): Promise<InstalledRules> {
   const r = await run(nft, ['-j', 'list', 'ruleset'], undefined, 'list the network rules');
-  return parseInstalledRules(r.stdout);
+  return parseInstalledRules(r.stdout, tables);
 }

@@ -12,14 +12,14 @@ import { CoiError, ErrorCodes } from '../../errors';
 import {
   COMMENT_BOOT,
   COMMENT_SANDBOX,
+  DEFAULT_TABLES,
   FILTER_FAMILY,
-  FILTER_TABLE,
   INGRESS_FAMILY,
-  INGRESS_TABLE,
   NAME,
   sandboxKey,
   SET_SUFFIX,
   SHARED_CHAINS,
+  TableNames,
 } from './names';
 import { NETWORK_MODES, NetworkMode } from './types';
 
@@ -62,7 +62,6 @@ function str(o: Json, k: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-const OUR_TABLES = new Set([`${FILTER_FAMILY} ${FILTER_TABLE}`, `${INGRESS_FAMILY} ${INGRESS_TABLE}`]);
 const KEY = '([A-Za-z0-9_-]+)';
 const RE = {
   ingress: new RegExp(`^${NAME.ingress}${KEY}$`),
@@ -96,7 +95,8 @@ function counterOf(rule: Json): { packets: number; bytes: number } | undefined {
 }
 
 /** Parses nft's JSON (the text or the parsed value). Throws INTERNAL if it is not nft's JSON at all. */
-export function parseInstalledRules(input: unknown): InstalledRules {
+export function parseInstalledRules(input: unknown, tableNames: TableNames = DEFAULT_TABLES): InstalledRules {
+  const OUR_TABLES = new Set([`${FILTER_FAMILY} ${tableNames.filter}`, `${INGRESS_FAMILY} ${tableNames.ingress}`]);
   let doc: unknown = input;
   if (typeof input === 'string') {
     try {

@@ -60,10 +60,9 @@ import {
   chainSandbox,
   COMMENT_BOOT,
   COMMENT_SANDBOX,
+  DEFAULT_TABLES,
   FILTER_FAMILY,
-  FILTER_TABLE,
   INGRESS_FAMILY,
-  INGRESS_TABLE,
   limitLog,
   logPrefix,
   RuleName,
@@ -71,6 +70,7 @@ import {
   sandboxKey,
   setAllowDns,
   setAllowNet,
+  TableNames,
 } from './names';
 import { BootBlock, NETWORK_MODES, NetworkState, SandboxNetwork } from './types';
 
@@ -108,6 +108,14 @@ const SPECIAL: ReadonlyArray<{ rule: RuleName; cidrs: readonly string[] }> = [
 export interface RenderOptions {
   /** Current time (ms since the epoch); turns `expiresAt` into element timeouts. */
   now: number;
+  /** Our tables' names (default `coi_guard` and `coi_guard_ingress`). */
+  tables?: TableNames;
+  /**
+   * Sandbox ids in the mark start after this. A scoped guard (tests) uses a
+   * range of its own, so the host guard's vmap never takes its packets for
+   * one of its own sandboxes: each table's vmap sees every marked packet.
+   */
+  idBase?: number;
 }
 
 /** A sandbox after validation, with everything the script needs precomputed. */
@@ -199,20 +207,20 @@ function validateUnique(prepared: ReadonlyArray<Omit<Prepared, 'id'>>, boots: re
 }
 
 /** The per-table preamble that makes the script a full replacement. */
-function resetLines(): string[] {
+function resetLines(t: TableNames): string[] {
   return [
-    `table ${FILTER_FAMILY} ${FILTER_TABLE}`,
-    `delete table ${FILTER_FAMILY} ${FILTER_TABLE}`,
-    `table ${INGRESS_FAMILY} ${INGRESS_TABLE}`,
-    `delete table ${INGRESS_FAMILY} ${INGRESS_TABLE}`,
+    `table ${FILTER_FAMILY} ${t.filter}`,
+    `delete table ${FILTER_FAMILY} ${t.filter}`,
+    `table ${INGRESS_FAMILY} ${t.ingress}`,
+    `delete table ${INGRESS_FAMILY} ${t.ingress}`,
   ];
 }
 
 const HEADER = '#!/usr/sbin/nft -f\n# Written by the COI guard: the complete state of its own tables, applied as one transaction.\n';
 
 /** A script that removes every table of ours and nothing else. */
-export function renderRemoveAll(): string {
-  return `${HEADER}${resetLines().join('\n')}\n`;
+export function renderRemoveAll(tables: TableNames = DEFAULT_TABLES): string {
+  return `${HEADER}${resetLines(tables).join('\n')}\n`;
 }
 
 function hex(n: number): string {
@@ -345,12 +353,15 @@ export function renderRuleset(state: NetworkState, opts: RenderOptions): string 
   const boots = [...bootByKey.entries()].sort((a, b) => byString(a[0], b[0]));
   validateUnique(base, boots.map(([, b]) => b));
 
-  let nextId = 1;
+  const tables = opts.tables ?? DEFAULT_TABLES;
+  const idBase = opts.idBase ?? 0;
+  if (!Number.isInteger(idBase) || idBase < 0 || idBase >= MAX_FILTERED_SANDBOXES) throw invalid(`idBase ${idBase} is out of range`);
+  let nextId = idBase + 1;
   const prepared: Prepared[] = base.map((p) => ({ ...p, id: p.s.mode === 'open' ? 0 : nextId++ }));
   const filtered = prepared.filter((p) => p.id > 0);
-  if (filtered.length > MAX_FILTERED_SANDBOXES) throw invalid(`at most ${MAX_FILTERED_SANDBOXES} sandboxes with filtered networks are supported, ${filtered.length} requested`);
+  if (filtered.length > MAX_FILTERED_SANDBOXES - idBase) throw invalid(`at most ${MAX_FILTERED_SANDBOXES - idBase} sandboxes with filtered networks are supported, ${filtered.length} requested`);
 
-  const lines: string[] = [...resetLines()];
+  const lines: string[] = [...resetLines(tables)];
 
   if (prepared.length > 0 || boots.length > 0) {
     const t: string[] = [];
@@ -358,7 +369,7 @@ export function renderRuleset(state: NetworkState, opts: RenderOptions): string 
     for (const k of limitKeys) t.push(`limit ${limitLog(k)} { ${LOG_RATE} }`);
     for (const [, b] of boots) t.push('', ...bootChain(b));
     for (const p of prepared) t.push('', ...ingressChain(p));
-    lines.push('', `table ${INGRESS_FAMILY} ${INGRESS_TABLE} {`, ...block(t, '\t'), '}');
+    lines.push('', `table ${INGRESS_FAMILY} ${tables.ingress} {`, ...block(t, '\t'), '}');
   }
 
   if (filtered.length > 0) {
@@ -381,7 +392,7 @@ export function renderRuleset(state: NetworkState, opts: RenderOptions): string 
         '}',
       );
     }
-    lines.push('', `table ${FILTER_FAMILY} ${FILTER_TABLE} {`, ...block(t, '\t'), '}');
+    lines.push('', `table ${FILTER_FAMILY} ${tables.filter} {`, ...block(t, '\t'), '}');
   }
 
   return `${HEADER}${lines.join('\n')}\n`;

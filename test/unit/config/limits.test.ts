@@ -34,8 +34,8 @@ test('every limit maps to its Incus key; disk I/O and size go on the root disk d
 });
 
 test('memory enforce/swap come with a memory limit; swap off alone still turns swap off', () => {
-  assert.deepEqual(limitsToIncus(limits({ memory: { limit: '2GiB' } })).config, { 'limits.memory': '2GiB', 'limits.memory.enforce': 'soft', 'limits.memory.swap': 'true' });
-  assert.deepEqual(limitsToIncus(limits({ memory: { enforce: 'hard' } })).config, {});
+  assert.deepEqual(limitsToIncus(limits({ memory: { limit: '2GiB' } })).config, { 'limits.memory': '2GiB', 'limits.memory.enforce': 'hard', 'limits.memory.swap': 'true' });
+  assert.deepEqual(limitsToIncus(limits({ memory: { enforce: 'soft' } })).config, {});
   assert.deepEqual(limitsToIncus(limits({ memory: { swap: 'false' } })).config, { 'limits.memory.swap': 'false' });
 });
 

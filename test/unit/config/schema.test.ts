@@ -38,7 +38,7 @@ test('defaults() are the reference defaults', () => {
   assert.equal(d.monitoring.enabled, false);
   assert.equal(d.monitoring.poll_interval_sec, 2);
   assert.equal(d.monitoring.nft.rate_limit_per_second, 100);
-  assert.equal(d.limits.memory.enforce, 'soft');
+  assert.equal(d.limits.memory.enforce, 'hard', 'a limit the user sets is enforced (the Go coi defaulted to soft)');
   assert.equal(d.limits.memory.swap, true);
   assert.equal(d.limits.runtime.auto_stop, true);
   assert.equal(d.limits.runtime.max_processes, 0);

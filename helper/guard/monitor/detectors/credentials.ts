@@ -18,11 +18,11 @@
  * scan (e.g. `sh -c 'cat ~/.aws/credentials | curl -d @- …'`), never the
  * agent process above it, which always has connections of its own.
  */
-import { childrenIndex, isConnected, lineage, ProcessInfo, processKey, Snapshot, subtree } from '../model';
+import { childrenIndex, isConnected, lineage, lineageEvidence, ProcessInfo, processKey, Snapshot, subtree } from '../model';
 import { formatEndpoint, isLoopback } from '../ip';
 import { baseName } from '../procfs';
-import { describeLineage, describeProcess, eventFactory, hasName, isShell, networkEvidence, processEvidence } from './common';
-import type { Detector, ThreatEvent } from './types';
+import { describeLineage, describeProcess, displaySafe, eventFactory, hasName, isShell, networkEvidence, processEvidence } from './common';
+import type { Detector, ProcessEvidence, ThreatEvent } from './types';
 
 const ID = 'credential-scan';
 const MITRE = ['T1552', 'T1552.001', 'T1552.004', 'T1082'];
@@ -185,5 +185,55 @@ export const credentialScanDetector: Detector = {
       events.push(ev);
     }
     return events;
+  },
+};
+
+/**
+ * The same finding from the kernel: a process opened /proc/<pid>/environ (the
+ * guard's trace filters openat to exactly that). Works for a reader that
+ * lived a millisecond: its chain comes from the snapshot when it is still
+ * there, else from its parent. Its own environ cannot be told apart here
+ * (the trace does not carry the path); a process reading its own via
+ * /proc/<own pid>/environ instead of /proc/self is rare.
+ */
+export const environTraceDetector: Detector = {
+  id: ID,
+  title: 'Environment read (kernel trace)',
+  severity: 'warning',
+  mitre: MITRE,
+  exceptions: [],
+  evaluate(current, _previous, ctx): ThreatEvent[] {
+    const acts = (ctx.activity ?? []).filter((a) => a.kind === 'environ-open');
+    if (!acts.length) return [];
+    const make = eventFactory(current, ctx, { id: ID, mitre: MITRE });
+    const out: ThreatEvent[] = [];
+    const seen = new Set<number>();
+    for (const a of acts) {
+      if (seen.has(a.pid)) continue;
+      seen.add(a.pid);
+      const p = current.processes.get(a.pid);
+      const parent = a.ppid !== undefined ? current.processes.get(a.ppid) : p ? current.processes.get(p.ppid) : undefined;
+      const who = p ? describeProcess(p) : `${displaySafe(a.comm, 32)} (pid ${a.pid}${a.exe ? `, ${displaySafe(a.exe, 80)}` : ''}, already exited)`;
+      const chain = p ? describeLineage(current, p.pid) : [`${displaySafe(a.comm, 32)}[${a.pid}]`, ...(parent ? [describeLineage(current, parent.pid)] : [])].join(' ← ');
+      const process: ProcessEvidence = p
+        ? processEvidence(current, p)
+        : {
+            pid: a.pid,
+            comm: a.comm,
+            ...(a.exe ? { exe: a.exe } : {}),
+            argv: [],
+            lineage: [{ pid: a.pid, comm: a.comm, argv: [] }, ...(parent ? lineageEvidence(current, parent.pid) : [])],
+          };
+      out.push(
+        make({
+          level: 'warning',
+          category: 'credential_access',
+          title: "Reading other processes' environments",
+          description: `${who} — opened a process's /proc/<pid>/environ, where other processes keep their secrets (seen by the kernel). Chain: ${chain}.`,
+          evidence: { process, rule: `${ID}/proc-environ-open`, key: `${a.pid}:proc-environ-open` },
+        }),
+      );
+    }
+    return out;
   },
 };

@@ -2,7 +2,8 @@
  * The detector set and the one call the monitor loop makes per poll.
  */
 import type { Snapshot } from '../model';
-import { credentialScanDetector } from './credentials';
+import { blockedConnectionDetector } from './blocked-network';
+import { credentialScanDetector, environTraceDetector } from './credentials';
 import { suspiciousConnectionDetector } from './connections';
 import { DEFAULT_THRESHOLDS, eventFactory } from './common';
 import { dnsTunnelDetector } from './dns-tunnel';
@@ -13,7 +14,7 @@ import type { Detector, DetectorContext, ThreatEvent } from './types';
 
 export * from './types';
 export { DEFAULT_THRESHOLDS, displaySafe } from './common';
-export { credentialScanDetector, suspiciousConnectionDetector, dnsTunnelDetector, largeIoDetector, processStormDetector, reverseShellDetector };
+export { blockedConnectionDetector, credentialScanDetector, environTraceDetector, suspiciousConnectionDetector, dnsTunnelDetector, largeIoDetector, processStormDetector, reverseShellDetector };
 
 export const ALL_DETECTORS: readonly Detector[] = [
   reverseShellDetector,
@@ -22,7 +23,16 @@ export const ALL_DETECTORS: readonly Detector[] = [
   largeIoDetector,
   processStormDetector,
   dnsTunnelDetector,
+  blockedConnectionDetector,
+  environTraceDetector,
 ];
+
+/**
+ * The detectors that judge a process by itself (and its ancestors): what a
+ * peek at a just-exec'd process can decide at once. Counts, rates and
+ * comparisons need full polls.
+ */
+export const INSTANT_DETECTORS: readonly Detector[] = [reverseShellDetector, credentialScanDetector, environTraceDetector];
 
 /**
  * Runs every detector on a snapshot. A detector that throws is a bug, not a

@@ -272,6 +272,34 @@ export function matchOneLiner(p: ProcessInfo): OneLinerMatch | undefined {
   return undefined;
 }
 
+/**
+ * Where a one-liner says it connects, when it says so plainly: seen before
+ * the connection exists (a peek at the exec), it is the only place the
+ * remote address is. `/dev/tcp/H/P`, `nc H P`, `socat … tcp:H:P`,
+ * `/inet/tcp/0/H/P`, `("H", P)` tuples and `$i="H";$p=P;` perl, else the
+ * first IPv4 address followed by a port.
+ */
+export function destinationOf(text: string): { proto: 'tcp' | 'udp'; remote: string; port: number } | undefined {
+  const ip = String.raw`(\d{1,3}(?:\.\d{1,3}){3}|[A-Za-z0-9.-]+\.[A-Za-z]{2,}|localhost)`;
+  const tries: Array<[RegExp, 'tcp' | 'udp' | undefined]> = [
+    [new RegExp(String.raw`/dev/(tcp|udp)/${ip}/(\d{1,5})`), undefined],
+    [new RegExp(String.raw`/inet/(tcp|udp)/\d+/${ip}/(\d{1,5})`), undefined],
+    [new RegExp(String.raw`\b(tcp|udp)[46]?(?:-connect)?:${ip}:(\d{1,5})`, 'i'), undefined],
+    [new RegExp(String.raw`\b(?:nc|ncat|netcat)(?:\.\w+)?\s+(?:-[a-zA-Z]+\s+(?:\S+\s+)?)*${ip}\s+(\d{1,5})\b`), 'tcp'],
+    [new RegExp(String.raw`["']${ip}["']\s*,\s*(\d{1,5})`), 'tcp'],
+    [new RegExp(String.raw`\$\w+\s*=\s*["']${ip}["']\s*;\s*\$\w+\s*=\s*(\d{1,5})`), 'tcp'],
+    [new RegExp(String.raw`\b(\d{1,3}(?:\.\d{1,3}){3})\D{1,12}?(\d{2,5})\b`), 'tcp'],
+  ];
+  for (const [re, fixed] of tries) {
+    const m = re.exec(text);
+    if (!m) continue;
+    const [proto, host, port] = fixed ? [fixed, m[1]!, m[2]!] : [m[1]!.toLowerCase() as 'tcp' | 'udp', m[2]!, m[3]!];
+    const n = Number(port);
+    if (n > 0 && n < 65536) return { proto: proto === 'udp' ? 'udp' : 'tcp', remote: host, port: n };
+  }
+  return undefined;
+}
+
 /** Memoised by argv identity: the collector keeps a process's argv array while it is unchanged. */
 const oneLinerMemo = new WeakMap<readonly string[], OneLinerMatch | null>();
 function cachedOneLiner(p: ProcessInfo): OneLinerMatch | undefined {
@@ -306,6 +334,11 @@ function oneLiners(current: Snapshot, ctx: DetectorContext, make: ReturnType<typ
       },
     });
     if (sock) ev.evidence.network = networkEvidence(sock);
+    else {
+      const dest = destinationOf(inlineText(p.argv));
+      // Not connected (yet): the address the command names, marked as such.
+      if (dest) ev.evidence.network = { proto: dest.proto, remote: dest.remote, port: dest.port, local: '', state: 'NAMED_IN_COMMAND' };
+    }
     events.push(ev);
   }
   return events;

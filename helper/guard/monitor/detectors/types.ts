@@ -124,6 +124,44 @@ export interface DnsQuery {
   time: number;
 }
 
+/**
+ * A packet the guard's nft rules logged for this container (dropped or
+ * refused), as the network event the guard's kmsg reader produces
+ * (`{container, rule, action, src, dst, proto, dport}`; see
+ * network/kmsg.ts PacketEvent). The container is known from the rule's
+ * prefix, never from the packet's source address.
+ */
+export interface NetworkPacket {
+  /** ms since epoch, when the guard read it. */
+  time: number;
+  /** The rule that logged it: private, linklocal, cgnat, host, dns, notallowed, boot, … */
+  rule: string;
+  action: 'drop' | 'reject';
+  proto?: string;
+  src?: string;
+  dst?: string;
+  dport?: number;
+}
+
+/**
+ * Something the kernel saw a container process do (the guard's trace of it),
+ * reported even when the process is gone by the time anyone looks.
+ */
+export interface KernelActivity {
+  /** environ-open: opened /proc/<digits>/environ. */
+  kind: 'environ-open';
+  /** Host pid (or thread id) of the process that did it. */
+  pid: number;
+  /** Its task name at that moment. */
+  comm: string;
+  /** ms since epoch, when the guard read it. */
+  time: number;
+  /** Its parent, from the kernel's fork event, when seen. */
+  ppid?: number;
+  /** The program it exec'd, when seen. */
+  exe?: string;
+}
+
 export interface MonitorThresholds {
   pollIntervalSec: number;
   fileReadThresholdMb: number;
@@ -144,6 +182,10 @@ export interface DetectorContext {
   network?: NetworkPolicyContext;
   /** DNS queries seen (from the resolver log or nft), for the DNS detector. */
   dnsQueries?: readonly DnsQuery[];
+  /** Packets the firewall logged for this container since the previous poll. */
+  packets?: readonly NetworkPacket[];
+  /** What the kernel trace saw since the previous look. */
+  activity?: readonly KernelActivity[];
   /** Names of exceptions to switch off (e.g. "package-managers"), for a stricter profile. */
   disabledExceptions?: readonly string[];
   /** Ids for events; random by default, fixed in tests. */

@@ -1,0 +1,487 @@
+/**
+ * The guard's network fence: keeps the kernel's rules equal to what Incus
+ * says the sandboxes are.
+ *
+ * - Reconcile: list the instances, compute the desired state of ALL sandboxes
+ *   this guard fences (desired.ts), render it (render.ts) and apply it as one
+ *   `nft -f` transaction. Runs on start, when the Incus event stream
+ *   (re)connects, on lifecycle events (created, deleted, renamed, updated,
+ *   started), after each allowlist refresh and every few minutes. Requests are
+ *   serialised and coalesced: one apply at a time, and every caller waits for
+ *   an apply that started after it asked. Rules of instances that no longer
+ *   exist are simply not rendered, so they vanish with the next apply; a guard
+ *   killed mid-apply leaves the old or the new ruleset (the transaction is
+ *   atomic and the script is on disk in full before nft starts), and the
+ *   reconcile of the next start repairs whatever changed meanwhile.
+ * - Secure: the fail-closed handshake before a sandbox starts (see
+ *   GuardSecureSandbox): answers only once its rules are in place.
+ * - Allowlists: resolves names on the host with their TTLs, caches them on
+ *   disk, writes them into the container's /etc/hosts.
+ * - Packet events: our rules' kernel log lines, published to subscribers.
+ *
+ * Stopping the guard leaves the rules in place: sandboxes stay fenced while it
+ * is down, and a launch without a guard fails.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { CoiError, ErrorCodes, toCoiError } from '../../errors';
+import type { IncusClient } from '../../incus/client';
+import { lifecycleOf } from '../../incus/events';
+import type { InstanceFull, RawEvent } from '../../incus/types';
+import type { Log } from '../../log';
+import { NetworkLabel } from '../../sandbox/network-label';
+import {
+  allowedIps,
+  DEFAULT_TIMING,
+  hostsEntries,
+  mergeHosts,
+  NameState,
+  nextNameState,
+  readCache,
+  refreshDelaySec,
+  Resolve4,
+  staleCacheFiles,
+  TimingOptions,
+  writeCache,
+} from './allowlist';
+import { Desired, desiredState, gatewayOf, inScope, ManagedSandbox, managedSandboxOf, Problem } from './desired';
+import type { PacketEvent } from './kmsg';
+import { KmsgReader } from './kmsg-reader';
+import { sandboxKey, TableNames, tablesFor } from './names';
+import { applyRulesetFile, listInstalledRules, NftExec, nftExec } from './nft';
+import { findOrphans, InstalledRules } from './parse';
+import { renderRuleset } from './render';
+import type { ResolvedIp } from './types';
+
+/** Scoped guards (tests) number their sandboxes from here, apart from the host guard's. */
+const SCOPED_ID_BASE = 2048;
+const RECONCILE_ACTIONS = /^instance-(created|deleted|renamed|updated|started|restarted)$/;
+const SWEEP_MS = 5 * 60_000;
+const RETRY_MS = 5_000;
+const GATEWAY_TTL_MS = 60_000;
+
+export interface NetworkControllerOptions {
+  incus: IncusClient;
+  log: Log;
+  /** '' for the host's guard; a test's guard fences only instances labelled with its scope, in tables of their own. */
+  scope: string;
+  /** Where the rendered script is written before nft reads it (root only). */
+  stateDir: string;
+  /** Where allowlist resolutions are cached across restarts. */
+  cacheDir: string;
+  nft?: NftExec;
+  resolve4: Resolve4;
+  /** Resolvers that override every sandbox's (COI_DNS_RESOLVER): "ip" or "ip:port". */
+  resolvers?: string[];
+  timing?: TimingOptions;
+  /** The kernel log to follow; null = do not follow any. */
+  kmsgPath?: string | null;
+  onPacket?: (e: PacketEvent) => void;
+  now?: () => number;
+}
+
+interface Allowlist {
+  container: string;
+  label: NetworkLabel;
+  names: Map<string, NameState>;
+  timer?: NodeJS.Timeout;
+  /** The /etc/hosts lines last written ("ip name" joined), to write only on change. */
+  hostsWritten?: string;
+  refreshing?: Promise<void>;
+}
+
+export interface ApplyReport {
+  at: string;
+  ok: boolean;
+  reason: string;
+  error?: string;
+}
+
+export class NetworkController {
+  readonly tables: TableNames;
+  private readonly nft: NftExec;
+  private readonly timing: TimingOptions;
+  private readonly now: () => number;
+  private readonly allowlists = new Map<string, Allowlist>();
+  /** Containers fenced by the last successful apply. */
+  private fenced = new Set<string>();
+  private lastDesired: Desired | undefined;
+  private lastApply: ApplyReport | undefined;
+  private readonly gateways = new Map<string, { ip: string | undefined; at: number }>();
+  private running: Promise<Desired> | undefined;
+  private queued: Promise<Desired> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private kmsg: KmsgReader | undefined;
+  private stopped = false;
+  private loggedProblems = '';
+
+  constructor(private readonly o: NetworkControllerOptions) {
+    this.tables = tablesFor(o.scope);
+    this.nft = o.nft ?? nftExec();
+    this.timing = o.timing ?? DEFAULT_TIMING;
+    this.now = o.now ?? Date.now;
+  }
+
+  /**
+   * Claims the scope (one guard per scope replaces its tables: two would undo
+   * each other's applies), applies the rules of every sandbox (errors are
+   * logged and retried) and starts following the kernel log.
+   */
+  async start(): Promise<void> {
+    await this.claimScope();
+    if (this.o.kmsgPath !== null) {
+      this.kmsg = new KmsgReader({ log: this.o.log, onEvent: (e) => this.packet(e), ...(this.o.kmsgPath ? { path: this.o.kmsgPath } : {}) });
+      this.kmsg.start();
+    }
+    await this.reconcile('guard start').catch(() => undefined);
+    this.sweepTimer = setInterval(() => void this.reconcile('periodic check').catch(() => undefined), SWEEP_MS);
+    this.sweepTimer.unref();
+  }
+
+  private get ownerFile(): string {
+    return path.join(this.o.stateDir, 'owner.pid');
+  }
+
+  private async claimScope(): Promise<void> {
+    await fs.mkdir(this.o.stateDir, { recursive: true, mode: 0o700 });
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await fs.writeFile(this.ownerFile, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      const pid = Number((await fs.readFile(this.ownerFile, 'utf8').catch(() => '')).trim());
+      if (pid > 0 && pid !== process.pid && (await isGuardProcess(pid))) {
+        throw new CoiError(ErrorCodes.ALREADY_EXISTS, `another guard (pid ${pid}) already fences the sandboxes of scope ${JSON.stringify(this.o.scope)}; two would undo each other's rules`, {
+          remedy: { title: 'Use that guard, or give this one a scope of its own (COI_GUARD_SCOPE, for tests)' },
+          details: { ownerFile: this.ownerFile },
+        });
+      }
+      // Left by a guard that died (kill -9, a crash): ours now.
+      await fs.rm(this.ownerFile, { force: true });
+    }
+    throw new CoiError(ErrorCodes.ALREADY_EXISTS, `could not claim ${this.ownerFile}`);
+  }
+
+  /** Stops timers and the kernel log; the rules stay in force. */
+  stop(): void {
+    this.stopped = true;
+    void fs
+      .readFile(this.ownerFile, 'utf8')
+      .then((t) => (Number(t.trim()) === process.pid ? fs.rm(this.ownerFile, { force: true }) : undefined))
+      .catch(() => undefined);
+    this.kmsg?.stop();
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    for (const a of this.allowlists.values()) if (a.timer) clearTimeout(a.timer);
+  }
+
+  /**
+   * Reconciles after a lifecycle event that may change the rules: one about an
+   * instance of ours (known from the last apply, or found to be ours now), or
+   * a network change. Events about everybody else's instances cost one GET.
+   */
+  onIncusEvent(e: RawEvent): void {
+    const lc = lifecycleOf(e);
+    if (!lc) return;
+    if (lc.action === 'network-updated') {
+      this.gateways.clear();
+      void this.reconcile(`${lc.action} ${lc.source}`).catch(() => undefined);
+      return;
+    }
+    if (!RECONCILE_ACTIONS.test(lc.action)) return;
+    const m = /^\/1\.0\/instances\/([^/?]+)/.exec(lc.source);
+    if (!m) return;
+    const name = decodeURIComponent(m[1]!);
+    void (async () => {
+      if (!this.known(name)) {
+        if (lc.action === 'instance-deleted') return;
+        const inst = await this.o.incus.getInstance(name, { timeoutMs: 30_000 }).catch(() => undefined);
+        // Gone already (created and deleted at once): the next event or sweep sees to it.
+        if (!inst || !inScope(inst, this.o.scope)) return;
+      }
+      await this.reconcile(`${lc.action} ${name}`);
+    })().catch(() => undefined);
+  }
+
+  /** Whether the last apply knew this instance (fenced, blocked or unfenceable). */
+  private known(name: string): boolean {
+    if (this.fenced.has(name)) return true;
+    const d = this.lastDesired;
+    return !!d && [...d.blocked, ...d.unfenced].some((p) => p.container === name);
+  }
+
+  onEventsConnected(): void {
+    void this.reconcile('Incus events (re)connected').catch(() => undefined);
+  }
+
+  // ── reconcile ──────────────────────────────────────────────────────────────
+
+  /** Resolves with the state applied by a reconcile that started after this call. */
+  reconcile(reason: string): Promise<Desired> {
+    if (this.queued) return this.queued;
+    const prev = this.running ?? Promise.resolve(undefined);
+    const p: Promise<Desired> = prev
+      .catch(() => undefined)
+      .then(async () => {
+        this.queued = undefined;
+        this.running = p;
+        try {
+          return await this.reconcileNow(reason);
+        } finally {
+          if (this.running === p) this.running = undefined;
+        }
+      });
+    this.queued = p;
+    return p;
+  }
+
+  private async reconcileNow(reason: string): Promise<Desired> {
+    const at = new Date(this.now()).toISOString();
+    try {
+      const instances = await this.o.incus.listInstances({ recursion: 1, timeoutMs: 30_000 });
+      const sandboxes = instances.map((i) => managedSandboxOf(i, this.o.scope)).filter((s): s is ManagedSandbox => s !== undefined);
+      await this.syncAllowlists(sandboxes);
+      const gateways = await this.gatewaysOf(sandboxes);
+      const resolved = new Map<string, ResolvedIp[]>();
+      for (const a of this.allowlists.values()) resolved.set(a.container, allowedIps(a.names, this.timing));
+      const desired = desiredState(sandboxes, { gateways, resolved });
+      const script = renderRuleset(desired.state, { now: this.now(), tables: this.tables, idBase: this.o.scope ? SCOPED_ID_BASE : 0 });
+      await applyRulesetFile(script, this.o.stateDir, this.nft);
+      this.fenced = new Set(desired.fenced);
+      this.lastDesired = desired;
+      this.lastApply = { at, ok: true, reason };
+      // Problems are logged when they change, not at every apply.
+      const problems = [...desired.blocked, ...desired.unfenced].map((p) => `network of ${p.container}: ${p.problem}`);
+      const key = problems.join('\n');
+      if (key !== this.loggedProblems) for (const p of problems) this.o.log.warn(p);
+      this.loggedProblems = key;
+      this.o.log.debug(`network rules applied (${reason}): ${desired.fenced.length} fenced, ${desired.blocked.length} blocked, ${desired.unfenced.length} unfenceable`);
+      if (this.retryTimer) clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+      return desired;
+    } catch (e) {
+      const err = toCoiError(e);
+      this.lastApply = { at, ok: false, reason, error: err.message };
+      this.o.log.error(`could not apply the network rules (${reason}): ${err.message}`);
+      if (!this.stopped && !this.retryTimer) {
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          void this.reconcile('retry after a failed apply').catch(() => undefined);
+        }, RETRY_MS);
+        this.retryTimer.unref();
+      }
+      throw err;
+    }
+  }
+
+  private async gatewaysOf(sandboxes: readonly ManagedSandbox[]): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    const bridges = new Set(sandboxes.filter((s) => s.bridge && s.label?.mode !== 'open').map((s) => s.bridge!));
+    for (const b of bridges) {
+      const cached = this.gateways.get(b);
+      let ip = cached && this.now() - cached.at < GATEWAY_TTL_MS ? cached.ip : undefined;
+      if (!cached || this.now() - cached.at >= GATEWAY_TTL_MS) {
+        try {
+          const n = await this.o.incus.get<{ config?: Record<string, string> }>(this.o.incus.url(`/1.0/networks/${encodeURIComponent(b)}`));
+          ip = gatewayOf(n.config?.['ipv4.address']);
+        } catch (e) {
+          this.o.log.warn(`cannot read network ${b}: ${toCoiError(e).message}`);
+          ip = undefined;
+        }
+        this.gateways.set(b, { ip, at: this.now() });
+      }
+      if (ip) out.set(b, ip);
+    }
+    return out;
+  }
+
+  // ── secure ─────────────────────────────────────────────────────────────────
+
+  async secure(name: string): Promise<{ name: string; mode: NetworkLabel['mode']; hostIface: string; resolved: Array<{ name: string; ips: string[]; error?: string }>; warnings: string[] }> {
+    let inst: InstanceFull;
+    try {
+      inst = await this.o.incus.getInstance(name, { timeoutMs: 30_000 });
+    } catch (e) {
+      const err = toCoiError(e);
+      if (err.code === ErrorCodes.NOT_FOUND) throw new CoiError(ErrorCodes.NOT_FOUND, `cannot fence ${name}: no such instance`);
+      throw err;
+    }
+    const sb = managedSandboxOf(inst, this.o.scope);
+    if (!sb) {
+      const c = inst.config ?? {};
+      if (c['user.coi.managed'] !== 'true') throw new CoiError(ErrorCodes.NOT_PERMITTED, `${name} is not a COI sandbox (no user.coi.managed label): the guard fences only its own`);
+      const theirs = c['user.coi.guard-scope'] ?? '';
+      throw new CoiError(ErrorCodes.NOT_PERMITTED, `${name} is fenced by the guard of scope ${JSON.stringify(theirs)}, not by this one (scope ${JSON.stringify(this.o.scope)})`, {
+        remedy: { title: 'Use the matching guard (COI_GUARD_SOCKET and COI_GUARD_SCOPE)' },
+      });
+    }
+    if (sb.noNetwork) throw new CoiError(ErrorCodes.INVALID_INPUT, `${name} has no network interface: there is nothing to fence, and a COI sandbox always has one`);
+    if (sb.unfenceable || !sb.hostIface) throw new CoiError(ErrorCodes.NOT_PERMITTED, `cannot fence ${name}: ${sb.unfenceable ?? 'no interface name'}`);
+    if (!sb.label) throw new CoiError(ErrorCodes.INVALID_INPUT, `cannot fence ${name}: ${sb.labelError ?? 'no network settings'}; its network is blocked`);
+    const warnings: string[] = [];
+    if (sb.labelMissing) warnings.push(`${name} records no network settings (made by an older COI?): restricted mode applies`);
+    let resolved: Array<{ name: string; ips: string[]; error?: string }> = [];
+    if (sb.label.mode === 'allowlist') {
+      const a = await this.allowlistFor(sb.container, sb.label);
+      await this.refresh(a, { reconcile: false });
+      resolved = [...a.names.entries()].map(([n, s]) => ({ name: n, ips: s.current.map((k) => k.ip), ...(s.error ? { error: s.error } : {}) }));
+      for (const r of resolved) if (r.error) warnings.push(`${r.name} could not be resolved (${r.error})${r.ips.length ? `; its last known addresses stay allowed: ${r.ips.join(', ')}` : ': it is not reachable'}`);
+    }
+    const desired = await this.reconcile(`secure ${name}`);
+    const problem = [...desired.blocked, ...desired.unfenced].find((p) => p.container === name);
+    if (problem) throw new CoiError(ErrorCodes.NOT_PERMITTED, `cannot fence ${name}: ${problem.problem}; its network is blocked`);
+    if (!desired.fenced.includes(name)) throw new CoiError(ErrorCodes.INTERNAL, `the rules applied for ${name} do not include it`);
+    if (sb.label.mode === 'allowlist') {
+      const a = this.allowlists.get(name);
+      if (a) await this.writeHosts(a).catch((e: unknown) => warnings.push(`could not write the allowlist into ${name}'s /etc/hosts: ${toCoiError(e).message}`));
+    }
+    this.o.log.info(`fenced ${name} (${sb.label.mode}, ${sb.hostIface})`);
+    return { name, mode: sb.label.mode, hostIface: sb.hostIface, resolved, warnings };
+  }
+
+  // ── allowlists ─────────────────────────────────────────────────────────────
+
+  /** Starts tracking new allowlist sandboxes (from the cache first) and forgets gone ones. */
+  private async syncAllowlists(sandboxes: readonly ManagedSandbox[]): Promise<void> {
+    const want = new Map<string, NetworkLabel>();
+    for (const s of sandboxes) if (s.label?.mode === 'allowlist') want.set(s.container, s.label);
+    for (const [c, a] of this.allowlists) {
+      if (want.has(c)) continue;
+      if (a.timer) clearTimeout(a.timer);
+      this.allowlists.delete(c);
+    }
+    for (const [c, label] of want) {
+      const had = this.allowlists.get(c);
+      if (had && JSON.stringify(had.label) === JSON.stringify(label)) continue;
+      // New here (a guard restart: start from the cache) or changed settings: resolve at once.
+      const a = await this.allowlistFor(c, label);
+      if (!a.refreshing) this.schedule(a, 0);
+    }
+    // Caches of sandboxes that are gone: nothing accumulates.
+    const present = sandboxes.map((s) => s.container);
+    for (const f of await staleCacheFiles(this.o.cacheDir, present)) await fs.rm(f, { force: true }).catch(() => undefined);
+  }
+
+  private async allowlistFor(container: string, label: NetworkLabel): Promise<Allowlist> {
+    let a = this.allowlists.get(container);
+    if (a && JSON.stringify(a.label) !== JSON.stringify(label)) {
+      // Settings changed (a persistent sandbox relaunched with a new config): keep what is known of names still listed.
+      for (const n of [...a.names.keys()]) if (!label.domains.includes(n)) a.names.delete(n);
+      a.label = label;
+    }
+    if (!a) {
+      const cached = (await readCache(this.o.cacheDir, container, this.now(), this.timing)) ?? new Map<string, NameState>();
+      for (const n of [...cached.keys()]) if (!label.domains.includes(n)) cached.delete(n);
+      a = { container, label, names: cached };
+      this.allowlists.set(container, a);
+    }
+    return a;
+  }
+
+  private schedule(a: Allowlist, delaySec: number): void {
+    if (this.stopped) return;
+    if (a.timer) clearTimeout(a.timer);
+    a.timer = setTimeout(() => {
+      a.timer = undefined;
+      void this.refresh(a, { reconcile: true }).catch((e: unknown) => this.o.log.warn(`refreshing the allowlist of ${a.container} failed: ${toCoiError(e).message}`));
+    }, delaySec * 1000);
+    a.timer.unref();
+  }
+
+  /** Resolves every name of an allowlist now, caches the result and schedules the next refresh. */
+  private refresh(a: Allowlist, opts: { reconcile: boolean }): Promise<void> {
+    if (a.refreshing) return a.refreshing;
+    const run = async () => {
+      const servers = this.o.resolvers?.length ? this.o.resolvers : a.label.dns;
+      const before = JSON.stringify(allowedIps(a.names, this.timing).map((r) => r.ip).sort());
+      const results = await Promise.all(
+        a.label.domains.map(async (name) => {
+          try {
+            return { name, r: { answers: await this.o.resolve4(name, servers) } as const };
+          } catch (e) {
+            const code = (e as NodeJS.ErrnoException).code;
+            return { name, r: { error: code ? `${code}` : (e as Error).message } as const };
+          }
+        }),
+      );
+      const now = this.now();
+      for (const { name, r } of results) a.names.set(name, nextNameState(a.names.get(name), r, now, this.timing));
+      for (const n of [...a.names.keys()]) if (!a.label.domains.includes(n)) a.names.delete(n);
+      if (results.some((x) => !('error' in x.r))) await writeCache(this.o.cacheDir, a.container, a.names, now).catch((e: unknown) => this.o.log.warn(`cannot cache the allowlist of ${a.container}: ${toCoiError(e).message}`));
+      for (const { name, r } of results) if ('error' in r) this.o.log.warn(`allowlist of ${a.container}: ${name} did not resolve (${r.error})`);
+      if (this.allowlists.get(a.container) !== a) return; // forgotten meanwhile
+      this.schedule(a, refreshDelaySec(a.names, a.label.refreshMin, this.timing));
+      const after = JSON.stringify(allowedIps(a.names, this.timing).map((r) => r.ip).sort());
+      if (opts.reconcile) {
+        // Element timeouts are renewed by every apply, so apply even when the addresses are the same.
+        await this.reconcile(`allowlist refresh of ${a.container}${before !== after ? ' (addresses changed)' : ''}`).catch(() => undefined);
+        await this.writeHosts(a).catch((e: unknown) => this.o.log.warn(`cannot write /etc/hosts of ${a.container}: ${toCoiError(e).message}`));
+      }
+    };
+    a.refreshing = run().finally(() => (a.refreshing = undefined));
+    return a.refreshing;
+  }
+
+  /** Writes the allowlist's names into the container's /etc/hosts when they changed since the last write. */
+  private async writeHosts(a: Allowlist): Promise<void> {
+    const entries = hostsEntries(a.names);
+    const key = entries.map((e) => `${e.ip} ${e.name}`).join('\n');
+    if (a.hostsWritten === key) return;
+    const file = await this.o.incus.pullFile(a.container, '/etc/hosts').catch(() => undefined);
+    const current = file && file.type === 'file' ? file.content.toString('utf8') : '127.0.0.1\tlocalhost\n';
+    const next = mergeHosts(current, entries);
+    if (next !== current) await this.o.incus.pushFile(a.container, '/etc/hosts', Buffer.from(next), { uid: 0, gid: 0, mode: 0o644 });
+    a.hostsWritten = key;
+  }
+
+  // ── events, status, orphans ────────────────────────────────────────────────
+
+  private packet(e: PacketEvent): void {
+    // Only our sandboxes' lines: a scoped guard leaves the host guard's alone, and vice versa.
+    if (!this.fenced.has(e.container) && !this.lastDesired?.blocked.some((b) => sandboxKey(b.container) === e.container)) return;
+    this.o.onPacket?.(e);
+  }
+
+  async installed(): Promise<InstalledRules> {
+    return listInstalledRules(this.nft, this.tables);
+  }
+
+  async status(): Promise<{ installed: InstalledRules; orphans: string[]; problems: Problem[]; lastApply?: ApplyReport }> {
+    const [installed, live] = await Promise.all([this.installed(), this.liveContainers()]);
+    const orphans = findOrphans(installed, live).map((s) => s.key);
+    const problems = this.lastDesired ? [...this.lastDesired.blocked, ...this.lastDesired.unfenced] : [];
+    return { installed, orphans, problems, ...(this.lastApply ? { lastApply: this.lastApply } : {}) };
+  }
+
+  private async liveContainers(): Promise<string[]> {
+    const all = await this.o.incus.listInstances({ recursion: 1, timeoutMs: 30_000 });
+    return all.filter((i) => inScope(i, this.o.scope)).map((i) => i.name);
+  }
+
+  /** Rules and caches of sandboxes that no longer exist; removed unless dryRun. */
+  async cleanOrphans(dryRun: boolean): Promise<{ removed: Array<{ container: string; objects: string[] }>; caches: string[] }> {
+    const [installed, live] = await Promise.all([this.installed(), this.liveContainers()]);
+    const orphans = findOrphans(installed, live);
+    const caches = await staleCacheFiles(this.o.cacheDir, live);
+    if (!dryRun) {
+      if (orphans.length > 0) await this.reconcile('coi clean --orphans');
+      for (const f of caches) await fs.rm(f, { force: true });
+      const still = findOrphans(await this.installed(), await this.liveContainers());
+      if (still.length > 0) throw new CoiError(ErrorCodes.INTERNAL, `rules of ${still.map((s) => s.key).join(', ')} are still installed after the clean-up`);
+    }
+    return { removed: orphans.map((o) => ({ container: o.key, objects: o.objects })), caches };
+  }
+}
+
+/** Whether a process is alive and is a `coi guard run` (not some other process that reused the pid). */
+async function isGuardProcess(pid: number): Promise<boolean> {
+  try {
+    const cmdline = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    return cmdline.includes('guard') && cmdline.includes('run');
+  } catch {
+    return false;
+  }
+}

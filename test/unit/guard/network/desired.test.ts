@@ -1,0 +1,91 @@
+import { strict as assert } from 'node:assert';
+import { test } from 'node:test';
+import { desiredState, gatewayOf, inScope, managedSandboxOf } from '../../../../helper/guard/network/desired';
+import { tablesFor } from '../../../../helper/guard/network/names';
+import { renderRuleset } from '../../../../helper/guard/network/render';
+import type { InstanceFull } from '../../../../helper/incus/types';
+import { encodeNetworkLabel, NetworkLabel } from '../../../../helper/sandbox/network-label';
+
+const restricted: NetworkLabel = { v: 1, mode: 'restricted', allowLocal: false, cidrs: [], domains: [], ports: [], refreshMin: 30 };
+
+function inst(name: string, over: { config?: Record<string, string>; nics?: Record<string, Record<string, string>>; label?: NetworkLabel | string | null } = {}): InstanceFull {
+  const label = over.label === undefined ? restricted : over.label;
+  const config: Record<string, string> = { 'user.coi.managed': 'true', ...(label === null ? {} : { 'user.coi.network': typeof label === 'string' ? label : encodeNetworkLabel(label) }), ...over.config };
+  const devices = over.nics ?? { eth0: { type: 'nic', network: 'coibr0', host_name: `v-${name}`.slice(0, 15) } };
+  return { name, status: 'Stopped', status_code: 102, type: 'container', created_at: '', config, devices: {}, expanded_devices: { root: { type: 'disk', path: '/' }, ...devices }, profiles: ['default'] };
+}
+
+const gateways = new Map([['coibr0', '10.213.0.1']]);
+
+test('only managed instances of the guard\'s own scope are its sandboxes', () => {
+  assert.equal(managedSandboxOf(inst('a', { config: { 'user.coi.managed': 'false' } }), ''), undefined);
+  assert.equal(managedSandboxOf(inst('a', { config: { 'user.coi.guard-scope': 'tx1' } }), ''), undefined, 'the host guard leaves a test guard\'s sandboxes alone');
+  assert.equal(managedSandboxOf(inst('a'), 'tx1'), undefined, 'a test guard leaves the host guard\'s sandboxes alone');
+  assert.ok(managedSandboxOf(inst('a', { config: { 'user.coi.guard-scope': 'tx1' } }), 'tx1'));
+  assert.equal(inScope(inst('a'), ''), true);
+});
+
+test('the interface comes from the NIC\'s host_name and the gateway from its network, never from a label', () => {
+  const sb = managedSandboxOf(inst('web'), '')!;
+  assert.deepEqual([sb.hostIface, sb.bridge, sb.label?.mode, sb.labelMissing], ['v-web', 'coibr0', 'restricted', false]);
+  const d = desiredState([sb], { gateways, resolved: new Map() });
+  assert.deepEqual(d.state.sandboxes, [{ container: 'web', hostIface: 'v-web', mode: 'restricted', gatewayV4: '10.213.0.1', allowLocalNetwork: false, allowCidrs: [], resolvedIps: [] }]);
+  assert.deepEqual(d.fenced, ['web']);
+});
+
+test('allowlist: CIDRs, ports and the resolved addresses; open needs no gateway', () => {
+  const al: NetworkLabel = { ...restricted, mode: 'allowlist', cidrs: ['198.51.100.3/32'], domains: ['allowed.test'], ports: [443] };
+  const d = desiredState([managedSandboxOf(inst('a', { label: al }), '')!, managedSandboxOf(inst('o', { label: { ...restricted, mode: 'open' }, nics: { eth0: { type: 'nic', parent: 'elsewhere', nictype: 'bridged', host_name: 'v-o' } } }), '')!], {
+    gateways,
+    resolved: new Map([['a', [{ ip: '198.51.100.2', expiresAt: 5 }]]]),
+  });
+  assert.deepEqual(d.state.sandboxes.map((s) => [s.container, s.mode, s.allowCidrs, s.resolvedIps, s.allowedPorts, s.gatewayV4]), [
+    ['a', 'allowlist', ['198.51.100.3/32'], [{ ip: '198.51.100.2', expiresAt: 5 }], [443], '10.213.0.1'],
+    ['o', 'open', [], [], undefined, ''],
+  ]);
+});
+
+test('what cannot be fenced is never left open: bad labels and unknown gateways block everything; unnamed or extra NICs are reported', () => {
+  const sandboxes = [
+    inst('bad-label', { label: '{"v":1,"mode":"wide-open"}' }),
+    inst('not-json', { label: 'mode=open' }),
+    inst('no-gateway', { nics: { eth0: { type: 'nic', network: 'unknownbr', host_name: 'v-ng' } } }),
+    inst('no-host-name', { nics: { eth0: { type: 'nic', network: 'coibr0' } } }),
+    inst('two-nics', { nics: { eth0: { type: 'nic', network: 'coibr0', host_name: 'v-2a' }, eth1: { type: 'nic', network: 'coibr0', host_name: 'v-2b' } } }),
+    inst('no-nic', { nics: {} }),
+    inst('dup-a', { nics: { eth0: { type: 'nic', network: 'coibr0', host_name: 'v-same' } } }),
+    inst('dup-b', { nics: { eth0: { type: 'nic', network: 'coibr0', host_name: 'v-same' } } }),
+    inst('old', { label: null }),
+  ].map((i) => managedSandboxOf(i, '')!);
+  const d = desiredState(sandboxes, { gateways, resolved: new Map() });
+  assert.deepEqual(d.state.blockAll, [
+    { container: 'bad-label', hostIface: 'v-bad-label' },
+    { container: 'no-gateway', hostIface: 'v-ng' },
+    { container: 'not-json', hostIface: 'v-not-json' },
+  ]);
+  assert.deepEqual(d.blocked.map((b) => b.container), ['bad-label', 'no-gateway', 'not-json']);
+  assert.match(d.blocked.find((b) => b.container === 'bad-label')!.problem, /user\.coi\.network is invalid: mode/);
+  assert.deepEqual(d.unfenced.map((u) => u.container), ['dup-b', 'no-host-name', 'two-nics']);
+  assert.match(d.unfenced.find((u) => u.container === 'dup-b')!.problem, /claimed by dup-a/);
+  // No label at all (an older COI): the defaults, restricted.
+  assert.deepEqual(d.fenced, ['dup-a', 'old']);
+  assert.equal(d.state.sandboxes.find((s) => s.container === 'old')?.mode, 'restricted');
+  // Whatever it is, it renders: one bad sandbox never stops the others' rules.
+  assert.match(renderRuleset(d.state, { now: 0 }), /chain boot_bad-label/);
+});
+
+test('a scoped guard renders into its own tables and numbers its sandboxes apart from the host guard\'s', () => {
+  const d = desiredState([managedSandboxOf(inst('t1', { config: { 'user.coi.guard-scope': 'tx1' } }), 'tx1')!], { gateways, resolved: new Map() });
+  const script = renderRuleset(d.state, { now: 0, tables: tablesFor('tx1'), idBase: 2048 });
+  assert.match(script, /^table inet coi_guard_tx1 \{$/m);
+  assert.match(script, /^table netdev coi_guard_ingress_tx1 \{$/m);
+  assert.doesNotMatch(script, /table inet coi_guard \{|coi_guard_ingress \{/);
+  assert.match(script, /vmap \{ 0x08010000 : jump sb_t1 \}/);
+  assert.throws(() => tablesFor('Bad scope'));
+});
+
+test('gatewayOf reads a bridge\'s ipv4.address', () => {
+  assert.equal(gatewayOf('10.213.0.1/24'), '10.213.0.1');
+  assert.equal(gatewayOf('none'), undefined);
+  assert.equal(gatewayOf(undefined), undefined);
+});

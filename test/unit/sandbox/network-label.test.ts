@@ -1,0 +1,68 @@
+import { strict as assert } from 'node:assert';
+import { test } from 'node:test';
+import { buildInstanceSpec } from '../../../helper/sandbox/spec';
+import { DEFAULT_NETWORK, encodeNetworkLabel, NetworkConfig, networkLabelFromConfig, parseNetworkLabel } from '../../../helper/sandbox/network-label';
+
+const cfg = (over: Partial<NetworkConfig> = {}): NetworkConfig => ({
+  mode: 'restricted',
+  block_private_networks: true,
+  allow_local_network_access: false,
+  allowed_domains: ['registry.npmjs.org'],
+  allowed_ports: [],
+  refresh_interval_minutes: 30,
+  dns_servers: [],
+  ...over,
+});
+
+test('restricted records only what restricted uses', () => {
+  assert.deepEqual(networkLabelFromConfig(cfg()), { label: DEFAULT_NETWORK, warnings: [] });
+  assert.equal(networkLabelFromConfig(cfg({ allow_local_network_access: true })).label.allowLocal, true);
+  assert.equal(networkLabelFromConfig(cfg({ block_private_networks: false })).label.allowLocal, true);
+});
+
+test('allowlist splits addresses from names, dedupes, and leaves out (with a warning) entries with a port', () => {
+  const { label, warnings } = networkLabelFromConfig(
+    cfg({ mode: 'allowlist', allowed_domains: ['API.example.com', '198.51.100.3', '10.0.0.0/8', 'api.example.com', 'x.test:443'], allowed_ports: [443, 80, 443], dns_servers: ['10.213.0.2'] }),
+  );
+  assert.deepEqual(label, { v: 1, mode: 'allowlist', allowLocal: false, cidrs: ['198.51.100.3', '10.0.0.0/8'], domains: ['api.example.com'], ports: [80, 443], refreshMin: 30, dns: ['10.213.0.2'] });
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0]!, /x\.test:443.*left out/);
+});
+
+test('the label round-trips; a missing one means the defaults; anything else that does not parse is an error', () => {
+  const { label } = networkLabelFromConfig(cfg({ mode: 'allowlist', allowed_domains: ['a.test'] }));
+  assert.deepEqual(parseNetworkLabel(encodeNetworkLabel(label)), { ok: true, label, missing: false });
+  assert.deepEqual(parseNetworkLabel(undefined), { ok: true, label: DEFAULT_NETWORK, missing: true });
+  for (const bad of ['{', '{"v":1,"mode":"open"}', JSON.stringify({ ...label, mode: 'everything' }), JSON.stringify({ ...label, extra: 1 }), JSON.stringify({ ...label, cidrs: ['1.2.3.4; flush ruleset'] })]) {
+    const r = parseNetworkLabel(bad);
+    assert.equal(r.ok, false, bad);
+  }
+});
+
+test('the instance carries the label (and a test guard\'s scope), and its NIC a fixed host-side name', () => {
+  const spec = buildInstanceSpec({
+    name: 'coi-12345678-1',
+    image: 'coi-base',
+    pool: 'coi',
+    bridge: 'coibr0',
+    workspace: '/w',
+    slot: 1,
+    kind: 'shell',
+    tool: 'shell',
+    persistent: false,
+    session: 's',
+    profile: 'default',
+    ownerUid: 1000,
+    ownerHome: '/home/alice',
+    launcherPid: 1,
+    idmap: { kind: 'shift' },
+    protectedPaths: [],
+    mounts: [],
+    nesting: false,
+    now: new Date(0),
+    network: { ...DEFAULT_NETWORK, mode: 'open' },
+  });
+  assert.equal(spec.config?.['user.coi.network'], '{"v":1,"mode":"open","allowLocal":false,"cidrs":[],"domains":[],"ports":[],"refreshMin":30}');
+  assert.equal(spec.config?.['user.coi.guard-scope'], undefined);
+  assert.match(spec.devices?.eth0?.host_name ?? '', /^coi[0-9a-f]{11}$/);
+});
