@@ -10,6 +10,8 @@ import { createLog } from '../log';
 import { COI_VERSION } from '../version';
 import type { CliContext, Command } from './command';
 import { attachCommand } from './commands/attach';
+import { buildCommand, buildWatchdogCommand } from './commands/build';
+import { imageCommand } from './commands/image';
 import { auditCommand } from './commands/audit';
 import { cleanCommand, killCommand, persistCommand, resumeCommand, shutdownCommand } from './commands/lifecycle';
 import { configCommand } from './commands/config';
@@ -43,6 +45,8 @@ export const commands: Command[] = [
   monitorCommand,
   fileCommand,
   tmuxCommand,
+  buildCommand,
+  imageCommand,
   configCommand,
   profileCommand,
   trustCommand,
@@ -52,11 +56,13 @@ export const commands: Command[] = [
   guardCommand,
   healthCommand,
   versionCommand,
+  buildWatchdogCommand,
 ];
 
 export function helpText(): string {
-  const width = Math.max(...commands.map((c) => c.name.length));
-  const lines = commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
+  const shown = commands.filter((c) => !c.hidden);
+  const width = Math.max(...shown.map((c) => c.name.length));
+  const lines = shown.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
   return [
     `coi ${COI_VERSION} — run AI coding agents in hardened Incus containers`,
     '',

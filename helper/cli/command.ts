@@ -20,6 +20,8 @@ export interface Command {
   name: string;
   summary: string;
   usage: string;
+  /** Internal commands the help does not list. */
+  hidden?: boolean;
   run(args: string[], ctx: CliContext): Promise<number>;
 }
 

@@ -329,6 +329,53 @@ export class IncusClient {
     return this.get<ImageInfo>(this.url(`/1.0/images/${encodeURIComponent(fingerprint)}`));
   }
 
+  /** Every image with its aliases and properties. */
+  listImages(opts: CallOptions = {}): Promise<ImageInfo[]> {
+    return this.get<ImageInfo[]>(this.url('/1.0/images', { recursion: 1 }), opts);
+  }
+
+  /** Every alias with the fingerprint it points at. */
+  async listImageAliases(opts: CallOptions = {}): Promise<{ name: string; target: string; description: string }[]> {
+    return this.get<{ name: string; target: string; description: string }[]>(this.url('/1.0/images/aliases', { recursion: 1 }), opts);
+  }
+
+  async deleteImageAlias(name: string): Promise<void> {
+    await this.run('DELETE', this.url(`/1.0/images/aliases/${encodeURIComponent(name)}`));
+  }
+
+  async deleteImage(fingerprint: string, opts: CallOptions = {}): Promise<void> {
+    await this.run('DELETE', this.url(`/1.0/images/${encodeURIComponent(fingerprint)}`), undefined, { timeoutMs: 300_000, ...opts });
+  }
+
+  /** Publishes a (stopped) instance as an image; returns its fingerprint. */
+  async publishInstance(name: string, opts: CallOptions & { properties?: Record<string, string>; compression?: string } = {}): Promise<string> {
+    const body: Record<string, unknown> = { source: { type: 'instance', name }, properties: opts.properties ?? {}, public: false };
+    if (opts.compression) body.compression_algorithm = opts.compression;
+    const md = await this.run<{ fingerprint?: string }>('POST', this.url('/1.0/images'), body, { ...opts, timeoutMs: opts.timeoutMs ?? 1_800_000 });
+    if (!md?.fingerprint) throw new CoiError(ErrorCodes.INCUS_API, `Incus published ${name} but reported no fingerprint`);
+    return md.fingerprint;
+  }
+
+  /** Writes a unified image's tarball to a file. */
+  async exportImage(fingerprint: string, dest: string, opts: { signal?: AbortSignal } = {}): Promise<number> {
+    const r = await this.transport.download(this.url(`/1.0/images/${encodeURIComponent(fingerprint)}/export`), dest, { timeoutMs: 300_000, ...(opts.signal ? { signal: opts.signal } : {}) });
+    return r.bytes;
+  }
+
+  /** Writes a file inside an instance from a stream (agent binaries are hundreds of MB). */
+  async pushFileStream(name: string, filePath: string, content: NodeJS.ReadableStream, size: number, opts: { uid?: number; gid?: number; mode?: number } = {}): Promise<void> {
+    const headers: Record<string, string> = {
+      'content-type': 'application/octet-stream',
+      'content-length': String(size),
+      'X-Incus-type': 'file',
+      'X-Incus-write': 'overwrite',
+      'X-Incus-uid': String(opts.uid ?? 0),
+      'X-Incus-gid': String(opts.gid ?? 0),
+      'X-Incus-mode': (opts.mode ?? 0o644).toString(8).padStart(4, '0'),
+    };
+    await this.call('POST', this.url(`/1.0/instances/${encodeURIComponent(name)}/files`, { path: filePath }), undefined, { raw: content, headers });
+  }
+
   // ── events ────────────────────────────────────────────────────────────────
 
   /** A reconnecting subscription to /1.0/events. Call `close()` when done. */

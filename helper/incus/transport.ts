@@ -6,9 +6,11 @@
  * with a client certificate (what `incus remote add` sets up) — a second class
  * implementing this interface, with `https.request` and the same WebSocket call.
  */
+import { createWriteStream } from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import WebSocket from 'ws';
 import { CoiError, ErrorCodes } from '../errors';
 
@@ -34,6 +36,8 @@ export interface Transport {
   /** For messages: "unix:/var/lib/incus/unix.socket" or "https://host:8443". */
   readonly endpoint: string;
   request(req: TransportRequest): Promise<TransportResponse>;
+  /** A GET whose body is written to a file as it arrives (image exports are far larger than any answer we buffer). */
+  download(path: string, dest: string, opts?: { signal?: AbortSignal; timeoutMs?: number }): Promise<{ status: number; bytes: number }>;
   websocket(pathAndQuery: string): WebSocket;
 }
 
@@ -90,6 +94,35 @@ export class UnixSocketTransport implements Transport {
       if (payload) r.end(payload);
       else if (req.rawBody && !Buffer.isBuffer(req.rawBody)) req.rawBody.pipe(r);
       else r.end();
+    });
+  }
+
+  download(pathAndQuery: string, dest: string, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<{ status: number; bytes: number }> {
+    return new Promise((resolve, reject) => {
+      const r = http.request({ socketPath: this.socketPath, path: pathAndQuery, method: 'GET', signal: opts.signal }, (res) => {
+        const status = res.statusCode ?? 0;
+        if (status >= 400) {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.length < 64 && chunks.push(c));
+          res.on('end', () => {
+            let msg = `HTTP ${status}`;
+            try {
+              msg = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { error?: string }).error ?? msg;
+            } catch {
+              // not JSON
+            }
+            reject(new CoiError(status === 404 ? ErrorCodes.NOT_FOUND : ErrorCodes.INCUS_API, `Incus: ${msg} (GET ${pathAndQuery.split('?')[0]})`));
+          });
+          return;
+        }
+        const out = createWriteStream(dest, { mode: 0o600 });
+        let bytes = 0;
+        res.on('data', (c: Buffer) => (bytes += c.length));
+        pipeline(res, out).then(() => resolve({ status, bytes }), (e: unknown) => reject(this.mapError(e)));
+      });
+      if (opts.timeoutMs) r.setTimeout(opts.timeoutMs, () => r.destroy(new CoiError(ErrorCodes.TIMEOUT, `Incus sent nothing for ${opts.timeoutMs} ms on GET ${pathAndQuery}`)));
+      r.on('error', (e) => reject(this.mapError(e)));
+      r.end();
     });
   }
 

@@ -19,7 +19,7 @@ export type Devices = Record<string, Record<string, string>>;
 export interface InstanceCreate {
   name: string;
   type?: 'container';
-  source: { type: 'image'; alias?: string; fingerprint?: string } | { type: 'none' } | { type: 'copy'; source: string };
+  source: { type: 'image'; alias?: string; fingerprint?: string; server?: string; protocol?: 'simplestreams' | 'incus'; mode?: 'pull' | 'local' } | { type: 'none' } | { type: 'copy'; source: string };
   config?: Record<string, string>;
   devices?: Devices;
   profiles?: string[];
@@ -94,6 +94,8 @@ export interface StoragePoolResources {
 export interface ImageInfo {
   fingerprint: string;
   size: number;
+  type?: string;
+  architecture?: string;
   created_at: string;
   uploaded_at: string;
   properties: Record<string, string>;

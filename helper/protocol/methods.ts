@@ -461,3 +461,92 @@ export const MonitorSnapshot = request(
     monitors: z.array(monitorStatus),
   }),
 );
+
+// ── images ──────────────────────────────────────────────────────────────────
+
+const imageName = z.string().min(1).max(64).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'an image alias (letters, digits, ".", "_" and "-")');
+
+/**
+ * Starts a build and answers at once with its id; progress arrives as
+ * `$/build/progress`, the outcome as `$/build/finished`. `default` builds the
+ * agent image `coi` from the workspace's configuration (profile's
+ * `[container.build]` included); `custom` a derived image from a script.
+ */
+export const BuildStart = request(
+  'build/start',
+  z.discriminatedUnion('kind', [
+    z
+      .object({
+        kind: z.literal('default'),
+        workspace: z.string().min(1).max(4096),
+        profile: z.string().max(64).optional(),
+        force: z.boolean().optional(),
+        compression: z.enum(['none', 'gzip', 'xz']).optional(),
+        mode: z.enum(['offline', 'online']).optional(),
+        keep: z.number().int().min(1).max(100).optional(),
+      })
+      .strict(),
+    z
+      .object({
+        kind: z.literal('custom'),
+        name: imageName,
+        base: imageName.or(z.string().max(256).regex(/^[a-z][a-z0-9-]*:[A-Za-z0-9._/-]+$/)).optional(),
+        /** Path of the script on the helper's host. */
+        script: z.string().min(1).max(4096).optional(),
+        commands: z.array(z.string().max(8192)).max(100).optional(),
+        force: z.boolean().optional(),
+        compression: z.enum(['none', 'gzip', 'xz']).optional(),
+        keep: z.number().int().min(1).max(100).optional(),
+      })
+      .strict(),
+  ]),
+  z.object({ buildId: z.string(), log: z.string() }),
+);
+
+export const BuildCancel = request('build/cancel', z.object({ buildId: z.string().min(1).max(64) }).strict(), z.object({ cancelled: z.boolean() }));
+
+/** A step began (title set) or a log line of the current step (line set). */
+export const BuildProgress = notification(
+  '$/build/progress',
+  z.object({ buildId: z.string(), step: z.string().max(64), title: z.string().max(1024).optional(), line: z.string().max(8192).optional() }),
+);
+
+export const buildResult = z.object({
+  buildId: z.string(),
+  name: z.string(),
+  fingerprint: z.string(),
+  versionAlias: z.string().optional(),
+  outcome: z.enum(['built', 'from-cache', 'up-to-date']),
+  mode: z.enum(['offline', 'online']).optional(),
+  sizeBytes: z.number(),
+  seconds: z.number(),
+  log: z.string(),
+  tools: z.record(z.string(), z.string()),
+  pruned: z.array(z.string()),
+});
+
+/** The build ended: with a result, or with an error that names the failed step (cancelled: code CANCELLED). */
+export const BuildFinished = notification(
+  '$/build/finished',
+  z.object({
+    buildId: z.string(),
+    ok: z.boolean(),
+    result: buildResult.optional(),
+    error: z.object({ code: z.string(), message: z.string(), step: z.string().optional(), log: z.string().optional() }).optional(),
+  }),
+);
+
+export const imageSummary = z.object({
+  fingerprint: z.string(),
+  aliases: z.array(z.string()),
+  description: z.string(),
+  sizeBytes: z.number(),
+  createdAt: z.string(),
+  kind: z.string(),
+  tools: z.record(z.string(), z.string()),
+  properties: z.record(z.string(), z.string()),
+});
+
+export const ImageList = request('image/list', z.object({ all: z.boolean().default(false) }).strict(), z.object({ images: z.array(imageSummary) }));
+export const ImageInfo = request('image/info', z.object({ name: z.string().min(1).max(64) }).strict(), z.object({ image: imageSummary }));
+export const ImageDelete = request('image/delete', z.object({ name: z.string().min(1).max(64) }).strict(), z.object({ aliases: z.array(z.string()), images: z.array(z.string()) }));

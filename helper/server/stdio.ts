@@ -10,12 +10,19 @@ import { createLog } from '../log';
 import { readAuditFor } from '../core/audit';
 import { LABELS } from '../sandbox/labels';
 import { AuditRead, HelperInfo } from '../protocol/methods';
-import { Router } from '../protocol/rpc';
+import { notify, Router } from '../protocol/rpc';
 import { createConnection } from '../rpc/connection';
+import { Notifier, registerBuildMethods } from './builds';
 import { registerSandboxMethods, watchSandboxes } from './sandboxes';
 import { registerSnapshotMethods } from './snapshots';
 
-export function helperRouter(incus: IncusClient, env: NodeJS.ProcessEnv, log = createLog('helper')): Router {
+export interface HelperServer {
+  router: Router;
+  /** Builds still running (cancelled when the client goes away). */
+  builds: { running(): string[]; cancelAll(): void };
+}
+
+export function helperServer(incus: IncusClient, env: NodeJS.ProcessEnv, log = createLog('helper'), notify: Notifier = () => undefined): HelperServer {
   const router = new Router(log)
     .onRequest(HelperInfo, () => helperInfo(incus, guardSocketPath(env)))
     // The user's own audit logs (where the guard wrote them for this uid, or for the sandbox's owner).
@@ -30,18 +37,30 @@ export function helperRouter(incus: IncusClient, env: NodeJS.ProcessEnv, log = c
     });
   registerSandboxMethods(router, incus, env, log);
   registerSnapshotMethods(router, incus, env, log);
-  return router;
+  const builds = registerBuildMethods(router, { incus, env, log, notify });
+  return { router, builds };
+}
+
+export function helperRouter(incus: IncusClient, env: NodeJS.ProcessEnv, log = createLog('helper'), notify?: Notifier): Router {
+  return helperServer(incus, env, log, notify).router;
 }
 
 export function runStdioServer(env: NodeJS.ProcessEnv = process.env): void {
   const log = createLog('helper');
   const incus = new IncusClient(new UnixSocketTransport(), env.COI_INCUS_PROJECT ? { project: env.COI_INCUS_PROJECT } : {});
   const conn = createConnection(process.stdin, process.stdout, { log });
-  helperRouter(incus, env, log).attach(conn);
+  const server = helperServer(incus, env, log, (def, params) => {
+    notify(conn, def, params).catch(() => undefined);
+  });
+  server.router.attach(conn);
   const events = watchSandboxes(conn, incus, env, log);
   conn.onClose(() => {
     events.close();
-    process.exit(0);
+    // Running builds clean up after themselves when cancelled; give them a moment.
+    server.builds.cancelAll();
+    const deadline = Date.now() + 15_000;
+    const wait = () => (server.builds.running().length === 0 || Date.now() > deadline ? process.exit(0) : setTimeout(wait, 100));
+    wait();
   });
   // A handler bug must cost one request, never the helper.
   process.on('uncaughtException', (e) => log.error(`uncaught: ${e.stack ?? e.message}`));

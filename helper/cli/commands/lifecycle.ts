@@ -7,6 +7,7 @@ import { GuardClient } from '../../guard/client';
 import { guardSocketPath } from '../../guard/paths';
 import { GUARD_CAPABILITIES, GuardCleanOrphans } from '../../protocol/methods';
 import { frozenBehindIncus } from '../../host/freezer';
+import { cleanOrphans as cleanBuildLeftovers, defaultCacheDir } from '../../images/builder';
 import type { SandboxInfo } from '../../sandbox/labels';
 import type { SandboxManager } from '../../sandbox/manager';
 import { Command, CliContext, parseFlags } from '../command';
@@ -57,18 +58,20 @@ export const resumeCommand = targetsCommand('resume', 'Thaw sandboxes the guard 
 
 export const cleanCommand: Command = {
   name: 'clean',
-  summary: 'Delete stopped ephemeral sandboxes and half-made ones from interrupted launches; --orphans: network rules of sandboxes that no longer exist',
+  summary: 'Delete stopped ephemeral sandboxes, half-made ones from interrupted launches and leftovers of interrupted image builds; --orphans: network rules of sandboxes that no longer exist',
   usage: 'coi clean [--dry-run] [--orphans]',
   async run(args, ctx) {
     const { values } = parseFlags(this, args, { 'dry-run': { type: 'boolean' }, orphans: { type: 'boolean' } });
     const dry = values['dry-run'] === true;
     if (values.orphans === true) return cleanOrphans(ctx, dry);
     const victims = await managerFor(ctx).clean(dry);
-    if (victims.length === 0) ctx.out('nothing to clean\n');
+    const builds = await cleanBuildLeftovers(ctx.incus(), defaultCacheDir(ctx.env), dry);
+    if (victims.length === 0 && builds.length === 0) ctx.out('nothing to clean\n');
     for (const v of victims) {
       if (v.error) ctx.err(`coi: could not delete ${v.name} (${v.reason}): ${v.error}\n`);
       else ctx.out(`${dry ? 'would delete' : 'deleted'} ${v.name} (${v.reason})\n`);
     }
+    for (const b of builds) ctx.out(`${dry ? 'would delete' : 'deleted'} ${b} (its build was interrupted)\n`);
     return victims.some((v) => v.error) ? 1 : 0;
   },
 };
