@@ -9,20 +9,11 @@
 import { constants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { CoiError, ErrorCodes } from '../errors';
+import { DEFAULT_PROTECTED_PATHS } from '../config/schema';
 import type { Devices } from '../incus/types';
 
-export const DEFAULT_PROTECTED_PATHS = [
-  '.git/hooks',
-  '.git/config',
-  '.git/config.worktree',
-  '.git/info/attributes',
-  '.husky',
-  '.vscode',
-  '.coi',
-  '.claude/settings.json',
-  '.claude/settings.local.json',
-  '.codex/config.toml',
-];
+// The default list is the configuration's default: one list, in the schema.
+export { DEFAULT_PROTECTED_PATHS };
 
 /** Paths that are files when we must create them; everything else is a directory. */
 const FILE_PLACEHOLDERS = new Set(['.git/config', '.git/config.worktree', '.git/info/attributes', '.claude/settings.json', '.claude/settings.local.json', '.codex/config.toml']);
