@@ -1,11 +1,10 @@
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { IncusClient } from '../../helper/incus/client';
-import { CoiResult, HELPER, requireIncus, sleep } from './support';
+import { coi, CoiResult, deleteByPrefix, requireIncus, sleep } from './support';
 
 const PREFIX = `coi-l${randomBytes(2).toString('hex')}-`;
 const root = mkdtempSync('/tmp/coi-limits-');
@@ -15,7 +14,7 @@ before(async () => {
   c = await requireIncus();
 });
 after(async () => {
-  for (const i of await c.listInstances().catch(() => [])) if (i.name.startsWith(PREFIX)) await c.deleteInstance(i.name, { force: true }).catch(() => undefined);
+  await deleteByPrefix(c, PREFIX);
   rmSync(root, { recursive: true, force: true });
 });
 
@@ -30,14 +29,7 @@ function world(name: string, toml: string): { ws: string; env: NodeJS.ProcessEnv
 }
 
 function coiIn(w: { ws: string; env: NodeJS.ProcessEnv }, args: string[]): Promise<CoiResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [HELPER, ...args], { cwd: w.ws, env: w.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+  return coi(args, w.env, 300_000, w.ws);
 }
 
 test('limits.memory = "128MiB": a memory hog inside is OOM-killed, the sandbox survives', async () => {

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import type { IncusClient } from '../../helper/incus/client';
 import type { Profile } from '../../helper/incus/types';
 import { groupId } from '../../helper/host/groups';
-import { coi, CoiResult, HELPER, requireIncus, sleep } from './support';
+import { coi, CoiResult, deleteByPrefix, HELPER, requireIncus, sleep } from './support';
 
 const PREFIX = `coi-t${randomBytes(2).toString('hex')}-`;
 const root = mkdtempSync('/tmp/coi-sbx-');
@@ -28,14 +28,7 @@ const run = (args: string[], ws: string, env: NodeJS.ProcessEnv = {}, timeoutMs?
 
 /** `coi` with the working directory set to the workspace. */
 function coiIn(ws: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CoiResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [HELPER, ...args], { cwd: ws, env: { ...process.env, ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+  return coi(args, { ...baseEnv(), ...env }, 300_000, ws);
 }
 
 async function sandboxesOf(ws: string) {
@@ -63,9 +56,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const i of await c.listInstances().catch(() => [])) {
-    if (i.name.startsWith(PREFIX)) await c.deleteInstance(i.name, { force: true }).catch(() => undefined);
-  }
+  await deleteByPrefix(c, PREFIX);
   rmSync(root, { recursive: true, force: true });
 });
 

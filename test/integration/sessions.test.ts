@@ -1,11 +1,10 @@
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { IncusClient } from '../../helper/incus/client';
-import { CoiResult, HELPER, requireIncus, sleep } from './support';
+import { coi, CoiResult, deleteByPrefix, requireIncus, sleep } from './support';
 
 const PREFIX = `coi-s${randomBytes(2).toString('hex')}-`;
 const root = mkdtempSync('/tmp/coi-sessions-');
@@ -18,19 +17,12 @@ before(async () => {
   writeFileSync(path.join(home, '.coi', 'config.toml'), '[container]\nimage = "coi-base"\n\n[tool]\nname = "shell"\n\n[defaults]\nforward_env = ["COI_SESSION_FWD"]\n');
 });
 after(async () => {
-  for (const i of await c.listInstances().catch(() => [])) if (i.name.startsWith(PREFIX)) await c.deleteInstance(i.name, { force: true }).catch(() => undefined);
+  await deleteByPrefix(c, PREFIX);
   rmSync(root, { recursive: true, force: true });
 });
 
 function coiIn(ws: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CoiResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [HELPER, ...args], { cwd: ws, env: { ...process.env, HOME: home, COI_CONTAINER_PREFIX: PREFIX, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+  return coi(args, { HOME: home, COI_CONTAINER_PREFIX: PREFIX, ...env }, 300_000, ws);
 }
 
 function workspace(name: string): string {

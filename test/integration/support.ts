@@ -49,10 +49,10 @@ export interface CoiResult {
   stderr: string;
 }
 
-/** Runs the real `coi` bundle. */
-export function coi(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<CoiResult> {
+/** Runs the real `coi` bundle, in `cwd` when given (commands that act on "this workspace"). */
+export function coi(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000, cwd?: string): Promise<CoiResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [HELPER, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [HELPER, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(cwd ? { cwd } : {}) });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -66,6 +66,13 @@ export function coi(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120
       resolve({ code: code ?? -1, stdout, stderr });
     });
   });
+}
+
+/** Deletes every instance whose name starts with a test's prefix. */
+export async function deleteByPrefix(c: IncusClient, prefix: string): Promise<void> {
+  for (const i of await c.listInstances().catch(() => [])) {
+    if (i.name.startsWith(prefix)) await c.deleteInstance(i.name, { force: true }).catch(() => undefined);
+  }
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -1,12 +1,11 @@
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { IncusClient } from '../../helper/incus/client';
 import { parseNetworkLabel } from '../../helper/sandbox/network-label';
-import { CoiResult, HELPER, requireIncus } from './support';
+import { coi, CoiResult, deleteByPrefix, requireIncus } from './support';
 
 const PREFIX = `coi-tr${randomBytes(2).toString('hex')}-`;
 const root = mkdtempSync('/tmp/coi-trust-');
@@ -21,19 +20,12 @@ before(async () => {
   writeFileSync(path.join(home, '.coi', 'config.toml'), '[container]\nimage = "coi-base"\n\n[tool]\nname = "shell"\n');
 });
 after(async () => {
-  for (const i of await c.listInstances().catch(() => [])) if (i.name.startsWith(PREFIX)) await c.deleteInstance(i.name, { force: true }).catch(() => undefined);
+  await deleteByPrefix(c, PREFIX);
   rmSync(root, { recursive: true, force: true });
 });
 
 function coiIn(args: string[]): Promise<CoiResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [HELPER, ...args], { cwd: ws, env: { ...process.env, HOME: home, COI_CONTAINER_PREFIX: PREFIX, COI_TRUST_ALL: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+  return coi(args, { HOME: home, COI_CONTAINER_PREFIX: PREFIX, COI_TRUST_ALL: '' }, 300_000, ws);
 }
 
 /** Launches a sandbox, returns the network mode the guard was told to enforce and what coi printed; kills it. */
