@@ -16,6 +16,8 @@ import { IncusClient } from '../helper/incus/client';
 import type { StoragePool } from '../helper/incus/types';
 import { LABELS } from '../helper/sandbox/labels';
 import { SETUP_NAMES } from '../helper/setup/names';
+import { measureActivation } from './activation';
+import { firstRender } from './tree-render';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const HELPER = path.join(REPO, 'dist', 'helper.js');
@@ -185,6 +187,46 @@ async function main(): Promise<void> {
       listCoi.push(await time(() => must(coi(['list', '--format', 'json'], env, ws), 'coi list')));
     }
     add('`coi list --format json`, 30 sandboxes', 'ms', listCoi, 'GET /1.0/instances?recursion=2', listRaw, 'includes starting node for the CLI');
+    // ... and the Sandboxes tree's first render from them, with the workspaces open.
+    const renderCoi: number[] = [];
+    let nodes = 0;
+    for (let i = 0; i < RUNS; i++) {
+      const r = await firstRender(HELPER, Array.from({ length: 30 }, (_, k) => `/bench/ws${k}`), env);
+      renderCoi.push(r.ms);
+      nodes = r.nodes;
+    }
+    add('Sandboxes tree first render, 30 sandboxes', 'ms', renderCoi, 'GET /1.0/instances?recursion=2', listRaw, `spawning the helper as the extension does, to ${nodes} tree nodes; VS Code's drawing excluded`);
+
+    // 4b. snapshot create and restore of a running sandbox vs the bare Incus calls
+    {
+      const sb = (await must(coi(['shell', '--background'], env, ws), 'snapshot shell')).trim();
+      const raw = rawName();
+      await incus.createInstance({ name: raw, source: { type: 'image', alias: SETUP_NAMES.baseImage }, start: true }, { timeoutMs: 120_000 });
+      const createCoi: number[] = [];
+      const createRaw: number[] = [];
+      const restoreCoi: number[] = [];
+      const restoreRaw: number[] = [];
+      for (let i = 0; i < RUNS; i++) {
+        createRaw.push(await time(() => incus.createSnapshot(raw, `b${i}`)));
+        createCoi.push(await time(() => must(coi(['snapshot', 'create', `b${i}`, '-c', sb], env, ws), 'coi snapshot create')));
+      }
+      for (let i = 0; i < RUNS; i++) {
+        // A running sandbox is stopped, restored and its agent started again; the bare sequence does the same.
+        restoreRaw.push(
+          await time(async () => {
+            await incus.setState(raw, 'stop', { force: true });
+            await incus.restoreSnapshot(raw, `b${i}`);
+            await incus.setState(raw, 'start');
+            await incus.exec(raw, ['tmux', 'new-session', '-d', '-s', `r${i}`, 'bash -l'], { user: 1000, group: 1000, env: { HOME: '/home/code' } });
+          }),
+        );
+        restoreCoi.push(await time(() => must(coi(['snapshot', 'restore', `b${i}`, '-f', '-c', sb], env, ws), 'coi snapshot restore')));
+      }
+      add('`coi snapshot create` of a running sandbox', 'ms', createCoi, 'POST /1.0/instances/NAME/snapshots', createRaw);
+      add('`coi snapshot restore` of a running sandbox, agent back', 'ms', restoreCoi, 'stop+restore+start+exec tmux (REST)', restoreRaw);
+      await must(coi(['kill', sb], env, ws), 'kill snapshot sandbox');
+      await incus.deleteInstance(raw, { force: true });
+    }
 
     // 5. guard CPU and memory with 0, 1, 5 and 10 idle sandboxes
     const info = JSON.parse(await must(coi(['guard', 'status', '--format', 'json'], env, ws), 'guard status')) as { guard: { pid: number } };
@@ -208,7 +250,38 @@ async function main(): Promise<void> {
     }
     for (const s of started) await coi(['kill', s], env, ws);
 
-    // 6. the .vsix the user downloads, against the bundles it carries
+    // 5b. the guard with one monitored sandbox running 100 processes, against the same sandbox idle
+    {
+      const monHome = path.join(root, 'home-monitored');
+      mkdirSync(path.join(monHome, '.coi'), { recursive: true });
+      writeFileSync(path.join(monHome, '.coi', 'config.toml'), '[container]\nimage = "coi-base"\n\n[tool]\nname = "shell"\n\n[monitoring]\nenabled = true\n');
+      const monEnv = { ...env, HOME: monHome };
+      const sb = (await must(coi(['shell', '--background'], monEnv, ws), 'monitored shell')).trim();
+      await new Promise((r) => setTimeout(r, 2_000));
+      const quiet = await guardCost(guardPid, 5_000);
+      await incus.exec(sb, ['sh', '-c', 'for i in $(seq 100); do sleep 600 & done; true'], { user: 1000, group: 1000 });
+      await new Promise((r) => setTimeout(r, 1_000));
+      const busy = await guardCost(guardPid, 5_000);
+      figures.push({
+        name: 'guard with 1 monitored sandbox running 100 processes',
+        unit: '% CPU / MiB RSS',
+        subject: stat([busy.cpuPct]),
+        baselineName: 'the same sandbox idle',
+        baseline: stat([quiet.cpuPct]),
+        ratio: quiet.cpuPct > 0 ? busy.cpuPct / quiet.cpuPct : NaN,
+        note: `RSS ${busy.rssMiB.toFixed(1)} MiB vs ${quiet.rssMiB.toFixed(1)} MiB`,
+      });
+      process.stderr.write(`  guard, 100 processes: ${busy.cpuPct.toFixed(2)} % CPU vs ${quiet.cpuPct.toFixed(2)} % idle\n`);
+      await coi(['kill', sb], monEnv, ws);
+    }
+
+    // 6. extension activation, against the smallest extension there is
+    {
+      const a = measureActivation(REPO, RUNS);
+      add('extension activation (load + activate)', 'ms', a.ours, 'a one-command extension', a.minimal, 'fresh node per run with an inert `vscode` stand-in; spawns nothing');
+    }
+
+    // 7. the .vsix the user downloads, against the bundles it carries
     const vsix = path.join(REPO, 'dist', 'coi-vscode.vsix');
     try {
       const size = statSync(vsix).size / 1024;
