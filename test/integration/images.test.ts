@@ -39,23 +39,7 @@ function workspace(name: string): string {
 const env = (extra: NodeJS.ProcessEnv = {}) => ({ HOME: home, COI_CONTAINER_PREFIX: PREFIX, ...extra });
 
 /** `coi` in a workspace (its cwd), with the suite's HOME and prefix. */
-function coiIn(ws: string, args: string[], timeoutMs = 300_000): Promise<CoiResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [HELPER, ...args], { cwd: ws, env: { ...process.env, ...env() }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    const t = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`coi ${args.join(' ')} did not finish within ${timeoutMs} ms\n${stderr}`));
-    }, timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(t);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
-}
+const coiIn = (ws: string, args: string[], timeoutMs = 300_000): Promise<CoiResult> => coi(args, env(), timeoutMs, ws);
 
 /** Starts `coi` and resolves once its stderr matches, handing back the child and what it printed. */
 function startUntil(args: string[], pattern: RegExp, timeoutMs = 600_000): Promise<{ child: ChildProcess; stderr: () => string; exited: Promise<number> }> {

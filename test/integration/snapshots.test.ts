@@ -14,7 +14,7 @@ import { createMessageConnection, StreamMessageReader, StreamMessageWriter } fro
 import type { IncusClient } from '../../helper/incus/client';
 import { SnapshotBranch, SnapshotCreate, SnapshotDelete, SnapshotList, SnapshotRestore } from '../../helper/protocol/methods';
 import { call } from '../../helper/protocol/rpc';
-import { CoiResult, HELPER, requireIncus, sleep } from './support';
+import { coi, CoiResult, HELPER, requireIncus, sleep } from './support';
 
 const PREFIX = `coi-s${randomBytes(2).toString('hex')}-`;
 const root = mkdtempSync('/tmp/coi-snap-');
@@ -31,24 +31,7 @@ function workspace(name: string): string {
 const baseEnv = (): NodeJS.ProcessEnv => ({ HOME: home, COI_CONTAINER_PREFIX: PREFIX });
 
 /** `coi` in a workspace, stdin closed unless given. */
-function coiIn(ws: string, args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<CoiResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [HELPER, ...args], { cwd: ws, env: { ...process.env, ...baseEnv(), ...env }, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => (stdout += d));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d));
-    if (input !== undefined) child.stdin!.end(input);
-    const t = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`coi ${args.join(' ')} did not finish in 180 s\n${stderr}`));
-    }, 180_000);
-    child.on('close', (code) => {
-      clearTimeout(t);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
-}
+const coiIn = (ws: string, args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<CoiResult> => coi(args, { ...baseEnv(), ...env }, 180_000, ws, input);
 
 async function ok(ws: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
   const r = await coiIn(ws, args, env);

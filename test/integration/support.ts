@@ -49,14 +49,15 @@ export interface CoiResult {
   stderr: string;
 }
 
-/** Runs the real `coi` bundle, in `cwd` when given (commands that act on "this workspace"). */
-export function coi(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000, cwd?: string): Promise<CoiResult> {
+/** Runs the real `coi` bundle, in `cwd` when given (commands that act on "this workspace"); stdin closed unless `input` is given. */
+export function coi(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000, cwd?: string, input?: string): Promise<CoiResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [HELPER, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(cwd ? { cwd } : {}) });
+    const child = spawn(process.execPath, [HELPER, ...args], { env: { ...process.env, ...env }, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], ...(cwd ? { cwd } : {}) });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    if (input !== undefined) child.stdin!.end(input);
     const t = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`coi ${args.join(' ')} did not finish within ${timeoutMs} ms\n${stderr}`));
