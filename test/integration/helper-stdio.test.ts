@@ -23,7 +23,8 @@ async function waitAnswers(n: number, timeoutMs = 30_000): Promise<void> {
 
 before(async () => {
   await requireIncus();
-  child = spawn(process.execPath, [HELPER, '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  // A prefix of its own, so other sandboxes on a shared machine do not reach it as notifications.
+  child = spawn(process.execPath, [HELPER, '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, COI_CONTAINER_PREFIX: 'coi-hs-' } });
   child.stderr.resume();
   child.stdout.on('data', (c: Buffer) => {
     buffer = Buffer.concat([buffer, c]);
@@ -32,7 +33,9 @@ before(async () => {
       if (end < 0) return;
       const len = Number(/Content-Length: (\d+)/i.exec(buffer.subarray(0, end).toString())?.[1]);
       if (buffer.length < end + 4 + len) return;
-      answers.push(JSON.parse(buffer.subarray(end + 4, end + 4 + len).toString()));
+      const message = JSON.parse(buffer.subarray(end + 4, end + 4 + len).toString()) as { id?: unknown; method?: string };
+      // Notifications (no id) are the helper's own news, not answers to our frames.
+      if ('id' in message || !message.method) answers.push(message as (typeof answers)[number]);
       buffer = buffer.subarray(end + 4 + len);
     }
   });
