@@ -9,6 +9,7 @@
  * loader merge layers key by key and say which layer set each value.
  */
 import { z } from 'zod';
+import { safeStatePath } from '../sessions/paths';
 
 // ── value rules ─────────────────────────────────────────────────────────────
 
@@ -208,7 +209,10 @@ const tool = z.strictObject({
     .strictObject({
       args: strs().describe('Arguments for the custom tool\'s binary.'),
       resume_args: strs().describe('Arguments that make it resume its last session.'),
-      state_dirs: strs().describe('Directories (in the container user\'s home) saved with the session.'),
+      state_dirs: z
+        .array(z.string().refine((s) => safeStatePath(s) !== undefined, { message: 'expected a path inside the home, such as ".mytool" (no leading /, no ..)' }))
+        .default(() => [])
+        .describe('Directories (in the container user\'s home) saved with the session.'),
     })
     .prefault({}),
 });

@@ -15,7 +15,7 @@ import type { Log } from '../log';
 import { SandboxInfo, sandboxFromInstance } from '../sandbox/labels';
 import { pidAlive } from '../sandbox/lock';
 import { homeOfUid } from '../host/groups';
-import { saveState, sessionDir, writeMetadata } from '../sessions/store';
+import { saveState, sessionDir, sessionStatePaths, writeMetadata } from '../sessions/store';
 import { getTool } from '../tools/registry';
 
 export function reapReason(sb: SandboxInfo, launcherAlive: (pid: number) => boolean): string | undefined {
@@ -84,7 +84,7 @@ export class Reaper {
     }
     let stateDirs: string[];
     try {
-      stateDirs = getTool(sb.tool).stateDirs;
+      stateDirs = sessionStatePaths(getTool(sb.tool).stateDirs, sb.stateDirs ?? []);
     } catch {
       return;
     }

@@ -44,7 +44,14 @@ export function settingsFromConfig(loaded: LoadedConfig, env: NodeJS.ProcessEnv)
       permissionMode: c.tool.permission_mode,
       autoContext: c.tool.auto_context,
       ...(c.tool.binary ? { binary: c.tool.binary } : {}),
-      ...(c.tool.name === 'custom' ? { customArgs: c.tool.custom.args, customResumeArgs: c.tool.custom.resume_args } : {}),
+      ...(c.tool.name === 'custom'
+        ? {
+            customArgs: c.tool.custom.args,
+            // Unset resume_args means "resume with the launch arguments", not "with none".
+            ...(c.tool.custom.resume_args.length ? { customResumeArgs: c.tool.custom.resume_args } : {}),
+            stateDirs: c.tool.custom.state_dirs,
+          }
+        : {}),
       ...(c.tool.claude.model ? { model: c.tool.claude.model } : {}),
       network: { mode: c.network.mode, allowedDomains: c.network.allowed_domains },
       limits: {

@@ -5,6 +5,7 @@
  */
 import { policyOf } from '../guard/monitor/policy';
 import type { InstanceFull } from '../incus/types';
+import { sessionStatePaths } from '../sessions/paths';
 
 export const LABELS = {
   managed: 'user.coi.managed',
@@ -42,7 +43,23 @@ export const LABELS = {
    * (tests run private guards): only that guard watches it.
    */
   guard: 'user.coi.guard-socket',
+  /**
+   * Extra home paths saved with the session ([tool.custom] state_dirs, JSON
+   * array): the guard saves a powered-off sandbox's session without the config.
+   */
+  stateDirs: 'user.coi.state-dirs',
 } as const;
+
+/** The extra state paths of a label; anything unsafe or malformed is dropped. */
+export function parseStateDirsLabel(text: string | undefined): string[] {
+  if (!text) return [];
+  try {
+    const v: unknown = JSON.parse(text);
+    return Array.isArray(v) ? sessionStatePaths([], v) : [];
+  } catch {
+    return [];
+  }
+}
 
 /** What the guard needs to enforce max_duration without any coi process alive. */
 export interface RuntimeLabel {
@@ -86,6 +103,8 @@ export interface SandboxInfo {
   holdPid?: number;
   /** The guard watches it (monitoring enabled when it was created). */
   monitored?: boolean;
+  /** Extra home paths saved with its session (see LABELS.stateDirs). */
+  stateDirs?: string[];
 }
 
 export function stateOf(status: string): SandboxState {
@@ -131,6 +150,8 @@ export function sandboxFromInstance(i: InstanceFull): SandboxInfo | undefined {
   if (c[LABELS.ownerHome]) info.ownerHome = c[LABELS.ownerHome];
   if (c[LABELS.launcher]) info.launcherPid = Number(c[LABELS.launcher]);
   if (/^\d+$/.test(c[LABELS.hold] ?? '')) info.holdPid = Number(c[LABELS.hold]);
+  const stateDirs = parseStateDirsLabel(c[LABELS.stateDirs]);
+  if (stateDirs.length) info.stateDirs = stateDirs;
   if (c[LABELS.monitor]) info.monitored = policyOf(c[LABELS.monitor])?.enabled === true;
   return info;
 }

@@ -20,7 +20,7 @@ import type { MonitorPolicy } from '../guard/monitor/policy';
 import { frozenBehindIncus } from '../host/freezer';
 import { DEFAULT_GUARD_SOCKET, guardSocketPath } from '../guard/paths';
 import type { Log } from '../log';
-import { listSessions, pickSession, restoreState, saveState, sessionDir, SessionMetadata, writeMetadata } from '../sessions/store';
+import { listSessions, pickSession, restoreState, saveState, sessionDir, SessionMetadata, sessionStatePaths, writeMetadata } from '../sessions/store';
 import { sandboxContext, SandboxFacts } from '../tools/context';
 import { getTool, LaunchContext, PermissionMode, ToolDef } from '../tools/registry';
 import { idmapMode, IdmapMode, subidDelegates } from './idmap';
@@ -76,6 +76,8 @@ export interface AgentSettings {
   binary?: string;
   customArgs?: string[];
   customResumeArgs?: string[];
+  /** [tool.custom] state_dirs: home paths saved with the session besides the tool's own. */
+  stateDirs?: string[];
   model?: string;
   /** Facts for ~/SANDBOX_CONTEXT.md that come from configuration. */
   network: { mode: string; allowedDomains: string[] };
@@ -199,7 +201,11 @@ export class SandboxManager {
         this.d.progress?.(`restarting persistent sandbox ${name}`);
         // Today's network settings, fenced before it starts like a new sandbox.
         await this.d.incus.run('PATCH', this.d.incus.url(`/1.0/instances/${encodeURIComponent(name)}`), {
-          config: { [LABELS.network]: encodeNetworkLabel(this.s.network), [LABELS.guardScope]: this.s.guardScope ?? '' },
+          config: {
+            [LABELS.network]: encodeNetworkLabel(this.s.network),
+            [LABELS.guardScope]: this.s.guardScope ?? '',
+            [LABELS.stateDirs]: this.s.agent.stateDirs?.length ? JSON.stringify(sessionStatePaths([], this.s.agent.stateDirs)) : '',
+          },
         });
         await this.secureNetwork(name);
         await this.d.incus.setState(name, 'start', { timeoutMs: 120_000 });
@@ -247,6 +253,7 @@ export class SandboxManager {
       network: this.s.network,
       ...(this.s.guardScope ? { guardScope: this.s.guardScope } : {}),
       ...(this.s.monitor ? { monitor: this.s.monitor } : {}),
+      ...(this.s.agent.stateDirs?.length ? { stateDirs: sessionStatePaths([], this.s.agent.stateDirs) } : {}),
       ...(guardSocketPath(this.d.host.env) !== DEFAULT_GUARD_SOCKET ? { guardSocket: guardSocketPath(this.d.host.env) } : {}),
     });
     if (req.from) {
@@ -503,7 +510,16 @@ export class SandboxManager {
       saved_at: new Date().toISOString(),
       state_saved: resumed !== undefined,
     });
-    await this.startTool(name, resumed ? tool.resume(ctx) : tool.launch(ctx), binary, tool.env(ctx));
+    await this.startTool(name, resumed && (await this.hasResumable(name, tool, ctx)) ? tool.resume(ctx) : tool.launch(ctx), binary, tool.env(ctx));
+  }
+
+  /** Whether the restored state holds something the tool can resume (see ToolDef.resumable). */
+  private async hasResumable(name: string, tool: ToolDef, ctx: LaunchContext): Promise<boolean> {
+    const test = tool.resumable?.(ctx);
+    if (!test) return true;
+    const r = await this.execAsCode(name, ['sh', '-c', test]);
+    if (r.exitCode !== 0) this.d.progress?.(`nothing of ${tool.description} to resume in this session yet; starting it fresh`);
+    return r.exitCode === 0;
   }
 
   private async writeAgentFiles(name: string, tool: ToolDef, ctx: LaunchContext): Promise<void> {
@@ -523,7 +539,8 @@ export class SandboxManager {
     if (ctx.contextFile) await push(ctx.contextFile, sandboxContext(this.facts(name, tool)), 'code');
     for (const f of tool.files(ctx)) {
       const existing = await this.d.incus.pullFile(name, f.path).then((r) => (r.type === 'file' ? r.content.toString('utf8') : undefined), () => undefined);
-      await push(f.path, f.update(existing), f.owner);
+      const content = f.update(existing);
+      if (content !== undefined) await push(f.path, content, f.owner);
     }
     for (const rel of tool.credentials) {
       const hostFile = path.join(this.d.host.home, rel);
@@ -564,7 +581,7 @@ export class SandboxManager {
     }
     const dir = sessionDir(this.d.host.home, tool.name, sb.session);
     try {
-      await saveState(this.d.incus, name, CODE_HOME, tool.stateDirs, dir);
+      await saveState(this.d.incus, name, CODE_HOME, sessionStatePaths(tool.stateDirs, sb.stateDirs ?? []), dir);
       await writeMetadata(dir, { session_id: sb.session, container_name: name, workspace: sb.workspace, tool: tool.name, profile: sb.profile, persistent: sb.persistent, saved_at: new Date().toISOString(), state_saved: true });
     } catch (e) {
       this.d.log.warn(`could not save session ${sb.session} of ${name}: ${toCoiError(e).message}`);

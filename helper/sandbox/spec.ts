@@ -47,6 +47,8 @@ export interface SandboxSpecInput {
   monitor?: MonitorPolicy;
   /** The guard's socket when it is not the default one: that guard, and only it, watches the sandbox. */
   guardSocket?: string;
+  /** Extra home paths saved with the session ([tool.custom] state_dirs). */
+  stateDirs?: string[];
   now: Date;
 }
 
@@ -104,6 +106,7 @@ export function buildInstanceSpec(s: SandboxSpecInput): InstanceCreate {
     ...(s.guardScope ? { [LABELS.guardScope]: s.guardScope } : {}),
     ...(s.monitor ? { [LABELS.monitor]: encodePolicy(s.monitor) } : {}),
     ...(s.guardSocket ? { [LABELS.guard]: s.guardSocket } : {}),
+    ...(s.stateDirs?.length ? { [LABELS.stateDirs]: JSON.stringify(s.stateDirs) } : {}),
   };
   return {
     name: s.name,

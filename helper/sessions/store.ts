@@ -8,6 +8,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import type { IncusClient } from '../incus/client';
+export { safeStatePath, sessionStatePaths } from './paths';
 
 export const sessionMetadata = z.object({
   session_id: z.string().uuid(),

@@ -16,7 +16,8 @@ export interface ManagedFile {
   path: string;
   /** Owner: the agent's user, or root for system-wide (managed) settings. */
   owner: 'code' | 'root';
-  update(existing: string | undefined): string;
+  /** The new content; undefined leaves an absent file absent (nothing to take out of it). */
+  update(existing: string | undefined): string | undefined;
 }
 
 export interface LaunchContext {
@@ -31,12 +32,24 @@ export interface LaunchContext {
   model?: string;
 }
 
+/** Where Claude Code reads managed (policy) settings on Linux: root-owned, above every user file. */
+export const CLAUDE_MANAGED_SETTINGS = '/etc/claude-code/managed-settings.json';
+/** The agent's working directory; Claude Code keeps its trust decision and conversations per directory. */
+export const AGENT_CWD = '/workspace';
+
 export interface ToolDef {
   name: string;
   description: string;
   binary(ctx: LaunchContext): string;
   launch(ctx: LaunchContext): string[];
   resume(ctx: LaunchContext): string[];
+  /**
+   * A shell test, run as the agent's user in the container, that succeeds when
+   * there is something to resume. Without it `resume` is always used; when it
+   * fails the tool is launched fresh, because a tool asked to continue a
+   * conversation that does not exist may exit at once (and the sandbox with it).
+   */
+  resumable?(ctx: LaunchContext): string;
   /** Paths relative to the home, saved with a session and restored on resume. */
   stateDirs: string[];
   /** Host paths (relative to the host home) copied to the same place in the container home. */
@@ -75,6 +88,24 @@ function parseJsonLoose(text: string | undefined): unknown {
   }
 }
 
+/** The bypass keys of Claude Code's settings: the default mode, and its one-time warning already accepted. */
+const CLAUDE_BYPASS = { permissions: { defaultMode: 'bypassPermissions' }, skipDangerousModePermissionPrompt: true };
+
+/** Takes the bypass keys out of a Claude Code settings file and keeps everything else. */
+function withoutClaudeBypass(existing: string | undefined): string | undefined {
+  if (existing === undefined) return undefined;
+  const parsed = parseJsonLoose(existing);
+  const v: Record<string, unknown> = isRecord(parsed) ? parsed : {};
+  const perms: Record<string, unknown> = isRecord(v.permissions) ? v.permissions : {};
+  if (perms.defaultMode === 'bypassPermissions') delete perms.defaultMode;
+  delete v.skipDangerousModePermissionPrompt;
+  return `${JSON.stringify({ ...v, permissions: perms }, null, 2)}\n`;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
 const claude: ToolDef = {
   name: 'claude',
   description: 'Claude Code',
@@ -82,6 +113,8 @@ const claude: ToolDef = {
   launch: (c) => [c.binary || 'claude', ...(c.mode === 'bypass' ? ['--permission-mode', 'bypassPermissions'] : []), ...(c.model ? ['--model', c.model] : [])],
   // Claude keeps conversations per directory; --continue picks the newest one of /workspace.
   resume: (c) => [...claude.launch(c), '--continue'],
+  // With no conversation of /workspace, `claude --continue` says so and exits.
+  resumable: (c) => `ls ${c.home}/.claude/projects/${AGENT_CWD.replace(/[^A-Za-z0-9]/g, '-')}/*.jsonl >/dev/null 2>&1`,
   stateDirs: ['.claude', '.claude.json'],
   credentials: ['.claude/.credentials.json'],
   files(c) {
@@ -89,29 +122,20 @@ const claude: ToolDef = {
       ...(c.contextFile ? [{ path: `${c.home}/.claude/CLAUDE.md`, owner: 'code' as const, update: (e: string | undefined) => upsertManagedBlock(e, `Read ${c.contextFile}: the facts of the sandbox you run in.`) }] : []),
       jsonFile(`${c.home}/.claude.json`, 'code', {
         hasCompletedOnboarding: true,
-        ...(c.mode === 'bypass' ? { bypassPermissionsModeAccepted: true } : {}),
+        // Bypass: the container is the boundary, so the folder-trust question is answered for the
+        // workspace too; interactive leaves it to the user.
+        ...(c.mode === 'bypass' ? { bypassPermissionsModeAccepted: true, projects: { [AGENT_CWD]: { hasTrustDialogAccepted: true } } } : {}),
       }),
     ];
     if (c.mode === 'bypass') {
-      files.push(
-        jsonFile(`${c.home}/.claude/settings.json`, 'code', {
-          permissions: { defaultMode: 'bypassPermissions' },
-          skipDangerousModePermissionPrompt: true,
-        }),
-      );
+      files.push(jsonFile(`${c.home}/.claude/settings.json`, 'code', CLAUDE_BYPASS));
+      // Managed settings rank above the user's, so a stray user or project file cannot turn
+      // prompts back on behind the user's choice; root-owned, as Claude Code requires of them.
+      files.push(jsonFile(CLAUDE_MANAGED_SETTINGS, 'root', CLAUDE_BYPASS));
     } else {
       // Interactive: take out what an earlier bypass launch of a persistent sandbox wrote.
-      files.push({
-        path: `${c.home}/.claude/settings.json`,
-        owner: 'code',
-        update: (e) => {
-          const v = parseJsonLoose(e) as Record<string, unknown>;
-          const perms = (v.permissions ?? {}) as Record<string, unknown>;
-          if (perms.defaultMode === 'bypassPermissions') delete perms.defaultMode;
-          delete v.skipDangerousModePermissionPrompt;
-          return `${JSON.stringify({ ...v, permissions: perms }, null, 2)}\n`;
-        },
-      });
+      files.push({ path: `${c.home}/.claude/settings.json`, owner: 'code', update: withoutClaudeBypass });
+      files.push({ path: CLAUDE_MANAGED_SETTINGS, owner: 'root', update: withoutClaudeBypass });
     }
     return files;
   },

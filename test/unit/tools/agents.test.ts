@@ -3,7 +3,11 @@ import { test } from 'node:test';
 import { pickSession, SessionMetadata } from '../../../helper/sessions/store';
 import { sandboxContext } from '../../../helper/tools/context';
 import { mergeJson } from '../../../helper/tools/json';
-import { CONTEXT_BEGIN, CONTEXT_END, getTool, LaunchContext, upsertManagedBlock } from '../../../helper/tools/registry';
+import { CLAUDE_MANAGED_SETTINGS, CONTEXT_BEGIN, CONTEXT_END, getTool, LaunchContext, upsertManagedBlock } from '../../../helper/tools/registry';
+import { safeStatePath, sessionStatePaths } from '../../../helper/sessions/paths';
+import { LABELS, parseStateDirsLabel } from '../../../helper/sandbox/labels';
+import { buildInstanceSpec, SandboxSpecInput } from '../../../helper/sandbox/spec';
+import { DEFAULT_NETWORK } from '../../../helper/sandbox/network-label';
 
 const ctx = (mode: 'bypass' | 'interactive', extra: Partial<LaunchContext> = {}): LaunchContext => ({ mode, home: '/home/code', contextFile: '/home/code/SANDBOX_CONTEXT.md', sessionId: 'sid', ...extra });
 
@@ -18,33 +22,62 @@ test('the managed block appears exactly once however often it is written, and us
   assert.equal(upsertManagedBlock(undefined, 'x'), `${CONTEXT_BEGIN}\nx\n${CONTEXT_END}\n`);
 });
 
-test('Claude Code: bypass goes into its settings and flags; interactive takes a persistent bypass back out', () => {
+test('Claude Code: bypass goes into its user and managed settings, the trust of /workspace and flags; interactive takes a persistent bypass back out', () => {
   const claude = getTool('claude');
   assert.deepEqual(claude.launch(ctx('bypass')), ['claude', '--permission-mode', 'bypassPermissions']);
   assert.deepEqual(claude.launch(ctx('interactive')), ['claude']);
   assert.deepEqual(claude.resume(ctx('bypass')).slice(-1), ['--continue']);
+  assert.equal(claude.resumable?.(ctx('bypass')), 'ls /home/code/.claude/projects/-workspace/*.jsonl >/dev/null 2>&1');
   const files = (mode: 'bypass' | 'interactive') => Object.fromEntries(claude.files(ctx(mode)).map((f) => [f.path, f]));
-  const settings = JSON.parse(files('bypass')['/home/code/.claude/settings.json']!.update('{"theme":"dark"}'));
+  const update = (mode: 'bypass' | 'interactive', file: string, existing: string | undefined) => {
+    const out = files(mode)[file]!.update(existing);
+    return out === undefined ? undefined : JSON.parse(out);
+  };
+  const settings = update('bypass', '/home/code/.claude/settings.json', '{"theme":"dark"}');
   assert.deepEqual(settings, { theme: 'dark', permissions: { defaultMode: 'bypassPermissions' }, skipDangerousModePermissionPrompt: true });
-  const back = JSON.parse(files('interactive')['/home/code/.claude/settings.json']!.update(JSON.stringify(settings)));
-  assert.deepEqual(back, { theme: 'dark', permissions: {} });
-  const state = JSON.parse(files('bypass')['/home/code/.claude.json']!.update('not json'));
+  assert.deepEqual(update('interactive', '/home/code/.claude/settings.json', JSON.stringify(settings)), { theme: 'dark', permissions: {} });
+  assert.equal(update('interactive', '/home/code/.claude/settings.json', undefined), undefined, 'no file is made only to say nothing');
+  assert.deepEqual(update('interactive', '/home/code/.claude/settings.json', 'null'), { permissions: {} }, 'a damaged file does not crash the launch');
+  // Managed settings: root's, where Claude Code looks for them on Linux.
+  assert.equal(files('bypass')[CLAUDE_MANAGED_SETTINGS]!.owner, 'root');
+  assert.equal(CLAUDE_MANAGED_SETTINGS, '/etc/claude-code/managed-settings.json');
+  assert.deepEqual(update('bypass', CLAUDE_MANAGED_SETTINGS, undefined), { permissions: { defaultMode: 'bypassPermissions' }, skipDangerousModePermissionPrompt: true });
+  assert.deepEqual(update('interactive', CLAUDE_MANAGED_SETTINGS, '{"permissions":{"defaultMode":"bypassPermissions","deny":["x"]},"skipDangerousModePermissionPrompt":true}'), { permissions: { deny: ['x'] } });
+  const state = update('bypass', '/home/code/.claude.json', 'not json');
   assert.equal(state.hasCompletedOnboarding, true);
   assert.equal(state.bypassPermissionsModeAccepted, true);
-  assert.equal(JSON.parse(files('interactive')['/home/code/.claude.json']!.update(undefined)).bypassPermissionsModeAccepted, undefined);
+  assert.equal(state.projects['/workspace'].hasTrustDialogAccepted, true);
+  const kept = update('bypass', '/home/code/.claude.json', '{"projects":{"/workspace":{"allowedTools":["a"]}}}');
+  assert.deepEqual(kept.projects['/workspace'], { allowedTools: ['a'], hasTrustDialogAccepted: true });
+  const interactive = update('interactive', '/home/code/.claude.json', undefined);
+  assert.equal(interactive.bypassPermissionsModeAccepted, undefined);
+  assert.equal(interactive.projects, undefined, 'interactive: Claude Code asks about the folder itself');
   assert.ok(claude.stateDirs.includes('.claude') && claude.stateDirs.includes('.claude.json'));
   assert.deepEqual(claude.credentials, ['.claude/.credentials.json'], 'only the credentials file, never the whole home');
+});
+
+test('session state paths: the tool\'s, then [tool.custom] state_dirs, never outside the home', () => {
+  assert.deepEqual(sessionStatePaths(['.claude'], ['.mytool/', '~/.cache/mytool', '.claude', '../../etc', '/etc/shadow', '.', '', 'a/../../b', 7, 'x\0y']), ['.claude', '.mytool', '.cache/mytool']);
+  assert.equal(safeStatePath('a/./b/'), 'a/b');
+  assert.equal(safeStatePath('a/../b'), 'b');
+  assert.equal(safeStatePath('..'), undefined);
+  assert.deepEqual(parseStateDirsLabel('[".mytool","../x"]'), ['.mytool']);
+  assert.deepEqual(parseStateDirsLabel('{"a":1}'), []);
+  assert.deepEqual(parseStateDirsLabel('not json'), []);
+  const spec = buildInstanceSpec(specInput({ stateDirs: ['.mytool'] }));
+  assert.equal(spec.config?.[LABELS.stateDirs], '[".mytool"]');
+  assert.equal(buildInstanceSpec(specInput({})).config?.[LABELS.stateDirs], undefined);
 });
 
 test('opencode lists the context file in its instructions; auto_context off leaves it (and Claude\'s block) out', () => {
   const oc = getTool('opencode').files(ctx('bypass'))[0]!;
   assert.equal(oc.path, '/home/code/.config/opencode/opencode.json');
-  const cfg = JSON.parse(oc.update('{"theme":"x"}'));
+  const cfg = JSON.parse(oc.update('{"theme":"x"}')!);
   assert.deepEqual(cfg.instructions, ['/home/code/SANDBOX_CONTEXT.md']);
   assert.equal(cfg.theme, 'x');
   assert.equal(cfg.permission.bash, 'allow');
-  assert.equal(JSON.parse(getTool('opencode').files(ctx('interactive'))[0]!.update(undefined)).permission.bash, 'ask');
-  assert.equal(JSON.parse(getTool('opencode').files(ctx('bypass', { contextFile: '' }))[0]!.update(undefined)).instructions, undefined);
+  assert.equal(JSON.parse(getTool('opencode').files(ctx('interactive'))[0]!.update(undefined)!).permission.bash, 'ask');
+  assert.equal(JSON.parse(getTool('opencode').files(ctx('bypass', { contextFile: '' }))[0]!.update(undefined)!).instructions, undefined);
   assert.ok(!getTool('claude').files(ctx('bypass', { contextFile: '' })).some((f) => f.path.endsWith('CLAUDE.md')));
 });
 
@@ -90,3 +123,11 @@ test('mergeJson merges objects deeply and lets the patch win elsewhere', () => {
   assert.deepEqual(mergeJson({ a: { b: 1, c: 2 }, l: [1] }, { a: { c: 3 }, l: [2] }), { a: { b: 1, c: 3 }, l: [2] });
   assert.deepEqual(mergeJson('junk', { a: 1 }), { a: 1 });
 });
+
+function specInput(extra: Partial<SandboxSpecInput>): SandboxSpecInput {
+  return {
+    name: 'coi-12345678-1', image: 'coi', pool: 'coi', bridge: 'coibr0', workspace: '/w', slot: 1, kind: 'shell', tool: 'custom',
+    persistent: false, session: 's', profile: 'default', ownerUid: 1000, ownerHome: '/home/alice', launcherPid: 1, idmap: { kind: 'shift' },
+    protectedPaths: [], mounts: [], nesting: false, now: new Date(0), network: DEFAULT_NETWORK, ...extra,
+  };
+}
