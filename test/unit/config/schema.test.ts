@@ -168,3 +168,10 @@ test('the JSON Schema is strict, carries defaults, descriptions and value patter
   const profile = configJsonSchema('profile') as { properties: Record<string, unknown> };
   assert.ok(profile.properties.inherits);
 });
+
+test('[tool.custom] state_dirs: paths inside the home only', () => {
+  assert.ok(valid('tool.custom.state_dirs', ['.mytool', '.cache/mytool', '~/.x']));
+  for (const bad of ['/etc', '../outside', '.mytool/../../x', '.', '']) assert.ok(!valid('tool.custom.state_dirs', [bad]), bad);
+  const r = configSchema.safeParse(patch('tool.custom.state_dirs', ['/etc']));
+  assert.match(JSON.stringify(r.error?.issues), /a path inside the home/);
+});
