@@ -151,7 +151,11 @@ test('the sandboxes sit behind the dead end: their only route leads to the gatew
   opencodeWs = workspace('opencode');
   opencodeName = launch(opencodeWs, ['--tool', 'opencode']);
   const name = await opencodeName;
-  const route = await c.exec(name, ['ip', 'route']);
+  // The image takes its address by DHCP, which may finish after the tool started.
+  const route = await until('a default route', async () => {
+    const r = await c.exec(name, ['ip', 'route']);
+    return /^default /m.test(r.stdout) ? r : undefined;
+  }, 30_000);
   assert.match(route.stdout, new RegExp(`^default via ${DEAD_END_GATEWAY.replace(/\./g, '\\.')} dev eth0`, 'm'));
   assert.doesNotMatch(route.stdout.replace(/^default via .*$/m, ''), /via/, 'no other gateway');
 });
@@ -216,7 +220,7 @@ test('sudo poweroff inside Claude\'s sandbox still leaves a complete saved sessi
   assert.ok(list.sessions.some((s) => s.session_id === sessionA), 'coi list --all shows it');
 });
 
-test('permission_mode = "interactive": no bypass in Claude Code\'s settings, and it asks (its own trust question) — this is the other workspace\'s session', async () => {
+test('permission_mode = "interactive": no bypass in Claude Code\'s settings, and it asks (its own trust question); resumed with no conversation yet, it starts fresh instead of exiting', async () => {
   const name = await launch(wsB, ['--tool', 'claude', '--profile', 'ask']);
   const shown = await screen(wsB, name, /trust this folder/, 60_000);
   assert.doesNotMatch(shown, /bypass permissions on/);
@@ -234,10 +238,10 @@ test('permission_mode = "interactive": no bypass in Claude Code\'s settings, and
   assert.equal((await coiIn(wsB, ['kill', name])).code, 0);
   await waitGone(name);
   // Nothing was said in it, so there is no conversation to continue: `claude --continue` would
-  // exit at once and take the sandbox with it. Resumed, it starts fresh and waits.
-  const again = await launch(wsB, ['--tool', 'claude', '--profile', 'ask', '--resume']);
+  // say so and exit, taking the sandbox with it. Resumed (in bypass now), it starts fresh and waits.
+  const again = await launch(wsB, ['--tool', 'claude', '--resume']);
   assert.equal(await readIn(again, '/home/code/.claude/marker'), 'session-b\n');
-  await screen(wsB, again, /trust this folder/, 60_000);
+  assert.match(await screen(wsB, again, CLAUDE_FIRST_SCREEN, 60_000), /bypass permissions on/);
   assert.ok(!toolProcess(again, 'claude').argv.includes('--continue'));
   assert.equal((await c.getState(again)).status, 'Running');
   assert.equal((await coiIn(wsB, ['kill', again])).code, 0);
