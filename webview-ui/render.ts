@@ -5,7 +5,7 @@
  * vanishing. No inline handlers (the CSP forbids them anyway): the caller
  * delegates clicks by data attributes.
  */
-import { ACTION_LABELS, AlertAction, AlertEvent, actionVerb, actionsFor, remoteOf, SandboxNow, visible, whatWasSeen } from '../extension/alerts/model';
+import { ACTION_LABELS, AlertAction, AlertEvent, actionSentence, actionsFor, remoteOf, SandboxNow, visible, whatWasSeen } from '../extension/alerts/model';
 
 type Lineage = { pid: number; comm: string; argv: string[] };
 
@@ -107,7 +107,7 @@ export function renderEvent(e: AlertEvent, now: SandboxNow, opts: { open: boolea
   head.append(el('span', 'meta', `${formatWhen(r.timestamp)} · ${visible(e.container, 128)}`));
   li.append(head);
   li.append(el('div', 'summary', whatWasSeen(r)));
-  li.append(el('div', 'did', `The guard ${actionVerb(r.action) === 'saw in' ? `logged it (${visible(r.action, 64)})` : `${actionVerb(r.action)} the sandbox`}.`));
+  li.append(el('div', 'did', actionSentence(r.action)));
   const details = el('details');
   details.open = opts.open;
   details.append(el('summary', undefined, 'Evidence'));

@@ -76,5 +76,4 @@ button { font-family: inherit; font-size: inherit; color: var(--vscode-button-fo
 button:hover { background: var(--vscode-button-hoverBackground); }
 button.secondary { color: var(--vscode-button-secondaryForeground); background: var(--vscode-button-secondaryBackground); }
 button.link { color: var(--vscode-textLink-foreground); background: none; border: none; padding: 3px 0; text-decoration: underline; }
-.unseen .title::after { content: " \\2022"; color: var(--vscode-notificationsInfoIcon-foreground, var(--vscode-focusBorder)); }
 `;

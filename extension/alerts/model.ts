@@ -57,6 +57,26 @@ export function actionVerb(action: string): string {
   }
 }
 
+/** What the guard did, as a sentence for the alert view. */
+export function actionSentence(action: string): string {
+  switch (action) {
+    case 'killed':
+      return 'The guard killed the sandbox.';
+    case 'paused':
+      return 'The guard froze the sandbox.';
+    case 'logged (already paused)':
+      return 'The sandbox was already frozen.';
+    case 'pause failed':
+      return 'The guard could not freeze the sandbox.';
+    case 'kill failed':
+      return 'The guard could not kill the sandbox; it stays frozen.';
+    case 'alerted':
+      return 'Alerted; nothing was stopped.';
+    default:
+      return `Logged (${visible(action, 64)}).`;
+  }
+}
+
 const STREAMS = ['stdin', 'stdout', 'stderr'];
 
 function joinWords(words: string[]): string {
@@ -128,7 +148,7 @@ export function notifies(e: AlertEvent): boolean {
 export interface NotificationPlan {
   severity: 'warning' | 'error';
   message: string;
-  /** The event the buttons act on: the worst (newest among equals). */
+  /** The event the buttons act on: the first of the worst (the one the guard acted on; later ones say "kept frozen"). */
   primary: AlertEvent;
   count: number;
 }
@@ -141,7 +161,7 @@ export function planNotification(burst: readonly AlertEvent[]): NotificationPlan
   const shown = burst.filter(notifies);
   if (shown.length === 0) return undefined;
   let primary = shown[0]!;
-  for (const e of shown) if (LEVEL_ORDER[e.record.level] >= LEVEL_ORDER[primary.record.level]) primary = e;
+  for (const e of shown) if (LEVEL_ORDER[e.record.level] > LEVEL_ORDER[primary.record.level]) primary = e;
   const level = primary.record.level;
   const severity = level === 'warning' ? 'warning' : 'error';
   const containers = new Set(shown.map((e) => e.container));

@@ -53,6 +53,9 @@ test('a burst is one notification with a count; WARNING is a warning, HIGH and C
   assert.equal(burst.primary, crit, 'the worst event speaks');
   assert.equal(burst.count, 3);
   assert.match(burst.message, /^COI CRITICAL: froze coi-1a2b3c4d-1: sh with its stdin on a socket to 10\.99\.0\.2:4444 \(\+2 more threats\)$/);
+  // Two CRITICALs of one attack: the first is what the guard acted on ("froze"), the next only "kept frozen".
+  const pair = planNotification([ev({ level: 'critical', fds: [0, 1, 2] }), ev({ level: 'critical', action: 'logged (already paused)' })])!;
+  assert.match(pair.message, /^COI CRITICAL: froze coi-1a2b3c4d-1: sh with its stdin, stdout and stderr on a socket to 10\.99\.0\.2:4444 \(\+1 more threat\)$/);
   const two = planNotification([ev({ level: 'high' }), ev({ level: 'high', container: 'coi-1a2b3c4d-2' })])!;
   assert.match(two.message, /\(\+1 more threats in 2 sandboxes\)$/);
 });
