@@ -139,7 +139,7 @@ test('reading other processes\' environments: a warning notification; "Show Deta
   const startedAt = await typeInTerminal('cat /proc/*/environ | grep -i key');
   const toast = vs.notification(new RegExp(`COI WARNING: .*${name}`)).first();
   await waitFor('the warning notification', async () => (await toast.count()) > 0, 20_000, 25);
-  mark(`warning notification ${Date.now() - startedAt} ms after Enter: ${(await toast.textContent())?.trim()}`);
+  mark(`warning notification ${Date.now() - startedAt} ms after Enter: ${(await toast.locator('.notification-list-item-message').textContent())?.trim()}`);
   await vs.screenshot('warning-notification', toast).catch(() => undefined);
   assert.equal(await toast.locator('.codicon-warning').count(), 1, 'a warning, not an error');
   const buttons = await vs.notificationButtons(toast);
