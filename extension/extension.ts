@@ -41,6 +41,7 @@ import {
   validateSnapshotName,
   workspaceOf,
 } from './commands/args';
+import { registerAlerts } from './alerts';
 import { HelperProcess, helperSpawnArgs } from './helper/process';
 import { setupCommandLine } from './setup';
 import { AgentTerminals, attachTerminalOptions } from './terminals';
@@ -75,6 +76,7 @@ export function activate(context: vscode.ExtensionContext): void {
   const view = vscode.window.createTreeView('coi.sandboxes', { treeDataProvider: provider, showCollapseAll: true });
   const terminals = new AgentTerminals(bin, currentFolders, log);
   context.subscriptions.push(provider, view, terminals);
+  registerAlerts(context, proc, provider, log);
 
   // ── status bar ──
   const status = vscode.window.createStatusBarItem('coi.status', vscode.StatusBarAlignment.Left, 10);

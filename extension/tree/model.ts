@@ -17,6 +17,7 @@
  *   coi.loading | coi.noFolder
  */
 import type { HelperInfoResult, SandboxInfoWire, SnapshotInfoWire } from '../../helper/protocol/methods';
+import type { SlotAlerts } from '../alerts/model';
 
 export type Sandbox = SandboxInfoWire;
 export type Snapshot = SnapshotInfoWire;
@@ -62,6 +63,8 @@ export interface ModelState {
   sandboxes: SandboxesState;
   /** By sandbox name; absent until the slot is first expanded. */
   snapshots: Record<string, SnapshotsState>;
+  /** Threat alerts not yet seen, by sandbox name (from the alerts feature). */
+  alerts?: Record<string, SlotAlerts>;
 }
 
 export type ModelEvent =
@@ -80,7 +83,8 @@ export type ModelEvent =
   | { type: 'snapshots-listed'; name: string; snapshots: Snapshot[] }
   | { type: 'snapshots-failed'; name: string; message: string; remedy?: Remedy }
   | { type: 'snapshot-created'; name: string; snapshot: Snapshot }
-  | { type: 'snapshot-deleted'; name: string; snapshot: string };
+  | { type: 'snapshot-deleted'; name: string; snapshot: string }
+  | { type: 'alerts-changed'; alerts: Record<string, SlotAlerts> };
 
 export const initialState = (folders: Folder[] = []): ModelState => ({ folders, info: { kind: 'idle' }, sandboxes: { status: 'idle', byName: {} }, snapshots: {} });
 
@@ -136,6 +140,9 @@ export function reduce(state: ModelState, event: ModelEvent): ModelState {
       const list = [...cur.list.filter((x) => x.name !== event.snapshot.name), event.snapshot];
       return { ...state, snapshots: { ...state.snapshots, [event.name]: { kind: 'ready', list } } };
     }
+    case 'alerts-changed':
+      if (JSON.stringify(event.alerts) === JSON.stringify(state.alerts ?? {})) return state;
+      return { ...state, alerts: event.alerts };
     case 'snapshot-deleted': {
       const cur = state.snapshots[event.name];
       if (cur?.kind !== 'ready') return state;
@@ -348,11 +355,13 @@ function slotNode(sb: Sandbox, state: ModelState): TreeNode {
   const parts = [sb.tool || 'no tool', sb.persistent ? 'persistent' : 'ephemeral'];
   if (sb.phase === 'creating') parts.push('creating…');
   else if (sb.state !== 'running') parts.push(sb.state);
+  const alerts = state.alerts?.[sb.name];
+  if (alerts && alerts.unseen > 0) parts.push(`${alerts.unseen} unseen ${alerts.unseen === 1 ? 'alert' : 'alerts'}`);
   return {
     id: `sandbox:${sb.name}`,
     label: `slot ${sb.slot}`,
     description: parts.join(' · '),
-    tooltip: sandboxTooltip(sb),
+    tooltip: alerts && alerts.unseen > 0 ? `${sandboxTooltip(sb)}\nAlerts: ${alerts.unseen} unseen${alerts.worst ? `, worst ${alerts.worst.toUpperCase()}` : ''} (COI: Show Threat Alerts)` : sandboxTooltip(sb),
     icon: STATE_ICONS[sb.state],
     contextValue: sandboxContext(sb),
     collapsible: 'collapsed',

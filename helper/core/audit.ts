@@ -112,3 +112,55 @@ export async function listAuditLogs(r: AuditReader): Promise<AuditLogSummary[]> 
 export function activePath(dir: string, container: string): string {
   return path.join(dir, `${container}.jsonl`);
 }
+
+export interface AuditEventRef {
+  container: string;
+  /** The active file of the container's log (where "open the audit line" looks first). */
+  auditPath: string;
+  record: ThreatRecord;
+}
+
+/**
+ * The newest `limit` records across every log the reader has (of containers
+ * whose name starts with `prefix`), oldest first: the history an alert view
+ * shows before live events arrive.
+ */
+export async function recentAudit(r: AuditReader, opts: { limit: number; prefix?: string; minLevel?: Severity }): Promise<{ events: AuditEventRef[]; skipped: number }> {
+  const events: AuditEventRef[] = [];
+  let skipped = 0;
+  const seen = new Set<string>();
+  for (const dir of auditDirsFor(r)) {
+    let names: string[];
+    try {
+      names = await fsp.readdir(dir);
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      const m = /^([A-Za-z0-9][A-Za-z0-9-]*)\.jsonl$/.exec(n);
+      if (!m || seen.has(m[1]!) || (opts.prefix && !m[1]!.startsWith(opts.prefix))) continue;
+      seen.add(m[1]!);
+      const read = await readAuditRecords(await auditFiles(dir, m[1]!), { limit: opts.limit, ...(opts.minLevel ? { minLevel: opts.minLevel } : {}) });
+      skipped += read.skipped;
+      for (const rec of read.records) events.push({ container: m[1]!, auditPath: activePath(dir, m[1]!), record: toThreatWire(rec) });
+    }
+  }
+  events.sort((a, b) => a.record.timestamp.localeCompare(b.record.timestamp));
+  return { events: events.slice(-opts.limit), skipped };
+}
+
+/** The file and 1-based line of the record with this id, or undefined when no log of the container holds it. */
+export async function locateAuditLine(container: string, id: string, r: AuditReader): Promise<{ path: string; line: number } | undefined> {
+  const { files } = await locateAudit(container, r);
+  // Newest file first: the event a person clicks is usually recent.
+  for (const file of [...files].reverse()) {
+    const text = await fsp.readFile(file, 'utf8').catch(() => '');
+    const lines = text.split('\n');
+    for (let i = 0; i < lines.length; i++) {
+      const l = lines[i]!;
+      if (!l.includes(id)) continue;
+      if (parseAuditLine(l)?.id === id) return { path: file, line: i + 1 };
+    }
+  }
+  return undefined;
+}

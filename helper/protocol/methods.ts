@@ -213,6 +213,13 @@ export type GuardEvent = z.infer<typeof guardEvent>;
 export const GuardEventNotification = notification('$/guard/event', guardEvent);
 
 /**
+ * Every threat the guard pushes, forwarded by the helper to its client (the
+ * extension) the moment it arrives: the notifications, the alert view and the
+ * tree's counts are made from these.
+ */
+export const ThreatNotification = notification('$/threat', threatEvent);
+
+/**
  * Delegates a user's own uid and gid to root in /etc/subuid and /etc/subgid, so
  * their workspace can be mapped with raw.idmap. Only for the caller's own ids.
  */
@@ -402,6 +409,24 @@ export const AuditRead = request(
   'audit/read',
   z.object({ container: containerName, limit: z.number().int().min(1).max(100_000).optional(), minLevel: threatLevel.optional() }).strict(),
   z.object({ container: z.string(), files: z.array(z.string()), records: z.array(threatRecord), skipped: z.number().int() }),
+);
+
+/**
+ * The newest audit events of every sandbox whose log the helper's user can
+ * read (of this prefix), newest last: the alert view's history before the
+ * live `$/threat` pushes.
+ */
+export const AuditRecent = request(
+  'audit/recent',
+  z.object({ limit: z.number().int().min(1).max(5_000).optional(), minLevel: threatLevel.optional() }).strict(),
+  z.object({ events: z.array(threatEvent), skipped: z.number().int() }),
+);
+
+/** Where one audit event's raw line is (1-based), for "open the audit line". */
+export const AuditLocate = request(
+  'audit/locate',
+  z.object({ container: containerName, id: z.string().min(1).max(64) }).strict(),
+  z.object({ path: z.string(), line: z.number().int().min(1) }),
 );
 
 export const monitorProcess = z.object({

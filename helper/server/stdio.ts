@@ -9,12 +9,13 @@ import { UnixSocketTransport } from '../incus/transport';
 import { createLog } from '../log';
 import { readAuditFor } from '../core/audit';
 import { LABELS } from '../sandbox/labels';
-import { AuditRead, HelperInfo } from '../protocol/methods';
+import { AuditRead, HelperInfo, ThreatNotification } from '../protocol/methods';
 import { notify, Router } from '../protocol/rpc';
 import { createConnection } from '../rpc/connection';
 import { Notifier, registerBuildMethods } from './builds';
 import { registerSandboxMethods, watchSandboxes } from './sandboxes';
 import { registerSnapshotMethods } from './snapshots';
+import { forwardThreats, registerThreatMethods } from './threats';
 
 export interface HelperServer {
   router: Router;
@@ -37,6 +38,7 @@ export function helperServer(incus: IncusClient, env: NodeJS.ProcessEnv, log = c
     });
   registerSandboxMethods(router, incus, env, log);
   registerSnapshotMethods(router, incus, env, log);
+  registerThreatMethods(router, env);
   const builds = registerBuildMethods(router, { incus, env, log, notify });
   return { router, builds };
 }
@@ -54,8 +56,10 @@ export function runStdioServer(env: NodeJS.ProcessEnv = process.env): void {
   });
   server.router.attach(conn);
   const events = watchSandboxes(conn, incus, env, log);
+  const threats = forwardThreats((e) => void notify(conn, ThreatNotification, e).catch(() => undefined), env, log);
   conn.onClose(() => {
     events.close();
+    threats.close();
     // Running builds clean up after themselves when cancelled; give them a moment.
     server.builds.cancelAll();
     const deadline = Date.now() + 15_000;
