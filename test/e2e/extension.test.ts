@@ -3,6 +3,7 @@
 // Screenshots: test-artifacts/e2e/extension/.
 import { strict as assert } from 'node:assert';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -23,7 +24,8 @@ let vs: VsCode;
 
 before(async () => {
   assert.ok(incusVersion, '`incus version` must print the server version: is Incus running?');
-  vs = await VsCode.start({ name: 'extension', env: { COI_GUARD_SOCKET: guardSocket } });
+  // A container prefix of its own: sandboxes of other runs on the machine are not this tree's business.
+  vs = await VsCode.start({ name: 'extension', env: { COI_GUARD_SOCKET: guardSocket, COI_CONTAINER_PREFIX: `coi-ex${randomBytes(2).toString('hex')}-` } });
 });
 
 after(async () => {
