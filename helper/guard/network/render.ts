@@ -128,6 +128,8 @@ interface Prepared {
   nets: Cidr4[];
   dns: Array<{ ip: number; timeoutS?: number }>;
   ports: number[];
+  /** `[[network.hosts]]` and the metadata endpoint when unblocked: addresses let through before any refusal. */
+  exceptions: Array<{ ip: number; ports: number[] }>;
 }
 
 function invalid(message: string, details?: Record<string, unknown>): CoiError {
@@ -184,7 +186,40 @@ function prepareSandbox(s: SandboxNetwork, now: number): Omit<Prepared, 'id'> {
     }
     ports = [...new Set(s.allowedPorts ?? [])].sort((a, b) => a - b);
   }
-  return { s, key, gateway, nets, dns, ports };
+  return { s, key, gateway, nets, dns, ports, exceptions: s.mode === 'open' ? [] : exceptionsOf(s) };
+}
+
+const METADATA_IP = parseIpv4('169.254.169.254')!;
+
+function validPorts(s: SandboxNetwork, list: readonly number[]): number[] {
+  for (const p of list) if (!Number.isInteger(p) || p < 1 || p > 65535) throw invalid(`sandbox ${s.container}: ${p} is not a port number`);
+  return [...new Set(list)].sort((a, b) => a - b);
+}
+
+/** One entry per address; an entry without ports (every port) absorbs any with ports. */
+function exceptionsOf(s: SandboxNetwork): Prepared['exceptions'] {
+  const byIp = new Map<number, number[] | undefined>();
+  const add = (ip: number, ports: number[]) => {
+    if (!byIp.has(ip)) byIp.set(ip, ports.length ? ports : undefined);
+    else {
+      const had = byIp.get(ip);
+      byIp.set(ip, had && ports.length ? [...new Set([...had, ...ports])].sort((a, b) => a - b) : undefined);
+    }
+  };
+  if (s.allowMetadata) add(METADATA_IP, []);
+  for (const h of s.allowHosts ?? []) {
+    const ip = parseIpv4(h.ip);
+    if (ip === undefined) throw invalid(`sandbox ${s.container}: host address ${JSON.stringify(h.ip)} is not IPv4`, { container: s.container, ip: h.ip });
+    add(ip, validPorts(s, h.ports));
+  }
+  return [...byIp.entries()].map(([ip, ports]) => ({ ip, ports: ports ?? [] })).sort((a, b) => a.ip - b.ip);
+}
+
+/** Accepts for the exceptions, placed before the refusals they override. */
+function exceptionRules(p: Prepared): string[] {
+  return p.exceptions.map((e) =>
+    e.ports.length === 0 ? `ip daddr ${formatIpv4(e.ip)} accept` : `ip daddr ${formatIpv4(e.ip)} meta l4proto { tcp, udp } th dport { ${e.ports.join(', ')} } accept`,
+  );
 }
 
 function validateUnique(prepared: ReadonlyArray<Omit<Prepared, 'id'>>, boots: readonly BootBlock[]): void {
@@ -289,6 +324,8 @@ function restrictedChain(p: Prepared): string[] {
     // The sandbox's own resolver and DHCP server. The DHCP client's first packets go to the limited broadcast.
     `ip daddr ${gateway} meta l4proto { tcp, udp } th dport 53 accept`,
     `udp sport 68 udp dport 67 ip daddr { ${gateway}, 255.255.255.255 } accept`,
+    // [[network.hosts]] and an unblocked metadata endpoint: reachable although private or link-local.
+    ...exceptionRules(p),
   ];
   if (!s.allowLocalNetwork) body.push(...refuse(key, `ip daddr { ${PRIVATE.join(', ')} }`, RULES.private));
   for (const sp of SPECIAL) {
@@ -308,6 +345,7 @@ function allowlistChain(p: Prepared): string[] {
     // Before the allow sets: names were resolved on the host, and DNS to anyone (an allowed address
     // included) could carry a tunnel.
     ...refuse(key, 'meta l4proto { tcp, udp } th dport 53', RULES.dns),
+    ...exceptionRules(p),
   ];
   for (const set of [setAllowNet(key), setAllowDns(key)]) {
     if (p.ports.length === 0) {
