@@ -36,6 +36,7 @@ import {
   hostsEntries,
   mergeHosts,
   NameState,
+  staticHostsEntries,
   nextNameState,
   readCache,
   refreshDelaySec,
@@ -85,8 +86,6 @@ interface Allowlist {
   label: NetworkLabel;
   names: Map<string, NameState>;
   timer?: NodeJS.Timeout;
-  /** The /etc/hosts lines last written ("ip name" joined), to write only on change. */
-  hostsWritten?: string;
   refreshing?: Promise<void>;
 }
 
@@ -107,6 +106,12 @@ export class NetworkController {
   private fenced = new Set<string>();
   private lastDesired: Desired | undefined;
   private lastApply: ApplyReport | undefined;
+  /** Container → the resolved addresses its installed rules allow (allowlists), as of the last successful apply. */
+  private applied = new Map<string, ReadonlySet<string>>();
+  /** Container → the /etc/hosts lines last written ("ip name" joined), to write only on change. */
+  private readonly hostsWritten = new Map<string, string>();
+  /** Container → the write of its /etc/hosts in progress: one at a time, so an older one never lands last. */
+  private readonly hostsWriting = new Map<string, Promise<void>>();
   private readonly gateways = new Map<string, { ip: string | undefined; at: number }>();
   private running: Promise<Desired> | undefined;
   private queued: Promise<Desired> | undefined;
@@ -251,6 +256,8 @@ export class NetworkController {
       const script = renderRuleset(desired.state, { now: this.now(), tables: this.tables, idBase: this.o.scope ? SCOPED_ID_BASE : 0 });
       await applyRulesetFile(script, this.o.stateDir, this.nft);
       this.fenced = new Set(desired.fenced);
+      this.applied = new Map(desired.state.sandboxes.filter((n) => n.mode === 'allowlist').map((n) => [n.container, new Set(n.resolvedIps.map((r) => r.ip))]));
+      for (const c of [...this.hostsWritten.keys()]) if (!sandboxes.some((s) => s.container === c)) this.hostsWritten.delete(c);
       this.lastDesired = desired;
       this.lastApply = { at, ok: true, reason };
       // Problems are logged when they change, not at every apply.
@@ -334,9 +341,10 @@ export class NetworkController {
     const problem = [...desired.blocked, ...desired.unfenced].find((p) => p.container === name);
     if (problem) throw new CoiError(ErrorCodes.NOT_PERMITTED, `cannot fence ${name}: ${problem.problem}; its network is blocked`);
     if (!desired.fenced.includes(name)) throw new CoiError(ErrorCodes.INTERNAL, `the rules applied for ${name} do not include it`);
-    if (sb.label.mode === 'allowlist') {
-      const a = this.allowlists.get(name);
-      if (a) await this.writeHosts(a).catch((e: unknown) => warnings.push(`could not write the allowlist into ${name}'s /etc/hosts: ${toCoiError(e).message}`));
+    if (sb.label.mode === 'allowlist' || sb.label.hosts) {
+      // Written again at every start: the instance may be a new one under an old name.
+      this.hostsWritten.delete(name);
+      await this.writeHosts(name, sb.label).catch((e: unknown) => warnings.push(`could not write the allowed names into ${name}'s /etc/hosts: ${toCoiError(e).message}`));
     }
     this.o.log.info(`fenced ${name} (${sb.label.mode}, ${sb.hostIface})`);
     return { name, mode: sb.label.mode, hostIface: sb.hostIface, resolved, warnings };
@@ -418,23 +426,41 @@ export class NetworkController {
       if (opts.reconcile) {
         // Element timeouts are renewed by every apply, so apply even when the addresses are the same.
         await this.reconcile(`allowlist refresh of ${a.container}${before !== after ? ' (addresses changed)' : ''}`).catch(() => undefined);
-        await this.writeHosts(a).catch((e: unknown) => this.o.log.warn(`cannot write /etc/hosts of ${a.container}: ${toCoiError(e).message}`));
+        // After the apply, and only with what it installed: a failed apply leaves /etc/hosts as it was.
+        await this.writeHosts(a.container, a.label).catch((e: unknown) => this.o.log.warn(`cannot write /etc/hosts of ${a.container}: ${toCoiError(e).message}`));
       }
     };
     a.refreshing = run().finally(() => (a.refreshing = undefined));
     return a.refreshing;
   }
 
-  /** Writes the allowlist's names into the container's /etc/hosts when they changed since the last write. */
-  private async writeHosts(a: Allowlist): Promise<void> {
-    const entries = hostsEntries(a.names);
+  /**
+   * Writes the sandbox's `[[network.hosts]]` and its allowlist names into its
+   * /etc/hosts when they changed since the last write. Names appear only with
+   * addresses the installed rules already allow (see hostsEntries).
+   */
+  private writeHosts(container: string, label: NetworkLabel): Promise<void> {
+    const prev = this.hostsWriting.get(container) ?? Promise.resolve();
+    const next = prev.catch(() => undefined).then(() => this.writeHostsNow(container, label));
+    this.hostsWriting.set(container, next);
+    const done = () => {
+      if (this.hostsWriting.get(container) === next) this.hostsWriting.delete(container);
+    };
+    next.then(done, done);
+    return next;
+  }
+
+  private async writeHostsNow(container: string, label: NetworkLabel): Promise<void> {
+    const a = this.allowlists.get(container);
+    const names = a ? hostsEntries(a.names, this.applied.get(container) ?? new Set()) : [];
+    const entries = [...staticHostsEntries(label.hosts), ...names];
     const key = entries.map((e) => `${e.ip} ${e.name}`).join('\n');
-    if (a.hostsWritten === key) return;
-    const file = await this.o.incus.pullFile(a.container, '/etc/hosts').catch(() => undefined);
+    if (this.hostsWritten.get(container) === key) return;
+    const file = await this.o.incus.pullFile(container, '/etc/hosts').catch(() => undefined);
     const current = file && file.type === 'file' ? file.content.toString('utf8') : '127.0.0.1\tlocalhost\n';
     const next = mergeHosts(current, entries);
-    if (next !== current) await this.o.incus.pushFile(a.container, '/etc/hosts', Buffer.from(next), { uid: 0, gid: 0, mode: 0o644 });
-    a.hostsWritten = key;
+    if (next !== current) await this.o.incus.pushFile(container, '/etc/hosts', Buffer.from(next), { uid: 0, gid: 0, mode: 0o644 });
+    this.hostsWritten.set(container, key);
   }
 
   // ── events, status, orphans ────────────────────────────────────────────────
