@@ -30,6 +30,7 @@ import { lifecycleOf } from '../../incus/events';
 import type { InstanceFull, RawEvent } from '../../incus/types';
 import type { Log } from '../../log';
 import { NetworkLabel } from '../../sandbox/network-label';
+import { SETUP_NAMES } from '../../setup/names';
 import {
   allowedIps,
   DEFAULT_TIMING,
@@ -50,6 +51,7 @@ import type { PacketEvent } from './kmsg';
 import { KmsgReader } from './kmsg-reader';
 import { sandboxKey, TableNames, tablesFor } from './names';
 import { applyRulesetFile, listInstalledRules, NftExec, nftExec } from './nft';
+import { FirewallCmdExec, FirewalldZoneKeeper } from './firewalld-runner';
 import { findOrphans, InstalledRules } from './parse';
 import { renderRuleset } from './render';
 import type { ResolvedIp } from './types';
@@ -60,6 +62,8 @@ const RECONCILE_ACTIONS = /^instance-(created|deleted|renamed|updated|started|re
 const SWEEP_MS = 5 * 60_000;
 const RETRY_MS = 5_000;
 const GATEWAY_TTL_MS = 60_000;
+/** How often the guard looks for a firewalld it has not seen yet (a /proc scan; firewall-cmd only when one is new). */
+const FIREWALLD_POLL_MS = 5_000;
 
 export interface NetworkControllerOptions {
   incus: IncusClient;
@@ -79,6 +83,11 @@ export interface NetworkControllerOptions {
   kmsgPath?: string | null;
   onPacket?: (e: PacketEvent) => void;
   now?: () => number;
+  /**
+   * firewall-cmd, to keep the sandbox bridges in a firewalld zone that passes
+   * their traffic while a firewalld runs; absent = never touch firewalld.
+   */
+  firewalld?: FirewallCmdExec;
 }
 
 interface Allowlist {
@@ -120,12 +129,22 @@ export class NetworkController {
   private kmsg: KmsgReader | undefined;
   private stopped = false;
   private loggedProblems = '';
+  private readonly firewalld: FirewalldZoneKeeper | undefined;
+  private firewalldTimer: NodeJS.Timeout | undefined;
+  /** The bridges the sandboxes were attached to at the last reconcile. */
+  private sandboxBridges = new Set<string>();
 
   constructor(private readonly o: NetworkControllerOptions) {
     this.tables = tablesFor(o.scope);
     this.nft = o.nft ?? nftExec();
     this.timing = o.timing ?? DEFAULT_TIMING;
     this.now = o.now ?? Date.now;
+    this.firewalld = o.firewalld ? new FirewalldZoneKeeper({ cmd: o.firewalld, log: o.log }) : undefined;
+  }
+
+  /** The set-up's bridge and every bridge a sandbox is on. */
+  private bridgeNames(extra?: string): string[] {
+    return [SETUP_NAMES.bridge, ...this.sandboxBridges, ...(extra ? [extra] : [])];
   }
 
   /**
@@ -142,6 +161,11 @@ export class NetworkController {
     await this.reconcile('guard start').catch(() => undefined);
     this.sweepTimer = setInterval(() => void this.reconcile('periodic check').catch(() => undefined), SWEEP_MS);
     this.sweepTimer.unref();
+    if (this.firewalld) {
+      await this.firewalld.check(this.bridgeNames());
+      this.firewalldTimer = setInterval(() => void this.firewalld!.check(this.bridgeNames()), FIREWALLD_POLL_MS);
+      this.firewalldTimer.unref();
+    }
   }
 
   private get ownerFile(): string {
@@ -179,6 +203,7 @@ export class NetworkController {
       .catch(() => undefined);
     this.kmsg?.stop();
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    if (this.firewalldTimer) clearInterval(this.firewalldTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     for (const a of this.allowlists.values()) if (a.timer) clearTimeout(a.timer);
   }
@@ -248,6 +273,7 @@ export class NetworkController {
     try {
       const instances = await this.o.incus.listInstances({ recursion: 1, timeoutMs: 30_000 });
       const sandboxes = instances.map((i) => managedSandboxOf(i, this.o.scope)).filter((s): s is ManagedSandbox => s !== undefined);
+      this.sandboxBridges = new Set(sandboxes.flatMap((s) => (s.bridge ? [s.bridge] : [])));
       await this.syncAllowlists(sandboxes);
       const gateways = await this.gatewaysOf(sandboxes);
       const resolved = new Map<string, ResolvedIp[]>();
@@ -337,6 +363,8 @@ export class NetworkController {
       resolved = [...a.names.entries()].map(([n, s]) => ({ name: n, ips: s.current.map((k) => k.ip), ...(s.error ? { error: s.error } : {}) }));
       for (const r of resolved) if (r.error) warnings.push(`${r.name} could not be resolved (${r.error})${r.ips.length ? `; its last known addresses stay allowed: ${r.ips.join(', ')}` : ': it is not reachable'}`);
     }
+    // A firewalld that would reject its DHCP, DNS or forwarded traffic is seen to before it starts.
+    await this.firewalld?.check(this.bridgeNames(sb.bridge));
     const desired = await this.reconcile(`secure ${name}`);
     const problem = [...desired.blocked, ...desired.unfenced].find((p) => p.container === name);
     if (problem) throw new CoiError(ErrorCodes.NOT_PERMITTED, `cannot fence ${name}: ${problem.problem}; its network is blocked`);
