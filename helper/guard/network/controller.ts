@@ -50,14 +50,13 @@ import { Desired, desiredState, gatewayOf, inScope, ManagedSandbox, managedSandb
 import type { PacketEvent } from './kmsg';
 import { KmsgReader } from './kmsg-reader';
 import { sandboxKey, TableNames, tablesFor } from './names';
-import { applyRulesetFile, listInstalledRules, NftExec, nftExec } from './nft';
+import { chooseTag, HOST_TAG, tagsInUse } from './marks';
+import { applyRulesetFile, listInstalledRules, listRulesetText, NftExec, nftExec } from './nft';
 import { FirewallCmdExec, FirewalldZoneKeeper } from './firewalld-runner';
 import { findOrphans, InstalledRules } from './parse';
 import { renderRuleset } from './render';
 import type { ResolvedIp } from './types';
 
-/** Scoped guards (tests) number their sandboxes from here, apart from the host guard's. */
-const SCOPED_ID_BASE = 2048;
 const RECONCILE_ACTIONS = /^instance-(created|deleted|renamed|updated|started|restarted)$/;
 const SWEEP_MS = 5 * 60_000;
 const RETRY_MS = 5_000;
@@ -129,6 +128,8 @@ export class NetworkController {
   private kmsg: KmsgReader | undefined;
   private stopped = false;
   private loggedProblems = '';
+  /** This guard's tag in the packet marks (marks.ts): chosen at start, apart from every other guard's. */
+  private tag = HOST_TAG;
   private readonly firewalld: FirewalldZoneKeeper | undefined;
   private firewalldTimer: NodeJS.Timeout | undefined;
   /** The bridges the sandboxes were attached to at the last reconcile. */
@@ -154,6 +155,10 @@ export class NetworkController {
    */
   async start(): Promise<void> {
     await this.claimScope();
+    if (this.o.scope) {
+      this.tag = chooseTag(this.o.scope, tagsInUse(await listRulesetText(this.nft), this.tables.filter));
+      this.o.log.info(`network marks of scope ${this.o.scope}: tag ${this.tag}`);
+    }
     if (this.o.kmsgPath !== null) {
       this.kmsg = new KmsgReader({ log: this.o.log, onEvent: (e) => this.packet(e), ...(this.o.kmsgPath ? { path: this.o.kmsgPath } : {}) });
       this.kmsg.start();
@@ -279,7 +284,7 @@ export class NetworkController {
       const resolved = new Map<string, ResolvedIp[]>();
       for (const a of this.allowlists.values()) resolved.set(a.container, allowedIps(a.names, this.timing));
       const desired = desiredState(sandboxes, { gateways, resolved });
-      const script = renderRuleset(desired.state, { now: this.now(), tables: this.tables, idBase: this.o.scope ? SCOPED_ID_BASE : 0 });
+      const script = renderRuleset(desired.state, { now: this.now(), tables: this.tables, tag: this.tag });
       await applyRulesetFile(script, this.o.stateDir, this.nft);
       this.fenced = new Set(desired.fenced);
       this.applied = new Map(desired.state.sandboxes.filter((n) => n.mode === 'allowlist').map((n) => [n.container, new Set(n.resolvedIps.map((r) => r.ip))]));

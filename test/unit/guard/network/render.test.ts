@@ -68,13 +68,13 @@ test('restricted: the ingress chain on the veth drops IPv6, VLAN and other L2 fr
   assert.ok(c.includes('ether type { 8021q, 8021ad } drop'));
   assert.ok(c.includes('meta protocol != { ip, arp } drop'));
   assert.ok(c.includes('meta protocol ip6 limit name "lg_web" log prefix "coi:drop:web:ipv6 " level info'));
-  assert.equal(c[c.length - 1], 'meta protocol ip meta mark set meta mark and 0xf000ffff or 0x00010000');
+  assert.equal(c[c.length - 1], 'meta protocol ip meta mark set meta mark and 0x0000ffff or 0x04010000');
   // The inet hooks dispatch on that mark, after letting established flows through.
   for (const hook of ['forward', 'input']) {
     assert.deepEqual(chain(script, hook), [
       `type filter hook ${hook} priority -300; policy accept;`,
       'ct state established,related accept',
-      'meta mark and 0x0fff0000 vmap { 0x00010000 : jump sb_web }',
+      'meta mark and 0xffff0000 vmap { 0x04010000 : jump sb_web }',
     ]);
   }
   // The container's IP appears nowhere: root inside can change it.
@@ -222,7 +222,7 @@ test('the same state renders byte-identical scripts, whatever order it comes in'
   assert.equal(renderRuleset(s1, { now }), r1);
   assert.equal(renderRuleset(s2, { now }), r1);
   // Marks follow the sorted keys: alpha 1, beta 2; open gamma has none.
-  assert.match(r1, /vmap \{ 0x00010000 : jump sb_alpha, 0x00020000 : jump sb_beta \}/);
+  assert.match(r1, /vmap \{ 0x04010000 : jump sb_alpha, 0x04020000 : jump sb_beta \}/);
 });
 
 test('hostile container names become safe, distinct keys; they cannot break out of a name or a string', () => {
