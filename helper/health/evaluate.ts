@@ -188,16 +188,16 @@ export function checkNft(f: HealthFacts): Check {
 
 export function checkFirewalld(f: HealthFacts): Check {
   const name = 'firewalld';
-  const details = { running: f.firewalld.running, zoneOfBridge: f.firewalld.zoneOfBridge };
-  if (!f.firewalld.running) return ok(name, 'not running: it cannot interfere with sandbox traffic', details);
-  if (f.firewalld.zoneOfBridge === 'trusted') return ok(name, `running; ${f.bridge.name} is in the trusted zone, so firewalld leaves sandbox traffic to the guard`, details);
-  return bad(
-    'warning',
-    name,
-    `firewalld is running and ${f.bridge.name} is ${f.firewalld.zoneOfBridge ? `in the zone "${f.firewalld.zoneOfBridge}"` : 'in no zone'}: its rules may reject the sandboxes' DHCP, DNS and forwarded traffic (the guard's own tables survive a firewalld reload)`,
-    { title: `Put ${f.bridge.name} in the trusted zone`, shell: `sudo firewall-cmd --permanent --zone=trusted --add-interface=${f.bridge.name} && sudo firewall-cmd --reload` },
-    details,
-  );
+  const fw = f.firewalld;
+  const details = { running: fw.running, zoneOfBridge: fw.zoneOfBridge, explicit: fw.explicit, blocks: fw.blocks };
+  if (!fw.running) return ok(name, 'not running: it cannot interfere with sandbox traffic', details);
+  const remedy = { title: `Put ${f.bridge.name} in the trusted zone`, shell: `sudo firewall-cmd --permanent --zone=trusted --add-interface=${f.bridge.name} && sudo firewall-cmd --reload` };
+  if (fw.error || !fw.zoneOfBridge || !fw.blocks) return bad('warning', name, `firewalld is running, but what it does to ${f.bridge.name} is unknown${fw.error ? ` (${fw.error})` : ''}: it may reject the sandboxes' DHCP, DNS and forwarded traffic`, remedy, details);
+  const where = fw.explicit ? `in the zone "${fw.zoneOfBridge}"` : `in no zone of its own, so in the default zone "${fw.zoneOfBridge}"`;
+  if (fw.blocks.length === 0) return ok(name, `running; ${f.bridge.name} is ${where}, which passes sandbox traffic to the guard's rules`, details);
+  // The guard binds a bridge that merely fell into the default zone; one an administrator placed stays where it is.
+  const who = fw.explicit ? '' : ' (the guard moves it to the trusted zone when it sees firewalld; is the guard running?)';
+  return bad('warning', name, `firewalld is running and ${f.bridge.name} is ${where}${who}; firewalld would block: ${fw.blocks.join('; ')}`, remedy, details);
 }
 
 /** Which profiles and instances set a key to a value. */

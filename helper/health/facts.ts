@@ -65,7 +65,12 @@ export interface HealthFacts {
   bridge: { name: string; exists: false; error?: string } | { name: string; exists: true; managed: boolean; mode: 'nat' | 'dead-end' | 'unknown'; address?: string; state?: string; nat: boolean };
   sysctl: { ipForward?: string; bridgeNfCallIptables?: string };
   nft: { path?: string; version?: string; error?: string };
-  firewalld: { running: boolean; zoneOfBridge?: string; error?: string };
+  /**
+   * zone: the zone that applies to the bridge (its own, else the default one);
+   * explicit: the bridge is bound to it (not merely in the default zone);
+   * blocks: what that zone would block of sandbox traffic (empty: nothing).
+   */
+  firewalld: { running: boolean; zoneOfBridge?: string; explicit?: boolean; blocks?: string[]; error?: string };
   lsm: { apparmor: boolean; seccomp: boolean };
   profiles: { name: string; config: Record<string, string> }[];
   instances: { name: string; config: Record<string, string>; status: string }[];

@@ -12,6 +12,8 @@ import { Config, loadConfig, LoadedConfig } from '../config';
 import { configSchema } from '../config/schema';
 import { toCoiError } from '../errors';
 import { GuardClient } from '../guard/client';
+import { TRUSTED_ZONE, zoneBlocks } from '../guard/network/firewalld';
+import { bridgeZoneFacts, firewallCmdExec, zoneInfo } from '../guard/network/firewalld-runner';
 import { adminGroupName, guardSocketPath } from '../guard/paths';
 import { parseGroupFile } from '../host/groups';
 import { tryRun, which } from '../host/run';
@@ -225,8 +227,18 @@ async function firewalldFacts(bridge: string): Promise<HealthFacts['firewalld']>
   if (!running) return { running: false };
   const cmd = await which('firewall-cmd');
   if (!cmd) return { running: true, error: 'firewall-cmd not found' };
-  const r = await tryRun(cmd, [`--get-zone-of-interface=${bridge}`], { timeoutMs: 10_000 }).catch((e: unknown) => ({ stdout: '', stderr: toCoiError(e).message, exitCode: -1 }));
-  return r.exitCode === 0 && r.stdout.trim() ? { running: true, zoneOfBridge: r.stdout.trim() } : { running: true };
+  const exec = firewallCmdExec(cmd);
+  try {
+    // Read only: the guard changes zones, health merely says what they do.
+    const f = await bridgeZoneFacts(exec, bridge);
+    const zone = f.runtimeZone ?? f.defaultZone;
+    if (!zone) return { running: true, error: 'firewall-cmd names no default zone (is firewalld answering on D-Bus?)' };
+    const info = zone === TRUSTED_ZONE ? undefined : await zoneInfo(exec, zone);
+    const blocks = zone === TRUSTED_ZONE ? [] : info ? zoneBlocks(info) : [`everything it cannot be asked about (firewall-cmd --info-zone=${zone} failed)`];
+    return { running: true, zoneOfBridge: zone, explicit: f.runtimeZone !== undefined, blocks };
+  } catch (e) {
+    return { running: true, error: toCoiError(e).message };
+  }
 }
 
 function processRunning(comm: string): boolean {

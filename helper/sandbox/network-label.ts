@@ -34,6 +34,25 @@ export const networkLabelSchema = z
     refreshMin: z.number().int().min(1).max(7 * 24 * 60),
     /** Resolvers the guard asks for `domains` (config `network.dns_servers`); absent = the host's. */
     dns: z.array(z.string().regex(IPV4)).max(4).optional(),
+    /** `block_metadata_endpoint = false`: 169.254.169.254 reachable in every mode. Absent = blocked. */
+    metadata: z.literal(true).optional(),
+    /**
+     * `[[network.hosts]]`: written into /etc/hosts and reachable in every mode,
+     * on `ports` when not empty (private or not). Absent = none.
+     */
+    hosts: z
+      .array(
+        z
+          .object({
+            ip: z.string().regex(IPV4),
+            names: z.array(z.string().regex(DOMAIN)).min(1).max(16),
+            ports: z.array(z.number().int().min(1).max(65535)).max(64),
+          })
+          .strict(),
+      )
+      .min(1)
+      .max(64)
+      .optional(),
   })
   .strict();
 export type NetworkLabel = z.infer<typeof networkLabelSchema>;
@@ -49,13 +68,16 @@ export interface NetworkConfig {
   allowed_ports: number[];
   refresh_interval_minutes: number;
   dns_servers: string[];
+  block_metadata_endpoint: boolean;
+  hosts: ReadonlyArray<{ ip: string; hostnames: string[]; ports: number[] }>;
 }
 
 /**
  * The label for a configuration, and what of it could not be honoured.
  * `allowed_domains` entries with a ":port" are left out (so not reachable at
  * all) rather than allowed on every port: per-entry ports are not enforced yet.
- * `block_metadata_endpoint = false` is not honoured either: metadata stays blocked.
+ * Fields at their defaults are left out, so the label of a default
+ * configuration is the same as before they existed.
  */
 export function networkLabelFromConfig(n: NetworkConfig): { label: NetworkLabel; warnings: string[] } {
   const warnings: string[] = [];
@@ -82,8 +104,37 @@ export function networkLabelFromConfig(n: NetworkConfig): { label: NetworkLabel;
     ports: n.mode === 'allowlist' ? [...new Set(n.allowed_ports)].sort((a, b) => a - b) : [],
     refreshMin: n.refresh_interval_minutes,
     ...(n.mode === 'allowlist' && n.dns_servers.length > 0 ? { dns: n.dns_servers.slice(0, 4) } : {}),
+    ...(n.block_metadata_endpoint ? {} : { metadata: true as const }),
+    ...hostsOf(n.hosts, warnings),
   };
   return { label, warnings };
+}
+
+/** `[[network.hosts]]` entries, one per address (names and ports of duplicates merged; no ports on either = every port). */
+function hostsOf(hosts: NetworkConfig['hosts'], warnings: string[]): Pick<NetworkLabel, 'hosts'> {
+  const byIp = new Map<string, { names: Set<string>; ports: Set<number> | undefined }>();
+  for (const h of hosts) {
+    if (!IPV4.test(h.ip)) {
+      warnings.push(`network.hosts entry ${JSON.stringify(h.ip)} is not an IPv4 address: left out`);
+      continue;
+    }
+    const names = h.hostnames.map((n) => n.toLowerCase()).filter((n) => DOMAIN.test(n));
+    if (names.length === 0) {
+      warnings.push(`network.hosts entry ${h.ip} has no valid host name: left out`);
+      continue;
+    }
+    const had = byIp.get(h.ip);
+    const ports = h.ports.length === 0 ? undefined : new Set(h.ports);
+    if (!had) byIp.set(h.ip, { names: new Set(names), ports });
+    else {
+      for (const n of names) had.names.add(n);
+      had.ports = had.ports && ports ? new Set([...had.ports, ...ports]) : undefined;
+    }
+  }
+  if (byIp.size === 0) return {};
+  return {
+    hosts: [...byIp.entries()].map(([ip, h]) => ({ ip, names: [...h.names].slice(0, 16), ports: h.ports ? [...h.ports].sort((a, b) => a - b) : [] })),
+  };
 }
 
 export function encodeNetworkLabel(l: NetworkLabel): string {

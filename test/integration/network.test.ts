@@ -529,20 +529,12 @@ describe('network isolation of real sandboxes', () => {
     }
     assert.ok(hosts.includes(`${DEAD_END_HOSTS.private}\t${DOMAIN}`), `/etc/hosts shows the new address within 20 s:\n${hosts}`);
     console.log(`# the new address was picked up ${Date.now() - t0} ms after the DNS change (TTL 2 s)`);
-    // /etc/hosts and the rules are two writes; give the fence a bounded moment to catch up with the name.
-    for (let tries = 0; ; tries++) {
-      try {
-        await expectTable(sb.a, [
-          ['the new address', tcp(DEAD_END_HOSTS.private), 'connected'],
-          ['the domain, by name (now the new address)', tcp(DOMAIN), 'connected'],
-          ['metadata stays refused', tcp(DEAD_END_HOSTS.metadata), 'refused'],
-        ]);
-        break;
-      } catch (e) {
-        if (tries >= 20) throw e;
-        await sleep(500);
-      }
-    }
+    // No waiting here: the guard names an address in /etc/hosts only once its rules let it through.
+    await expectTable(sb.a, [
+      ['the new address', tcp(DEAD_END_HOSTS.private), 'connected'],
+      ['the domain, by name (now the new address)', tcp(DOMAIN), 'connected'],
+      ['metadata stays refused', tcp(DEAD_END_HOSTS.metadata), 'refused'],
+    ]);
     // The first connection is still open although its address is on its way out.
     await c.exec(sb.a, ['touch', `${dir}/live.go`]);
     let reply = '';
@@ -587,6 +579,38 @@ describe('network isolation of real sandboxes', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, `${DEAD_END_HOSTS.private} closed\n${DEAD_END_HOSTS.internet} open\n`);
     await waitEvent((e) => e.container === name && e.rule === 'private' && e.dst === DEAD_END_HOSTS.private, 'the refusal inside coi run');
+  });
+
+  test('[[network.hosts]] and block_metadata_endpoint = false: the host is named in /etc/hosts and reached on its port only, metadata is reached, the rest of restricted holds', async () => {
+    const home = homeWith(
+      'hosts',
+      `[network]\nblock_metadata_endpoint = false\n\n[[network.hosts]]\nip = "${DEAD_END_HOSTS.private}"\nhostnames = ["db.lan", "db"]\nports = [${PORT}]\n`,
+    );
+    const name = await launch(home, workspace('hosts'));
+    try {
+      await pushTools(name);
+      await ipv4Of(name);
+      const hosts = (await c.exec(name, ['cat', '/etc/hosts'])).stdout;
+      assert.match(hosts, new RegExp(`^${DEAD_END_HOSTS.private.replace(/\./g, '\\.')}\\tdb\\.lan$`, 'm'), hosts);
+      await expectTable(name, [
+        ['the host, by name, on its port', tcp('db.lan'), 'connected'],
+        ['the host, by its short name', tcp('db'), 'connected'],
+        ['the metadata endpoint', tcp(DEAD_END_HOSTS.metadata), 'connected'],
+        ['the host on a port not listed', tcp(DEAD_END_HOSTS.private, PORT + 2), 'refused'],
+        ['CGNAT', tcp(DEAD_END_HOSTS.cgnat), 'refused'],
+        ['internet', tcp(DEAD_END_HOSTS.internet), 'connected'],
+      ]);
+      // Refused by the guard (no listener there would refuse too): the event names the rule.
+      await waitEvent((e) => e.container === name && e.rule === 'private' && e.dport === PORT + 2, 'the refusal of the host on a port not listed');
+      // The other restricted sandbox is not affected by this one's exceptions.
+      await expectTable(sb.r1, [
+        ['metadata, from a default sandbox', tcp(DEAD_END_HOSTS.metadata), 'refused'],
+        ['the host, from a default sandbox', tcp(DEAD_END_HOSTS.private), 'refused'],
+      ]);
+    } finally {
+      await c.deleteInstance(name, { force: true });
+    }
+    await waitInstalled([sb.r1, sb.r2, sb.a, sb.o]);
   });
 
   test('a persistent sandbox is fenced while stopped, and fenced again with today\'s settings before it restarts', async () => {
@@ -719,15 +743,30 @@ describe('network isolation of real sandboxes', () => {
     assert.deepEqual(readdirJson(cacheDir).sort(), [`${sb.a}.json`], 'allowlist caches of deleted sandboxes are gone');
   });
 
-  test('with firewalld running, restricted mode still holds, also after firewall-cmd --reload', async () => {
+  test('with firewalld running, the guard puts the bridge in a zone that passes it; restricted mode holds, also after firewall-cmd --reload; coi health says what firewalld would block', async () => {
     let t = Date.now();
     const lap = (what: string) => {
       console.log(`# firewalld: ${what} in ${Date.now() - t} ms`);
       t = Date.now();
     };
-    const fw = await startFirewalld();
+    const bridge = SETUP_NAMES.bridge;
+    // Default zone public, as on Fedora or RHEL: a bridge left in it has its DHCP, DNS and forwarded traffic rejected.
+    const fw = await startFirewalld('public');
     lap('started');
+    const zoneOf = (permanent: boolean) => sh('firewall-cmd', [...(permanent ? ['--permanent'] : []), `--get-zone-of-interface=${bridge}`]).stdout.trim();
+    const home = homeWith('fw', '');
+    const health = async () => {
+      const r = await coi(['health', '--format', 'json', '--no-live'], home, root, {}, 120_000);
+      return (JSON.parse(r.stdout) as { checks: Record<string, { status: string; message: string }> }).checks.firewalld!;
+    };
     try {
+      // The guard sees the new firewalld within its poll and binds the bridge, now and in the permanent configuration.
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline && zoneOf(false) !== 'trusted') await sleep(250);
+      assert.equal(zoneOf(false), 'trusted', `the guard put ${bridge} in the trusted zone`);
+      assert.equal(zoneOf(true), 'trusted', 'also in the permanent configuration, which a reload keeps');
+      assert.match(readFileSync(guardLog, 'utf8'), new RegExp(`firewalld runs: ${bridge} is now in its "trusted" zone`));
+      lap('bridge bound by the guard');
       const rows: Array<[string, string, Outcome]> = [
         ['private', tcp(DEAD_END_HOSTS.private), 'refused'],
         ['metadata', tcp(DEAD_END_HOSTS.metadata), 'refused'],
@@ -735,15 +774,31 @@ describe('network isolation of real sandboxes', () => {
         ['DNS to the gateway', dnsq('10.213.0.1'), 'reply'],
       ];
       await expectTable(sb.r1, rows);
-      lap('probed');
-      const reload = sh('firewall-cmd', ['--reload'], 60_000);
-      assert.equal(reload.status, 0, `firewall-cmd --reload: ${reload.stderr}`);
-      lap('reloaded');
+      const ok = await health();
+      assert.equal(ok.status, 'ok', ok.message);
+      assert.match(ok.message, /in the zone "trusted", which passes sandbox traffic/);
+      lap('probed, health ok');
+      // An administrator takes the bridge out of the zone at runtime: firewalld now rejects DNS to the host, and
+      // health says so. (This also shows the rows above depend on the guard's binding.)
+      assert.equal(sh('firewall-cmd', [`--zone=trusted`, `--remove-interface=${bridge}`]).status, 0);
+      try {
+        const dns = (await probe(sb.r1, [dnsq('10.213.0.1')]))[0]!.result;
+        assert.notEqual(dns, 'reply', 'firewalld\'s public zone rejects DNS from the sandboxes to the host');
+        const warn = await health();
+        assert.equal(warn.status, 'warning');
+        assert.match(warn.message, new RegExp(`${bridge} is in no zone of its own, so in the default zone "public".*firewalld would block: DHCP .*; DNS `));
+      } finally {
+        // A reload restores the permanent configuration: the binding is back.
+        const reload = sh('firewall-cmd', ['--reload'], 60_000);
+        assert.equal(reload.status, 0, `firewall-cmd --reload: ${reload.stderr}`);
+      }
+      lap('unbound, health warned, reloaded');
+      assert.equal(zoneOf(false), 'trusted', 'the reload kept the permanent binding');
       await expectTable(sb.r1, rows);
       lap('probed again');
       const live = (await c.listInstances({ recursion: 1 })).filter((i) => i.name.startsWith(PREFIX)).map((i) => i.name);
       assert.deepEqual(await installed(), live.sort(), 'our tables are untouched by the reload');
-      // A sandbox launched while firewalld runs is fenced too.
+      // A sandbox launched while firewalld runs gets its address (DHCP) and is fenced too.
       const late = await launch(homeWith('late', ''), workspace('late'));
       await pushTools(late);
       await ipv4Of(late);
@@ -804,8 +859,12 @@ async function createLabelled(tag: string, mode: 'restricted' | 'allowlist' | 'o
   return name;
 }
 
-/** firewalld with a configuration of its own (DefaultZone=trusted), on the system bus; stopped with SIGTERM. */
-async function startFirewalld(): Promise<{ stop: () => Promise<void> }> {
+/**
+ * firewalld with a configuration of its own (in this test's directory, so its permanent changes vanish with it),
+ * on the system bus; stopped with SIGTERM. Whatever the default zone, the interface of the default route is in
+ * the trusted zone: this machine's own inbound traffic (its control service) must never be rejected.
+ */
+async function startFirewalld(defaultZone: string): Promise<{ stop: () => Promise<void> }> {
   assert.equal(sh('sh', ['-c', 'command -v firewalld && command -v firewall-cmd']).status, 0, 'firewalld is not installed: bash .ci/install-firewalld.sh');
   const others = sh('pgrep', ['-x', 'firewalld']).stdout.trim();
   assert.equal(others, '', `another firewalld is running (pid ${others}); this test starts and stops its own`);
@@ -821,7 +880,14 @@ async function startFirewalld(): Promise<{ stop: () => Promise<void> }> {
   }
   const conf = path.join(root, 'firewalld');
   mkdirSync(conf, { recursive: true });
-  writeFileSync(path.join(conf, 'firewalld.conf'), 'DefaultZone=trusted\nCleanupOnExit=yes\nFirewallBackend=nftables\nFlushAllOnReload=yes\nLogDenied=off\nIPv6_rpfilter=yes\n');
+  writeFileSync(path.join(conf, 'firewalld.conf'), `DefaultZone=${defaultZone}\nCleanupOnExit=yes\nFirewallBackend=nftables\nFlushAllOnReload=yes\nLogDenied=off\nIPv6_rpfilter=yes\n`);
+  const uplinks = [...new Set(sh('ip', ['-j', 'route', 'show', 'default']).stdout.match(/"dev":"[^"]+"/g) ?? [])].map((m) => m.slice(7, -1));
+  assert.ok(uplinks.length > 0, 'the default route\'s interface is known');
+  mkdirSync(path.join(conf, 'zones'), { recursive: true });
+  writeFileSync(
+    path.join(conf, 'zones', 'trusted.xml'),
+    `<?xml version="1.0" encoding="utf-8"?>\n<zone target="ACCEPT">\n  <short>Trusted</short>\n${uplinks.map((u) => `  <interface name="${u}"/>\n`).join('')}</zone>\n`,
+  );
   const fd = openSync(path.join(root, 'firewalld.log'), 'a');
   const fw = spawn('firewalld', ['--nofork', '--nopid', '--system-config', conf, '--log-target', 'console'], { stdio: ['ignore', fd, fd] });
   const deadline = Date.now() + 30_000;

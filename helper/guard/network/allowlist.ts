@@ -107,11 +107,27 @@ export function refreshDelaySec(names: ReadonlyMap<string, NameState>, refreshMi
   return Math.max(1, delay);
 }
 
-/** name → sorted current addresses: what /etc/hosts should say. */
-export function hostsEntries(names: ReadonlyMap<string, NameState>): Array<{ ip: string; name: string }> {
+/**
+ * name → sorted current addresses: what /etc/hosts should say. With `fenced`
+ * (the addresses the installed rules allow), only those: /etc/hosts never
+ * names an address before the fence lets it through, so whoever reads a new
+ * address there can connect to it at once. While none of a name's current
+ * addresses is fenced, its earlier ones that still are stay named.
+ */
+export function hostsEntries(names: ReadonlyMap<string, NameState>, fenced?: ReadonlySet<string>): Array<{ ip: string; name: string }> {
   const out: Array<{ ip: string; name: string }> = [];
-  for (const [name, s] of [...names.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1))) for (const k of s.current) out.push({ ip: k.ip, name });
+  for (const [name, s] of [...names.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+    let show = fenced ? s.current.filter((k) => fenced.has(k.ip)) : s.current;
+    // The new answer is not fenced yet (its apply failed): keep naming the earlier addresses the rules still allow.
+    if (fenced && show.length === 0) show = s.previous.filter((k) => fenced.has(k.ip)).sort((a, b) => (a.ip < b.ip ? -1 : 1));
+    for (const k of show) out.push({ ip: k.ip, name });
+  }
   return out;
+}
+
+/** `[[network.hosts]]` of the label as /etc/hosts entries, in the configured order. */
+export function staticHostsEntries(hosts: ReadonlyArray<{ ip: string; names: readonly string[] }> | undefined): Array<{ ip: string; name: string }> {
+  return (hosts ?? []).flatMap((h) => h.names.map((name) => ({ ip: h.ip, name })));
 }
 
 // ── /etc/hosts ───────────────────────────────────────────────────────────────

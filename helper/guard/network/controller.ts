@@ -30,12 +30,14 @@ import { lifecycleOf } from '../../incus/events';
 import type { InstanceFull, RawEvent } from '../../incus/types';
 import type { Log } from '../../log';
 import { NetworkLabel } from '../../sandbox/network-label';
+import { SETUP_NAMES } from '../../setup/names';
 import {
   allowedIps,
   DEFAULT_TIMING,
   hostsEntries,
   mergeHosts,
   NameState,
+  staticHostsEntries,
   nextNameState,
   readCache,
   refreshDelaySec,
@@ -48,17 +50,19 @@ import { Desired, desiredState, gatewayOf, inScope, ManagedSandbox, managedSandb
 import type { PacketEvent } from './kmsg';
 import { KmsgReader } from './kmsg-reader';
 import { sandboxKey, TableNames, tablesFor } from './names';
-import { applyRulesetFile, listInstalledRules, NftExec, nftExec } from './nft';
+import { chooseTag, HOST_TAG, tagsInUse } from './marks';
+import { applyRulesetFile, listInstalledRules, listRulesetText, NftExec, nftExec } from './nft';
+import { FirewallCmdExec, FirewalldZoneKeeper } from './firewalld-runner';
 import { findOrphans, InstalledRules } from './parse';
 import { renderRuleset } from './render';
 import type { ResolvedIp } from './types';
 
-/** Scoped guards (tests) number their sandboxes from here, apart from the host guard's. */
-const SCOPED_ID_BASE = 2048;
 const RECONCILE_ACTIONS = /^instance-(created|deleted|renamed|updated|started|restarted)$/;
 const SWEEP_MS = 5 * 60_000;
 const RETRY_MS = 5_000;
 const GATEWAY_TTL_MS = 60_000;
+/** How often the guard looks for a firewalld it has not seen yet (a /proc scan; firewall-cmd only when one is new). */
+const FIREWALLD_POLL_MS = 5_000;
 
 export interface NetworkControllerOptions {
   incus: IncusClient;
@@ -78,6 +82,11 @@ export interface NetworkControllerOptions {
   kmsgPath?: string | null;
   onPacket?: (e: PacketEvent) => void;
   now?: () => number;
+  /**
+   * firewall-cmd, to keep the sandbox bridges in a firewalld zone that passes
+   * their traffic while a firewalld runs; absent = never touch firewalld.
+   */
+  firewalld?: FirewallCmdExec;
 }
 
 interface Allowlist {
@@ -85,8 +94,6 @@ interface Allowlist {
   label: NetworkLabel;
   names: Map<string, NameState>;
   timer?: NodeJS.Timeout;
-  /** The /etc/hosts lines last written ("ip name" joined), to write only on change. */
-  hostsWritten?: string;
   refreshing?: Promise<void>;
 }
 
@@ -107,6 +114,12 @@ export class NetworkController {
   private fenced = new Set<string>();
   private lastDesired: Desired | undefined;
   private lastApply: ApplyReport | undefined;
+  /** Container → the resolved addresses its installed rules allow (allowlists), as of the last successful apply. */
+  private applied = new Map<string, ReadonlySet<string>>();
+  /** Container → the /etc/hosts lines last written ("ip name" joined), to write only on change. */
+  private readonly hostsWritten = new Map<string, string>();
+  /** Container → the write of its /etc/hosts in progress: one at a time, so an older one never lands last. */
+  private readonly hostsWriting = new Map<string, Promise<void>>();
   private readonly gateways = new Map<string, { ip: string | undefined; at: number }>();
   private running: Promise<Desired> | undefined;
   private queued: Promise<Desired> | undefined;
@@ -115,12 +128,24 @@ export class NetworkController {
   private kmsg: KmsgReader | undefined;
   private stopped = false;
   private loggedProblems = '';
+  /** This guard's tag in the packet marks (marks.ts): chosen at start, apart from every other guard's. */
+  private tag = HOST_TAG;
+  private readonly firewalld: FirewalldZoneKeeper | undefined;
+  private firewalldTimer: NodeJS.Timeout | undefined;
+  /** The bridges the sandboxes were attached to at the last reconcile. */
+  private sandboxBridges = new Set<string>();
 
   constructor(private readonly o: NetworkControllerOptions) {
     this.tables = tablesFor(o.scope);
     this.nft = o.nft ?? nftExec();
     this.timing = o.timing ?? DEFAULT_TIMING;
     this.now = o.now ?? Date.now;
+    this.firewalld = o.firewalld ? new FirewalldZoneKeeper({ cmd: o.firewalld, log: o.log }) : undefined;
+  }
+
+  /** The set-up's bridge and every bridge a sandbox is on. */
+  private bridgeNames(extra?: string): string[] {
+    return [SETUP_NAMES.bridge, ...this.sandboxBridges, ...(extra ? [extra] : [])];
   }
 
   /**
@@ -130,6 +155,10 @@ export class NetworkController {
    */
   async start(): Promise<void> {
     await this.claimScope();
+    if (this.o.scope) {
+      this.tag = chooseTag(this.o.scope, tagsInUse(await listRulesetText(this.nft), this.tables.filter));
+      this.o.log.info(`network marks of scope ${this.o.scope}: tag ${this.tag}`);
+    }
     if (this.o.kmsgPath !== null) {
       this.kmsg = new KmsgReader({ log: this.o.log, onEvent: (e) => this.packet(e), ...(this.o.kmsgPath ? { path: this.o.kmsgPath } : {}) });
       this.kmsg.start();
@@ -137,6 +166,11 @@ export class NetworkController {
     await this.reconcile('guard start').catch(() => undefined);
     this.sweepTimer = setInterval(() => void this.reconcile('periodic check').catch(() => undefined), SWEEP_MS);
     this.sweepTimer.unref();
+    if (this.firewalld) {
+      await this.firewalld.check(this.bridgeNames());
+      this.firewalldTimer = setInterval(() => void this.firewalld!.check(this.bridgeNames()), FIREWALLD_POLL_MS);
+      this.firewalldTimer.unref();
+    }
   }
 
   private get ownerFile(): string {
@@ -174,6 +208,7 @@ export class NetworkController {
       .catch(() => undefined);
     this.kmsg?.stop();
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    if (this.firewalldTimer) clearInterval(this.firewalldTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     for (const a of this.allowlists.values()) if (a.timer) clearTimeout(a.timer);
   }
@@ -243,14 +278,17 @@ export class NetworkController {
     try {
       const instances = await this.o.incus.listInstances({ recursion: 1, timeoutMs: 30_000 });
       const sandboxes = instances.map((i) => managedSandboxOf(i, this.o.scope)).filter((s): s is ManagedSandbox => s !== undefined);
+      this.sandboxBridges = new Set(sandboxes.flatMap((s) => (s.bridge ? [s.bridge] : [])));
       await this.syncAllowlists(sandboxes);
       const gateways = await this.gatewaysOf(sandboxes);
       const resolved = new Map<string, ResolvedIp[]>();
       for (const a of this.allowlists.values()) resolved.set(a.container, allowedIps(a.names, this.timing));
       const desired = desiredState(sandboxes, { gateways, resolved });
-      const script = renderRuleset(desired.state, { now: this.now(), tables: this.tables, idBase: this.o.scope ? SCOPED_ID_BASE : 0 });
+      const script = renderRuleset(desired.state, { now: this.now(), tables: this.tables, tag: this.tag });
       await applyRulesetFile(script, this.o.stateDir, this.nft);
       this.fenced = new Set(desired.fenced);
+      this.applied = new Map(desired.state.sandboxes.filter((n) => n.mode === 'allowlist').map((n) => [n.container, new Set(n.resolvedIps.map((r) => r.ip))]));
+      for (const c of [...this.hostsWritten.keys()]) if (!sandboxes.some((s) => s.container === c)) this.hostsWritten.delete(c);
       this.lastDesired = desired;
       this.lastApply = { at, ok: true, reason };
       // Problems are logged when they change, not at every apply.
@@ -330,13 +368,16 @@ export class NetworkController {
       resolved = [...a.names.entries()].map(([n, s]) => ({ name: n, ips: s.current.map((k) => k.ip), ...(s.error ? { error: s.error } : {}) }));
       for (const r of resolved) if (r.error) warnings.push(`${r.name} could not be resolved (${r.error})${r.ips.length ? `; its last known addresses stay allowed: ${r.ips.join(', ')}` : ': it is not reachable'}`);
     }
+    // A firewalld that would reject its DHCP, DNS or forwarded traffic is seen to before it starts.
+    await this.firewalld?.check(this.bridgeNames(sb.bridge));
     const desired = await this.reconcile(`secure ${name}`);
     const problem = [...desired.blocked, ...desired.unfenced].find((p) => p.container === name);
     if (problem) throw new CoiError(ErrorCodes.NOT_PERMITTED, `cannot fence ${name}: ${problem.problem}; its network is blocked`);
     if (!desired.fenced.includes(name)) throw new CoiError(ErrorCodes.INTERNAL, `the rules applied for ${name} do not include it`);
-    if (sb.label.mode === 'allowlist') {
-      const a = this.allowlists.get(name);
-      if (a) await this.writeHosts(a).catch((e: unknown) => warnings.push(`could not write the allowlist into ${name}'s /etc/hosts: ${toCoiError(e).message}`));
+    if (sb.label.mode === 'allowlist' || sb.label.hosts) {
+      // Written again at every start: the instance may be a new one under an old name.
+      this.hostsWritten.delete(name);
+      await this.writeHosts(name, sb.label).catch((e: unknown) => warnings.push(`could not write the allowed names into ${name}'s /etc/hosts: ${toCoiError(e).message}`));
     }
     this.o.log.info(`fenced ${name} (${sb.label.mode}, ${sb.hostIface})`);
     return { name, mode: sb.label.mode, hostIface: sb.hostIface, resolved, warnings };
@@ -418,23 +459,41 @@ export class NetworkController {
       if (opts.reconcile) {
         // Element timeouts are renewed by every apply, so apply even when the addresses are the same.
         await this.reconcile(`allowlist refresh of ${a.container}${before !== after ? ' (addresses changed)' : ''}`).catch(() => undefined);
-        await this.writeHosts(a).catch((e: unknown) => this.o.log.warn(`cannot write /etc/hosts of ${a.container}: ${toCoiError(e).message}`));
+        // After the apply, and only with what it installed: a failed apply leaves /etc/hosts as it was.
+        await this.writeHosts(a.container, a.label).catch((e: unknown) => this.o.log.warn(`cannot write /etc/hosts of ${a.container}: ${toCoiError(e).message}`));
       }
     };
     a.refreshing = run().finally(() => (a.refreshing = undefined));
     return a.refreshing;
   }
 
-  /** Writes the allowlist's names into the container's /etc/hosts when they changed since the last write. */
-  private async writeHosts(a: Allowlist): Promise<void> {
-    const entries = hostsEntries(a.names);
+  /**
+   * Writes the sandbox's `[[network.hosts]]` and its allowlist names into its
+   * /etc/hosts when they changed since the last write. Names appear only with
+   * addresses the installed rules already allow (see hostsEntries).
+   */
+  private writeHosts(container: string, label: NetworkLabel): Promise<void> {
+    const prev = this.hostsWriting.get(container) ?? Promise.resolve();
+    const next = prev.catch(() => undefined).then(() => this.writeHostsNow(container, label));
+    this.hostsWriting.set(container, next);
+    const done = () => {
+      if (this.hostsWriting.get(container) === next) this.hostsWriting.delete(container);
+    };
+    next.then(done, done);
+    return next;
+  }
+
+  private async writeHostsNow(container: string, label: NetworkLabel): Promise<void> {
+    const a = this.allowlists.get(container);
+    const names = a ? hostsEntries(a.names, this.applied.get(container) ?? new Set()) : [];
+    const entries = [...staticHostsEntries(label.hosts), ...names];
     const key = entries.map((e) => `${e.ip} ${e.name}`).join('\n');
-    if (a.hostsWritten === key) return;
-    const file = await this.o.incus.pullFile(a.container, '/etc/hosts').catch(() => undefined);
+    if (this.hostsWritten.get(container) === key) return;
+    const file = await this.o.incus.pullFile(container, '/etc/hosts').catch(() => undefined);
     const current = file && file.type === 'file' ? file.content.toString('utf8') : '127.0.0.1\tlocalhost\n';
     const next = mergeHosts(current, entries);
-    if (next !== current) await this.o.incus.pushFile(a.container, '/etc/hosts', Buffer.from(next), { uid: 0, gid: 0, mode: 0o644 });
-    a.hostsWritten = key;
+    if (next !== current) await this.o.incus.pushFile(container, '/etc/hosts', Buffer.from(next), { uid: 0, gid: 0, mode: 0o644 });
+    this.hostsWritten.set(container, key);
   }
 
   // ── events, status, orphans ────────────────────────────────────────────────

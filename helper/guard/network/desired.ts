@@ -149,6 +149,8 @@ export function desiredState(sandboxes: readonly ManagedSandbox[], ctx: DesiredC
       resolvedIps: label.mode === 'allowlist' ? [...(ctx.resolved.get(sb.container) ?? [])] : [],
     };
     if (label.mode === 'allowlist' && label.ports.length > 0) net.allowedPorts = [...label.ports];
+    if (label.metadata && label.mode !== 'open') net.allowMetadata = true;
+    if (label.hosts && label.mode !== 'open') net.allowHosts = label.hosts.map((h) => ({ ip: h.ip, ports: [...h.ports] }));
     out.state.sandboxes.push(net);
     out.fenced.push(sb.container);
   }

@@ -18,6 +18,7 @@
 import * as path from 'node:path';
 import { CoiError, ErrorCodes } from '../../errors';
 import { nodeResolve4 } from './allowlist';
+import { firewallCmdExec } from './firewalld-runner';
 import { nftExec } from './nft';
 import type { NetworkControllerOptions } from './controller';
 import { tablesFor, validScope } from './names';
@@ -52,6 +53,7 @@ export function networkOptionsFromEnv(env: NodeJS.ProcessEnv): { scope: string; 
       resolve4: nodeResolve4(),
       ...(env.COI_NFT ? { nft: nftExec({ binary: env.COI_NFT }) } : {}),
       ...(resolvers.length ? { resolvers } : {}),
+      firewalld: firewallCmdExec(),
       timing: { floorSec: Math.max(1, seconds(env, 'COI_NET_TTL_FLOOR_SEC', 60)), graceSec: seconds(env, 'COI_NET_GRACE_SEC', 600) },
     },
   };

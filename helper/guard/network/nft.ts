@@ -127,3 +127,8 @@ export async function listInstalledRules(nft: NftExec = systemNft, tables: Table
   const r = await run(nft, ['-j', 'list', 'ruleset'], undefined, 'list the network rules');
   return parseInstalledRules(r.stdout, tables);
 }
+
+/** The whole ruleset as nft prints it (to see which marks other guards' tables use). */
+export async function listRulesetText(nft: NftExec = systemNft): Promise<string> {
+  return (await run(nft, ['list', 'ruleset'], undefined, 'list the network rules')).stdout;
+}

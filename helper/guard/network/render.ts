@@ -73,11 +73,10 @@ import {
   TableNames,
 } from './names';
 import { BootBlock, NETWORK_MODES, NetworkState, SandboxNetwork } from './types';
+import { HOST_TAG, MARK_MASK, markOf, MAX_ID, MAX_TAG } from './marks';
 
-/** Bits of skb->mark that carry the sandbox id from ingress to the inet hooks. */
-export const MARK_MASK = 0x0fff0000;
-export const MARK_SHIFT = 16;
-export const MAX_FILTERED_SANDBOXES = MARK_MASK >>> MARK_SHIFT; // 4095
+/** The most sandboxes with filtered networks one guard can tell apart (ids in the mark, see marks.ts). */
+export const MAX_FILTERED_SANDBOXES = MAX_ID;
 
 const INGRESS_PRIORITY = -500;
 const FILTER_PRIORITY = -300;
@@ -111,11 +110,11 @@ export interface RenderOptions {
   /** Our tables' names (default `coi_guard` and `coi_guard_ingress`). */
   tables?: TableNames;
   /**
-   * Sandbox ids in the mark start after this. A scoped guard (tests) uses a
-   * range of its own, so the host guard's vmap never takes its packets for
-   * one of its own sandboxes: each table's vmap sees every marked packet.
+   * This guard's tag in the mark (default: the host guard's). Each table's
+   * vmap sees every marked packet, so each guard needs a tag of its own
+   * (see marks.ts).
    */
-  idBase?: number;
+  tag?: number;
 }
 
 /** A sandbox after validation, with everything the script needs precomputed. */
@@ -128,6 +127,8 @@ interface Prepared {
   nets: Cidr4[];
   dns: Array<{ ip: number; timeoutS?: number }>;
   ports: number[];
+  /** `[[network.hosts]]` and the metadata endpoint when unblocked: addresses let through before any refusal. */
+  exceptions: Array<{ ip: number; ports: number[] }>;
 }
 
 function invalid(message: string, details?: Record<string, unknown>): CoiError {
@@ -184,7 +185,40 @@ function prepareSandbox(s: SandboxNetwork, now: number): Omit<Prepared, 'id'> {
     }
     ports = [...new Set(s.allowedPorts ?? [])].sort((a, b) => a - b);
   }
-  return { s, key, gateway, nets, dns, ports };
+  return { s, key, gateway, nets, dns, ports, exceptions: s.mode === 'open' ? [] : exceptionsOf(s) };
+}
+
+const METADATA_IP = parseIpv4('169.254.169.254')!;
+
+function validPorts(s: SandboxNetwork, list: readonly number[]): number[] {
+  for (const p of list) if (!Number.isInteger(p) || p < 1 || p > 65535) throw invalid(`sandbox ${s.container}: ${p} is not a port number`);
+  return [...new Set(list)].sort((a, b) => a - b);
+}
+
+/** One entry per address; an entry without ports (every port) absorbs any with ports. */
+function exceptionsOf(s: SandboxNetwork): Prepared['exceptions'] {
+  const byIp = new Map<number, number[] | undefined>();
+  const add = (ip: number, ports: number[]) => {
+    if (!byIp.has(ip)) byIp.set(ip, ports.length ? ports : undefined);
+    else {
+      const had = byIp.get(ip);
+      byIp.set(ip, had && ports.length ? [...new Set([...had, ...ports])].sort((a, b) => a - b) : undefined);
+    }
+  };
+  if (s.allowMetadata) add(METADATA_IP, []);
+  for (const h of s.allowHosts ?? []) {
+    const ip = parseIpv4(h.ip);
+    if (ip === undefined) throw invalid(`sandbox ${s.container}: host address ${JSON.stringify(h.ip)} is not IPv4`, { container: s.container, ip: h.ip });
+    add(ip, validPorts(s, h.ports));
+  }
+  return [...byIp.entries()].map(([ip, ports]) => ({ ip, ports: ports ?? [] })).sort((a, b) => a.ip - b.ip);
+}
+
+/** Accepts for the exceptions, placed before the refusals they override. */
+function exceptionRules(p: Prepared): string[] {
+  return p.exceptions.map((e) =>
+    e.ports.length === 0 ? `ip daddr ${formatIpv4(e.ip)} accept` : `ip daddr ${formatIpv4(e.ip)} meta l4proto { tcp, udp } th dport { ${e.ports.join(', ')} } accept`,
+  );
 }
 
 function validateUnique(prepared: ReadonlyArray<Omit<Prepared, 'id'>>, boots: readonly BootBlock[]): void {
@@ -246,7 +280,7 @@ function block(lines: string[], indent: string): string[] {
   return lines.map((l) => (l === '' ? '' : indent + l));
 }
 
-function ingressChain(p: Prepared): string[] {
+function ingressChain(p: Prepared, mark: string): string[] {
   const { s, key } = p;
   const body: string[] = [
     `type filter hook ingress device "${s.hostIface}" priority ${INGRESS_PRIORITY}; policy accept;`,
@@ -259,7 +293,7 @@ function ingressChain(p: Prepared): string[] {
       ...dropLogged(key, 'meta protocol ip6', RULES.ipv6),
       ...dropLogged(key, 'meta protocol != { ip, arp }', RULES.l2),
       // Keep other users' mark bits; ours say which sandbox this is.
-      `meta protocol ip meta mark set meta mark and ${hex(~MARK_MASK >>> 0)} or ${hex(p.id << MARK_SHIFT)}`,
+      `meta protocol ip meta mark set meta mark and ${hex(~MARK_MASK >>> 0)} or ${mark}`,
     );
   }
   return [`chain ${chainIngress(key)} {`, ...block(body, '\t'), '}'];
@@ -289,6 +323,8 @@ function restrictedChain(p: Prepared): string[] {
     // The sandbox's own resolver and DHCP server. The DHCP client's first packets go to the limited broadcast.
     `ip daddr ${gateway} meta l4proto { tcp, udp } th dport 53 accept`,
     `udp sport 68 udp dport 67 ip daddr { ${gateway}, 255.255.255.255 } accept`,
+    // [[network.hosts]] and an unblocked metadata endpoint: reachable although private or link-local.
+    ...exceptionRules(p),
   ];
   if (!s.allowLocalNetwork) body.push(...refuse(key, `ip daddr { ${PRIVATE.join(', ')} }`, RULES.private));
   for (const sp of SPECIAL) {
@@ -308,6 +344,7 @@ function allowlistChain(p: Prepared): string[] {
     // Before the allow sets: names were resolved on the host, and DNS to anyone (an allowed address
     // included) could carry a tunnel.
     ...refuse(key, 'meta l4proto { tcp, udp } th dport 53', RULES.dns),
+    ...exceptionRules(p),
   ];
   for (const set of [setAllowNet(key), setAllowDns(key)]) {
     if (p.ports.length === 0) {
@@ -354,12 +391,13 @@ export function renderRuleset(state: NetworkState, opts: RenderOptions): string 
   validateUnique(base, boots.map(([, b]) => b));
 
   const tables = opts.tables ?? DEFAULT_TABLES;
-  const idBase = opts.idBase ?? 0;
-  if (!Number.isInteger(idBase) || idBase < 0 || idBase >= MAX_FILTERED_SANDBOXES) throw invalid(`idBase ${idBase} is out of range`);
-  let nextId = idBase + 1;
+  const tag = opts.tag ?? HOST_TAG;
+  if (!Number.isInteger(tag) || tag < 1 || tag > MAX_TAG || tag % 2 === 0) throw invalid(`mark tag ${tag} is not an odd number from 1 to ${MAX_TAG}`);
+  let nextId = 1;
   const prepared: Prepared[] = base.map((p) => ({ ...p, id: p.s.mode === 'open' ? 0 : nextId++ }));
   const filtered = prepared.filter((p) => p.id > 0);
-  if (filtered.length > MAX_FILTERED_SANDBOXES - idBase) throw invalid(`at most ${MAX_FILTERED_SANDBOXES - idBase} sandboxes with filtered networks are supported, ${filtered.length} requested`);
+  if (filtered.length > MAX_ID) throw invalid(`at most ${MAX_ID} sandboxes with filtered networks are supported, ${filtered.length} requested`);
+  const mark = (p: Prepared) => hex(markOf(tag, p.id));
 
   const lines: string[] = [...resetLines(tables)];
 
@@ -368,7 +406,7 @@ export function renderRuleset(state: NetworkState, opts: RenderOptions): string 
     const limitKeys = [...new Set([...filtered.map((p) => p.key), ...boots.map(([k]) => k)])].sort(byString);
     for (const k of limitKeys) t.push(`limit ${limitLog(k)} { ${LOG_RATE} }`);
     for (const [, b] of boots) t.push('', ...bootChain(b));
-    for (const p of prepared) t.push('', ...ingressChain(p));
+    for (const p of prepared) t.push('', ...ingressChain(p, mark(p)));
     lines.push('', `table ${INGRESS_FAMILY} ${tables.ingress} {`, ...block(t, '\t'), '}');
   }
 
@@ -379,9 +417,9 @@ export function renderRuleset(state: NetworkState, opts: RenderOptions): string 
     t.push('', 'chain refuse {', '\tmeta l4proto tcp reject with tcp reset', '\treject with icmpx admin-prohibited', '}');
     for (const p of filtered) {
       const body = p.s.mode === 'restricted' ? restrictedChain(p) : allowlistChain(p);
-      t.push('', `# ${p.s.mode}, mark ${hex(p.id << MARK_SHIFT)}`, `chain ${chainSandbox(p.key)} {`, ...block(body, '\t'), '}');
+      t.push('', `# ${p.s.mode}, mark ${mark(p)}`, `chain ${chainSandbox(p.key)} {`, ...block(body, '\t'), '}');
     }
-    const vmap = filtered.map((p) => `${hex(p.id << MARK_SHIFT)} : jump ${chainSandbox(p.key)}`).join(', ');
+    const vmap = filtered.map((p) => `${mark(p)} : jump ${chainSandbox(p.key)}`).join(', ');
     for (const hook of ['forward', 'input'] as const) {
       t.push(
         '',

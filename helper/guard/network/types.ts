@@ -31,6 +31,16 @@ export interface SandboxNetwork {
   resolvedIps: ResolvedIp[];
   /** allowlist: when given, only these TCP/UDP ports (plus ICMP echo) on allowed addresses. */
   allowedPorts?: number[];
+  /** `block_metadata_endpoint = false`: 169.254.169.254 reachable (restricted and allowlist). */
+  allowMetadata?: boolean;
+  /** `[[network.hosts]]`: these addresses reachable in restricted and allowlist, on `ports` when not empty. */
+  allowHosts?: HostAllow[];
+}
+
+export interface HostAllow {
+  ip: string;
+  /** TCP/UDP ports; empty = every port and protocol. */
+  ports: number[];
 }
 
 /**

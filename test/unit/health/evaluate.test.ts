@@ -175,14 +175,19 @@ describe('health evaluation', () => {
     assert.equal(checkOf(f, 'network_bridge').check.status, 'failed');
   });
 
-  test('firewalld: fine when off or when the bridge is trusted, a warning with the zone command otherwise', () => {
+  test('firewalld: fine when off or when its zone passes sandbox traffic; otherwise a warning saying what it would block, with the zone command', () => {
     const f = healthy();
-    f.firewalld = { running: true, zoneOfBridge: 'public' };
+    f.firewalld = { running: true, zoneOfBridge: 'public', explicit: true, blocks: ['DHCP from the sandboxes to the host (udp 67): new sandboxes get no address', 'DNS from the sandboxes to the host (53): names do not resolve inside'] };
     const c = checkOf(f, 'firewalld').check;
     assert.equal(c.status, 'warning');
+    assert.match(c.message, /coibr0 is in the zone "public"; firewalld would block: DHCP .*; DNS /);
     assert.match(c.remedy!.shell!, /--zone=trusted --add-interface=coibr0/);
-    f.firewalld = { running: true, zoneOfBridge: 'trusted' };
+    f.firewalld = { running: true, zoneOfBridge: 'public', explicit: false, blocks: ['DHCP'] };
+    assert.match(checkOf(f, 'firewalld').check.message, /in no zone of its own, so in the default zone "public" \(the guard moves it/);
+    f.firewalld = { running: true, zoneOfBridge: 'trusted', explicit: true, blocks: [] };
     assert.equal(checkOf(f, 'firewalld').check.status, 'ok');
+    f.firewalld = { running: true, error: 'no D-Bus' };
+    assert.match(checkOf(f, 'firewalld').check.message, /unknown \(no D-Bus\)/);
   });
 
   test('orphans are a fixable warning that names each; missing nft fails', () => {

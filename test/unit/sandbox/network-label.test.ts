@@ -11,6 +11,8 @@ const cfg = (over: Partial<NetworkConfig> = {}): NetworkConfig => ({
   allowed_ports: [],
   refresh_interval_minutes: 30,
   dns_servers: [],
+  block_metadata_endpoint: true,
+  hosts: [],
   ...over,
 });
 
@@ -27,6 +29,31 @@ test('allowlist splits addresses from names, dedupes, and leaves out (with a war
   assert.deepEqual(label, { v: 1, mode: 'allowlist', allowLocal: false, cidrs: ['198.51.100.3', '10.0.0.0/8'], domains: ['api.example.com'], ports: [80, 443], refreshMin: 30, dns: ['10.213.0.2'] });
   assert.equal(warnings.length, 1);
   assert.match(warnings[0]!, /x\.test:443.*left out/);
+});
+
+test('block_metadata_endpoint = false and [[network.hosts]] are recorded; at their defaults the label is unchanged', () => {
+  assert.deepEqual(networkLabelFromConfig(cfg({ block_metadata_endpoint: false })).label, { ...DEFAULT_NETWORK, metadata: true });
+  const { label, warnings } = networkLabelFromConfig(
+    cfg({
+      hosts: [
+        { ip: '10.99.0.2', hostnames: ['DB.lan', 'db'], ports: [5432] },
+        { ip: '10.99.0.2', hostnames: ['db'], ports: [6432] },
+        { ip: '192.168.1.9', hostnames: ['nas.lan'], ports: [] },
+        { ip: '192.168.1.9', hostnames: ['nas'], ports: [445] },
+      ],
+    }),
+  );
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(label.hosts, [
+    { ip: '10.99.0.2', names: ['db.lan', 'db'], ports: [5432, 6432] },
+    { ip: '192.168.1.9', names: ['nas.lan', 'nas'], ports: [] },
+  ]);
+  assert.deepEqual(parseNetworkLabel(encodeNetworkLabel(label)), { ok: true, label, missing: false });
+  // A hostile label cannot smuggle text into the rules or /etc/hosts.
+  for (const hosts of [[{ ip: '1.2.3.4; flush ruleset', names: ['a'], ports: [] }], [{ ip: '1.2.3.4', names: ['a\n6.6.6.6 evil'], ports: [] }], [{ ip: '1.2.3.4', names: [], ports: [] }]]) {
+    assert.equal(parseNetworkLabel(JSON.stringify({ ...DEFAULT_NETWORK, hosts })).ok, false, JSON.stringify(hosts));
+  }
+  assert.equal(parseNetworkLabel(JSON.stringify({ ...DEFAULT_NETWORK, metadata: false })).ok, false, 'metadata is only ever "true" or absent');
 });
 
 test('the label round-trips; a missing one means the defaults; anything else that does not parse is an error', () => {

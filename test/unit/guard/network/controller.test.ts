@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { CoiError, ErrorCodes } from '../../../../helper/errors';
-import type { DnsAnswer } from '../../../../helper/guard/network/allowlist';
+import { DnsAnswer, HOSTS_BEGIN, HOSTS_END } from '../../../../helper/guard/network/allowlist';
 import { NetworkController } from '../../../../helper/guard/network/controller';
 import type { ExecResult, NftExec } from '../../../../helper/guard/network/nft';
 import type { IncusClient } from '../../../../helper/incus/client';
@@ -39,10 +39,12 @@ function inst(name: string, label: NetworkLabel | undefined = restricted, extra:
   };
 }
 
-function world() {
+function world(timing = { floorSec: 1, graceSec: 1 }) {
   const instances = new Map<string, InstanceFull>();
   const files = new Map<string, string>();
   const scripts: string[] = [];
+  const pushes: Array<{ file: string; content: string; applied: string }> = [];
+  let lastApplied = '';
   let nftDelayMs = 0;
   let nftFails = false;
   const answers = new Map<string, DnsAnswer[] | Error>();
@@ -59,13 +61,17 @@ function world() {
     pullFile: async (name: string, p: string) => ({ type: 'file' as const, content: Buffer.from(files.get(`${name}:${p}`) ?? '127.0.0.1\tlocalhost\n'), mode: 0o644, uid: 0, gid: 0 }),
     pushFile: async (name: string, p: string, content: Buffer) => {
       files.set(`${name}:${p}`, content.toString());
+      // What the kernel had when this file landed: the last script nft applied successfully.
+      pushes.push({ file: `${name}:${p}`, content: content.toString(), applied: lastApplied });
     },
   } as unknown as IncusClient;
   const nft: NftExec = async (args): Promise<ExecResult> => {
     if (nftDelayMs) await new Promise((r) => setTimeout(r, nftDelayMs));
     if (args[0] === '-f') scripts.push(readFileSync(args[1]!, 'utf8'));
     if (args[0] === '-j') return { code: 0, signal: null, stdout: '{"nftables": []}', stderr: '' };
-    return nftFails ? { code: 1, signal: null, stdout: '', stderr: 'Error: boom' } : { code: 0, signal: null, stdout: '', stderr: '' };
+    if (nftFails) return { code: 1, signal: null, stdout: '', stderr: 'Error: boom' };
+    if (args[0] === '-f') lastApplied = scripts[scripts.length - 1]!;
+    return { code: 0, signal: null, stdout: '', stderr: '' };
   };
   const dir = mkdtempSync(path.join(tmpdir(), 'coi-netctl-'));
   dirs.push(dir);
@@ -85,13 +91,14 @@ function world() {
       if (a instanceof Error) throw a;
       return a;
     },
-    timing: { floorSec: 1, graceSec: 1 },
+    timing,
   });
   return {
     ctl,
     instances,
     files,
     scripts,
+    pushes,
     answers,
     asked,
     dir,
@@ -181,5 +188,45 @@ test('allowlist: names resolved by the guard\'s resolver, allowed with timeouts,
   await w.ctl.reconcile('deleted');
   assert.doesNotMatch(w.scripts[w.scripts.length - 1]!, /coi-al-1/);
   assert.throws(() => readFileSync(path.join(w.dir, 'cache', 'coi-al-1.json')));
+  w.ctl.stop();
+});
+
+test('allowlist: /etc/hosts never names an address before the installed rules allow it, and a failed apply leaves it as it was', async () => {
+  // A long grace: the old address stays allowed (by the rules and the bookkeeping) throughout.
+  const w = world({ floorSec: 1, graceSec: 60 });
+  const al: NetworkLabel = { ...restricted, mode: 'allowlist', domains: ['moving.test'], refreshMin: 1 };
+  w.instances.set('coi-mv-1', inst('coi-mv-1', al));
+  w.answers.set('moving.test', [{ address: '198.51.100.2', ttl: 1 }]);
+  await w.ctl.secure('coi-mv-1');
+  // The next answer cannot be applied: the name must not move in /etc/hosts.
+  w.setNftFails(true);
+  w.answers.set('moving.test', [{ address: '198.51.100.4', ttl: 1 }]);
+  const failing = w.scripts.length;
+  while (w.scripts.length < failing + 2) await new Promise((res) => setTimeout(res, 50));
+  await new Promise((res) => setTimeout(res, 200));
+  assert.match(w.files.get('coi-mv-1:/etc/hosts')!, /^198\.51\.100\.2\tmoving\.test$/m, 'the old address stays while the fence has not moved');
+  assert.doesNotMatch(w.files.get('coi-mv-1:/etc/hosts')!, /198\.51\.100\.4/);
+  w.setNftFails(false);
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline && !/198\.51\.100\.4\tmoving\.test/.test(w.files.get('coi-mv-1:/etc/hosts') ?? '')) await new Promise((res) => setTimeout(res, 50));
+  // Every write of /etc/hosts landed after an apply that allowed each address it names.
+  for (const p of w.pushes.filter((x) => x.file === 'coi-mv-1:/etc/hosts')) {
+    for (const m of p.content.matchAll(/^(\d+\.\d+\.\d+\.\d+)\tmoving\.test$/gm)) {
+      assert.match(p.applied, new RegExp(`set al_coi-mv-1_dns \\{[^}]*elements = \\{[^}]*${m[1]!.replace(/\./g, '\\.')} timeout`), `${m[1]} was in the rules before /etc/hosts named it`);
+    }
+  }
+  assert.match(w.files.get('coi-mv-1:/etc/hosts')!, /^198\.51\.100\.4\tmoving\.test$/m);
+  w.ctl.stop();
+});
+
+test('[[network.hosts]]: written into /etc/hosts of a restricted sandbox at secure, and let through by its rules', async () => {
+  const w = world();
+  w.instances.set('coi-h-1', inst('coi-h-1', { ...restricted, hosts: [{ ip: '10.99.0.2', names: ['db.lan', 'db'], ports: [5432] }], metadata: true }));
+  w.files.set('coi-h-1:/etc/hosts', '127.0.0.1\tlocalhost\n10.0.0.9\tmine\n');
+  await w.ctl.secure('coi-h-1');
+  assert.equal(w.files.get('coi-h-1:/etc/hosts'), `127.0.0.1\tlocalhost\n10.0.0.9\tmine\n${HOSTS_BEGIN}\n10.99.0.2\tdb.lan\n10.99.0.2\tdb\n${HOSTS_END}\n`);
+  const script = w.scripts[w.scripts.length - 1]!;
+  assert.match(script, /ip daddr 10\.99\.0\.2 meta l4proto \{ tcp, udp \} th dport \{ 5432 \} accept/);
+  assert.match(script, /ip daddr 169\.254\.169\.254 accept/);
   w.ctl.stop();
 });

@@ -76,11 +76,11 @@ test('what cannot be fenced is never left open: bad labels and unknown gateways 
 
 test('a scoped guard renders into its own tables and numbers its sandboxes apart from the host guard\'s', () => {
   const d = desiredState([managedSandboxOf(inst('t1', { config: { 'user.coi.guard-scope': 'tx1' } }), 'tx1')!], { gateways, resolved: new Map() });
-  const script = renderRuleset(d.state, { now: 0, tables: tablesFor('tx1'), idBase: 2048 });
+  const script = renderRuleset(d.state, { now: 0, tables: tablesFor('tx1'), tag: 3 });
   assert.match(script, /^table inet coi_guard_tx1 \{$/m);
   assert.match(script, /^table netdev coi_guard_ingress_tx1 \{$/m);
   assert.doesNotMatch(script, /table inet coi_guard \{|coi_guard_ingress \{/);
-  assert.match(script, /vmap \{ 0x08010000 : jump sb_t1 \}/);
+  assert.match(script, /vmap \{ 0x0c010000 : jump sb_t1 \}/);
   assert.throws(() => tablesFor('Bad scope'));
 });
 

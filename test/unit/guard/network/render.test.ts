@@ -68,13 +68,13 @@ test('restricted: the ingress chain on the veth drops IPv6, VLAN and other L2 fr
   assert.ok(c.includes('ether type { 8021q, 8021ad } drop'));
   assert.ok(c.includes('meta protocol != { ip, arp } drop'));
   assert.ok(c.includes('meta protocol ip6 limit name "lg_web" log prefix "coi:drop:web:ipv6 " level info'));
-  assert.equal(c[c.length - 1], 'meta protocol ip meta mark set meta mark and 0xf000ffff or 0x00010000');
+  assert.equal(c[c.length - 1], 'meta protocol ip meta mark set meta mark and 0x0000ffff or 0x04010000');
   // The inet hooks dispatch on that mark, after letting established flows through.
   for (const hook of ['forward', 'input']) {
     assert.deepEqual(chain(script, hook), [
       `type filter hook ${hook} priority -300; policy accept;`,
       'ct state established,related accept',
-      'meta mark and 0x0fff0000 vmap { 0x00010000 : jump sb_web }',
+      'meta mark and 0xffff0000 vmap { 0x04010000 : jump sb_web }',
     ]);
   }
   // The container's IP appears nowhere: root inside can change it.
@@ -140,6 +140,39 @@ test('allowlist with allowedPorts: only those TCP/UDP ports and ICMP echo on all
   assert.doesNotMatch(script, /elements = \{ \}/);
 });
 
+test('network.hosts and an unblocked metadata endpoint: accepted (on their ports) before any refusal, in restricted and allowlist', () => {
+  const hosts = [
+    { ip: '10.99.0.2', ports: [8080, 443, 8080] },
+    { ip: '192.168.1.5', ports: [] },
+    // The same address twice: "every port" absorbs the ports of the other entry.
+    { ip: '192.168.1.5', ports: [22] },
+  ];
+  const script = renderRuleset(
+    {
+      sandboxes: [
+        sb({ container: 'r', hostIface: 'vr', allowMetadata: true, allowHosts: hosts }),
+        sb({ container: 'a', hostIface: 'va', mode: 'allowlist', allowMetadata: true, allowHosts: hosts, allowedPorts: [443] }),
+        sb({ container: 'plain', hostIface: 'vp' }),
+      ],
+      blockAll: [],
+    },
+    { now },
+  );
+  const want = ['ip daddr 10.99.0.2 meta l4proto { tcp, udp } th dport { 443, 8080 } accept', 'ip daddr 169.254.169.254 accept', 'ip daddr 192.168.1.5 accept'];
+  const r = chain(script, 'sb_r');
+  const firstRefusal = indexOfMatch(r, /goto refuse$/);
+  for (const w of want) assert.ok(r.indexOf(w) >= 0 && r.indexOf(w) < firstRefusal, `restricted: "${w}" before the first refusal:\n${r.join('\n')}`);
+  // The rest of link-local (and so metadata's neighbours) stays refused.
+  assert.match(r.join('\n'), /ip daddr 169\.254\.0\.0\/16 goto refuse/);
+  const a = chain(script, 'sb_a');
+  const dns = indexOfMatch(a, /th dport 53 goto refuse$/);
+  for (const w of want) assert.ok(a.indexOf(w) > dns && a.indexOf(w) < indexOfMatch(a, /notallowed/), `allowlist: "${w}" after the DNS refusal, before the final one`);
+  // Neither leaks into another sandbox.
+  assert.doesNotMatch(chain(script, 'sb_plain').join('\n'), /169\.254\.169\.254 accept|10\.99\.0\.2|192\.168\.1\.5/);
+  expectInvalid(() => renderRuleset({ sandboxes: [sb({ container: 'x', hostIface: 'vx', allowHosts: [{ ip: '10.0.0.300', ports: [] }] })], blockAll: [] }, { now }), /host address/);
+  expectInvalid(() => renderRuleset({ sandboxes: [sb({ container: 'x', hostIface: 'vx', allowHosts: [{ ip: '10.0.0.3', ports: [0] }] })], blockAll: [] }, { now }), /not a port/);
+});
+
 test('open: counted on the veth, never filtered, and no inet table when no sandbox is filtered', () => {
   const script = renderRuleset({ sandboxes: [sb({ container: 'free', hostIface: 'vfree', mode: 'open', gatewayV4: '' })], blockAll: [] }, { now });
   assert.deepEqual(chain(script, 'in_free'), [
@@ -189,7 +222,7 @@ test('the same state renders byte-identical scripts, whatever order it comes in'
   assert.equal(renderRuleset(s1, { now }), r1);
   assert.equal(renderRuleset(s2, { now }), r1);
   // Marks follow the sorted keys: alpha 1, beta 2; open gamma has none.
-  assert.match(r1, /vmap \{ 0x00010000 : jump sb_alpha, 0x00020000 : jump sb_beta \}/);
+  assert.match(r1, /vmap \{ 0x04010000 : jump sb_alpha, 0x04020000 : jump sb_beta \}/);
 });
 
 test('hostile container names become safe, distinct keys; they cannot break out of a name or a string', () => {
