@@ -7,6 +7,7 @@ export async function attachTerminal(mgr: SandboxManager, name: string, ctx: Cli
   const wasRaw = stdin.isTTY ? stdin.isRaw : false;
   if (stdin.isTTY) stdin.setRawMode(true);
   stdin.resume();
+  let endedBy: 'deleted' | 'stopped' | undefined;
   try {
     const session = await mgr.attach(name, {
       input: stdin,
@@ -18,9 +19,15 @@ export async function attachTerminal(mgr: SandboxManager, name: string, ctx: Cli
     process.stdout.on('resize', onResize);
     await session.done;
     process.stdout.off('resize', onResize);
+    endedBy = session.endedBy();
   } finally {
     if (stdin.isTTY) stdin.setRawMode(wasRaw);
     stdin.pause();
+  }
+  if (endedBy) {
+    // The terminal still shows tmux's last screen: start the message on a clean line.
+    ctx.err(`\r\n\x1b[0mcoi: ${name} was ${endedBy === 'deleted' ? 'deleted' : 'stopped'} while attached; the session is gone (workspace files are kept)\n`);
+    return 1;
   }
   const after = await mgr.get(name).catch(() => undefined);
   if (!after) ctx.err(`coi: ${name} ended and was removed; workspace files are kept\n`);

@@ -138,3 +138,16 @@ export function lifecycleOf(e: RawEvent): { action: string; source: string } | u
   if (!md || typeof md.action !== 'string' || typeof md.source !== 'string') return undefined;
   return { action: md.action, source: md.source };
 }
+
+/**
+ * Whether a raw event says that the instance `name` stopped or was deleted:
+ * what ends any session attached to it.
+ */
+export function instanceEnded(e: RawEvent, name: string): 'deleted' | 'stopped' | undefined {
+  const lc = lifecycleOf(e);
+  const m = lc && /^\/1\.0\/instances\/([^/?]+)(?:\?.*)?$/.exec(lc.source);
+  if (!lc || !m || decodeURIComponent(m[1]!) !== name) return undefined;
+  if (lc.action === 'instance-deleted') return 'deleted';
+  if (lc.action === 'instance-stopped' || lc.action === 'instance-shutdown') return 'stopped';
+  return undefined;
+}

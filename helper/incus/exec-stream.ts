@@ -31,6 +31,13 @@ export interface InteractiveExecOptions {
   height: number;
   input: Readable;
   output: Writable;
+  /**
+   * Ends the session from our side: the websockets are dropped and `done`
+   * resolves with -1 without waiting for the operation. For when the instance
+   * is gone: Incus then neither closes the pty's websocket nor ends the
+   * operation, so nothing else would.
+   */
+  end?: AbortSignal;
 }
 
 export interface InteractiveSession {
@@ -128,13 +135,23 @@ export async function execInteractive(incus: IncusClient, name: string, command:
     if (pty.readyState === pty.OPEN) pty.send(d);
   };
   opts.input.on('data', onInput);
+  const ended = new Promise<number>((resolve) => {
+    if (opts.end?.aborted) resolve(-1);
+    opts.end?.addEventListener('abort', () => resolve(-1), { once: true });
+  });
   const done = (async () => {
     try {
-      const [r] = await Promise.all([incus.waitOperation(op, { timeoutMs: 365 * 24 * 3600 * 1000 }), closed(pty)]);
-      return exitCodeOf(r.metadata);
+      const finished = Promise.all([incus.waitOperation(op, { timeoutMs: 365 * 24 * 3600 * 1000, ...(opts.end ? { signal: opts.end } : {}) }), closed(pty)]).then(([r]) => exitCodeOf(r.metadata));
+      // The losing wait is left to fail on its own; its rejection means nothing then.
+      finished.catch(() => undefined);
+      return await Promise.race([finished, ended]);
     } finally {
       opts.input.off('data', onInput);
-      if (control.readyState === control.OPEN) control.close();
+      if (opts.end?.aborted) {
+        // The peer is gone: a close handshake would never be answered.
+        pty.terminate();
+        control.terminate();
+      } else if (control.readyState === control.OPEN) control.close();
     }
   })();
   return {

@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { CoiError, ErrorCodes, toCoiError } from '../errors';
 import type { IncusClient } from '../incus/client';
+import { instanceEnded } from '../incus/events';
 import { execInteractive, execStream, InteractiveSession } from '../incus/exec-stream';
 import type { InstanceCreate, InstanceFull, Profile } from '../incus/types';
 import type { MonitorPolicy } from '../guard/monitor/policy';
@@ -144,6 +145,14 @@ export function resolveWorkspace(input: string, home: string): string {
     });
   }
   return real;
+}
+
+/** How long a stopped sandbox's exec may take to end by itself before an attached session is ended for it. */
+export const ATTACH_STOP_GRACE_MS = 2_000;
+
+export interface AttachSession extends InteractiveSession {
+  /** Set when the session was ended because the sandbox went away under it. */
+  endedBy(): 'deleted' | 'stopped' | undefined;
 }
 
 export class SandboxManager {
@@ -632,21 +641,53 @@ export class SandboxManager {
     }
   }
 
-  /** Attaches a terminal to the agent's tmux session. */
-  async attach(name: string, io: { input: Readable; output: Writable; width: number; height: number }): Promise<InteractiveSession> {
+  /**
+   * Attaches a terminal to the agent's tmux session. The session also ends
+   * when the sandbox is deleted or stopped under it: Incus then leaves the
+   * exec's websocket open and its operation running, so we watch the
+   * instance's lifecycle events and end the session ourselves.
+   */
+  async attach(name: string, io: { input: Readable; output: Writable; width: number; height: number }): Promise<AttachSession> {
     const sb = await this.get(name);
     if (sb.state === 'frozen') throw new CoiError(ErrorCodes.NOT_PERMITTED, `${name} is frozen by the guard`, { remedy: { title: 'Review the alert, then resume it', shell: `coi resume ${name}` } });
     if (sb.state !== 'running') throw new CoiError(ErrorCodes.NOT_PERMITTED, `${name} is ${sb.state}`, { remedy: { title: 'Start a session', shell: 'coi shell' } });
-    return execInteractive(this.d.incus, name, ['tmux', 'attach-session', '-t', tmuxSession(name)], {
-      user: this.s.codeUid,
-      group: this.s.codeGid,
-      cwd: WORKSPACE_MOUNT,
-      env: { ...this.agentEnv(), TERM: sanitizeTerm(this.d.host.env.TERM) },
-      width: io.width,
-      height: io.height,
-      input: io.input,
-      output: io.output,
+    const end = new AbortController();
+    let endedBy: 'deleted' | 'stopped' | undefined;
+    let grace: NodeJS.Timeout | undefined;
+    const events = this.d.incus.events({ types: ['lifecycle'], onLog: (m) => this.d.log.debug(m) });
+    events.on('event', (e) => {
+      const what = instanceEnded(e, name);
+      if (!what || end.signal.aborted) return;
+      if (endedBy !== 'deleted') endedBy = what;
+      // A stop usually ends the exec by itself (tmux dies with the container); a delete never does.
+      if (what === 'deleted') end.abort();
+      else grace ??= setTimeout(() => end.abort(), ATTACH_STOP_GRACE_MS);
     });
+    const stopWatching = () => {
+      if (grace) clearTimeout(grace);
+      events.close();
+    };
+    try {
+      // Without events the session still works; it just cannot notice a delete.
+      await events.ready(5_000).catch((e: unknown) => this.d.log.warn(`attach ${name}: no Incus events, a delete under the session will go unnoticed: ${toCoiError(e).message}`));
+      // Gone between the look above and the subscription: no event will come.
+      if (!(await this.d.incus.instanceExists(name))) throw new CoiError(ErrorCodes.NOT_FOUND, `${name} was deleted`);
+      const session = await execInteractive(this.d.incus, name, ['tmux', 'attach-session', '-t', tmuxSession(name)], {
+        user: this.s.codeUid,
+        group: this.s.codeGid,
+        cwd: WORKSPACE_MOUNT,
+        env: { ...this.agentEnv(), TERM: sanitizeTerm(this.d.host.env.TERM) },
+        width: io.width,
+        height: io.height,
+        input: io.input,
+        output: io.output,
+        end: end.signal,
+      });
+      return { resize: (w, h) => session.resize(w, h), done: session.done.finally(stopWatching), endedBy: () => (end.signal.aborted ? endedBy : undefined) };
+    } catch (e) {
+      stopWatching();
+      throw e;
+    }
   }
 
   /**
