@@ -15,7 +15,6 @@ import {
   choicesKey,
   confirmation,
   describeChoices,
-  helperCommandLine,
   HelperBinary,
   OpenChoices,
   openParams,
@@ -42,6 +41,8 @@ import {
   workspaceOf,
 } from './commands/args';
 import { registerAlerts } from './alerts';
+import { ImageBuilds } from './build/command';
+import { HealthChecks } from './health/command';
 import { HelperProcess, helperSpawnArgs } from './helper/process';
 import { setupCommandLine } from './setup';
 import { AgentTerminals, attachTerminalOptions } from './terminals';
@@ -209,12 +210,6 @@ export function activate(context: vscode.ExtensionContext): void {
     await Promise.resolve(view.reveal(node, { expand, select: false, focus: false })).catch((e: unknown) => log.debug(`reveal ${id}: ${String(e)}`));
   };
 
-  const helperTerminal = (name: string, icon: string, args: string[], cwd?: string) => {
-    const terminal = vscode.window.createTerminal({ name, iconPath: new vscode.ThemeIcon(icon), ...(cwd ? { cwd } : {}) });
-    terminal.show();
-    terminal.sendText(helperCommandLine(bin, args));
-  };
-
   // ── commands ──
 
   command('coi.showHelperInfo', async () => {
@@ -351,8 +346,15 @@ export function activate(context: vscode.ExtensionContext): void {
   command('coi.snapshot.delete', snapshotCommand('coi.snapshot.delete', 'deleting', 'deleted'));
   command('coi.snapshot.branch', snapshotCommand('coi.snapshot.branch', 'branching from', 'branched from'));
 
-  command('coi.build', () => helperTerminal('COI Build', 'package', ['build']));
-  command('coi.health', () => helperTerminal('COI Health', 'pulse', ['health']));
+  const builds = new ImageBuilds(proc, log);
+  context.subscriptions.push(builds);
+  command('coi.build', async (arg) => {
+    const folder = await folderFor(arg);
+    if (folder) await builds.run(folder);
+  });
+  const health = new HealthChecks(proc, bin);
+  context.subscriptions.push(health);
+  command('coi.health', () => health.run(currentFolders()[0]));
 
   // ── the "COI Sandbox" terminal profile: attach to this workspace's sandbox, opening one if none runs ──
   context.subscriptions.push(

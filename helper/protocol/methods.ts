@@ -7,6 +7,7 @@
  * `$/…` notifications pushed to clients.
  */
 import { z } from 'zod';
+import { healthReport } from '../health/schema';
 import { notification, request } from './rpc';
 
 /** Params of a method that takes none: `{}` or omitted, and nothing else. */
@@ -575,3 +576,19 @@ export const imageSummary = z.object({
 export const ImageList = request('image/list', z.object({ all: z.boolean().default(false) }).strict(), z.object({ images: z.array(imageSummary) }));
 export const ImageInfo = request('image/info', z.object({ name: z.string().min(1).max(64) }).strict(), z.object({ image: imageSummary }));
 export const ImageDelete = request('image/delete', z.object({ name: z.string().min(1).max(64) }).strict(), z.object({ aliases: z.array(z.string()), images: z.array(z.string()) }));
+
+// ── health ──────────────────────────────────────────────────────────────────
+
+/**
+ * `coi health` for the editor: the same checks and report as
+ * `coi health --format json` (helper/health/schema.ts), for the workspace's
+ * configuration. `live` also launches a temporary sandbox (a few seconds).
+ * Fixes are not applied here: each check's remedy says how, and the editor
+ * offers it as a button.
+ */
+export const HealthCheck = request(
+  'health/check',
+  z.object({ workspace: z.string().min(1).max(4096).optional(), live: z.boolean().default(true) }).strict(),
+  z.object({ report: healthReport }),
+);
+export type HealthCheckResult = z.infer<typeof HealthCheck.result>;

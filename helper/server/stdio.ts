@@ -13,6 +13,7 @@ import { AuditRead, HelperInfo, ThreatNotification } from '../protocol/methods';
 import { notify, Router } from '../protocol/rpc';
 import { createConnection } from '../rpc/connection';
 import { Notifier, registerBuildMethods } from './builds';
+import { registerHealthMethods } from './health';
 import { registerSandboxMethods, watchSandboxes } from './sandboxes';
 import { registerSnapshotMethods } from './snapshots';
 import { forwardThreats, registerThreatMethods } from './threats';
@@ -39,6 +40,7 @@ export function helperServer(incus: IncusClient, env: NodeJS.ProcessEnv, log = c
   registerSandboxMethods(router, incus, env, log);
   registerSnapshotMethods(router, incus, env, log);
   registerThreatMethods(router, env);
+  registerHealthMethods(router, incus, env, log);
   const builds = registerBuildMethods(router, { incus, env, log, notify });
   return { router, builds };
 }
