@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { VsCode } from './harness';
+import { VsCode, waitFor } from './harness';
 
 const CONTAINER = 'coi';
 const nowhere = mkdtempSync(join(tmpdir(), 'coi-e2e-nowhere-'));
@@ -52,4 +52,34 @@ test('clicking the problem runs "Set Up This Machine": a terminal with the bundl
   // The panel's header names the terminal.
   await vs.page.locator('.part.panel').filter({ hasText: 'COI Setup' }).waitFor({ timeout: 10_000 });
   await vs.screenshot('setup-terminal');
+});
+
+test('"Check Health": the verdict with its buttons, the report in "COI Health", and a problem\'s fix-it from the quick pick', async () => {
+  await vs.runCommand('COI: Check Health');
+  const verdict = await vs.waitForNotification(/COI health: unhealthy/, 60_000);
+  await vs.screenshot('health-verdict', verdict);
+  assert.match((await verdict.locator('.notification-list-item-message').textContent()) ?? '', /unhealthy \(\d+ ok, \d+ warnings?, \d+ failed\): Incus, .*COI guard/);
+  assert.deepEqual(await vs.notificationButtons(verdict), ['Fix Problems…', 'Show Report']);
+  await verdict.locator('.monaco-button', { hasText: 'Show Report' }).click();
+  await vs.page.locator('.part.panel').filter({ hasText: 'COI Health' }).first().waitFor({ timeout: 10_000 });
+  // The channel scrolls to its end: the verdict line of the report.
+  await waitFor('the report in the output channel', async () => /^unhealthy: \d+ ok, \d+ warnings?, \d+ failed \(of \d+\)$/m.test(await vs.panelText()), 15_000);
+  await vs.screenshot('health-report');
+
+  await vs.runCommand('COI: Check Health');
+  const again = await vs.waitForNotification(/COI health: unhealthy/, 60_000);
+  await again.locator('.monaco-button', { hasText: 'Fix Problems…' }).click();
+  await vs.quickInput().waitFor({ timeout: 10_000 });
+  const rows = vs.quickInput().locator('.quick-input-list .monaco-list-row');
+  await rows.first().waitFor({ timeout: 10_000 });
+  const labels = (await rows.locator('.label-name').allTextContents()).map((s) => s.trim());
+  assert.equal(labels[0], 'Incus', 'failed checks first');
+  assert.ok(labels.includes('COI guard'), labels.join(', '));
+  await vs.screenshot('health-problems');
+  await vs.pickQuickItem('COI guard');
+  // Its remedy (sudo coi guard start) with the bundled helper; root here, so no sudo. The shell is `cat`: nothing runs.
+  const helperJs = join(vs.extensionDir(), 'dist', 'helper.js');
+  await vs.waitForTerminalLine(`env ELECTRON_RUN_AS_NODE=1 ${process.execPath} ${helperJs} guard start`);
+  await vs.page.locator('.part.panel').filter({ hasText: 'COI Fix: Start the guard' }).waitFor({ timeout: 10_000 });
+  await vs.screenshot('health-fix-terminal');
 });
