@@ -56,6 +56,8 @@ before(async () => {
   mkdirSync(join(home, '.coi'), { recursive: true });
   mkdirSync(join(folder, '.coi'), { recursive: true });
   vs = await VsCode.start({ name: 'build', folder, env: { HOME: home } });
+  // Once the COI view shows, the extension's commands are in the Palette.
+  await vs.openViewContainer('COI', 'coi');
 });
 
 after(async () => {
@@ -99,8 +101,9 @@ test('Cancel in the notification while a command runs: the build stops, its temp
   const before = channelText().length;
   await startBuild();
   const progress = await vs.waitForNotification(/COI: Building image/, 30_000);
-  // The notification follows the step's log: the command runs.
-  await vs.notification(/e2e-slow-started/).first().waitFor({ timeout: 180_000 });
+  // The command runs: its output is in the channel, and the notification is at its step.
+  await waitFor('the slow command running', () => /^.* {4}e2e-slow-started$/m.test(channelText().slice(before)), 180_000, 500);
+  await vs.notification(/COI: Building image: commands: 2 command\(s\) as root/).first().waitFor({ timeout: 10_000 });
   await vs.screenshot('cancel-before', progress);
   const temp = /temporary container (coi-build-\S+)/.exec(channelText().slice(before))?.[1];
   assert.ok(temp, 'the channel names the temporary container');
