@@ -292,7 +292,8 @@ export function probeScript(agents: Pick<ResolvedAgent, 'tool' | 'target' | 'ver
   const lines = [
     'set +e',
     'export HOME=$(mktemp -d)',
-    'v() { n=$1; shift; out=$("$@" 2>&1 | head -n1); [ -n "$out" ] && printf "%s\\t%s\\n" "$n" "$out"; }',
+    // Only what a tool prints on stdout counts: a missing tool's "command not found" is not its version.
+    'v() { n=$1; shift; out=$("$@" 2>/dev/null | head -n1); [ -n "$out" ] && printf "%s\\t%s\\n" "$n" "$out"; }',
     'v node node --version',
     'v npm npm --version',
     'v git git --version',
