@@ -17,7 +17,7 @@
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { GuardClient } from '../helper/guard/client';
 import type { IncusClient } from '../helper/incus/client';
@@ -209,6 +209,12 @@ export async function measureContainment(d: ContainmentDeps): Promise<Containmen
     await Promise.race([new Promise((r) => guard.once('exit', r)), sleep(5_000)]);
     if (guard.exitCode === null && guard.signalCode === null) guard.kill('SIGKILL');
     listener.kill('SIGKILL');
+    // Kept for a look after a failure: the bench's directory goes away.
+    try {
+      copyFileSync(path.join(d.root, 'guard.log'), '/tmp/coi-bench-containment-guard.log');
+    } catch {
+      // no log
+    }
   }
   return out;
 }
