@@ -138,8 +138,8 @@ export async function measureContainment(d: ContainmentDeps): Promise<Containmen
       return { name, ws };
     };
     const boxes: Array<{ name: string; ws: string }> = [];
-    // Two at a time: all at once would measure the launch storm on a small machine, not the monitor.
-    for (let i = 0; i <= d.runs; i += 2) boxes.push(...(await Promise.all([i, i + 1].filter((k) => k <= d.runs).map(launch))));
+    // Three at a time: all at once would be a launch storm on a small machine; one at a time, slow.
+    for (let i = 0; i <= d.runs; i += 3) boxes.push(...(await Promise.all([i, i + 1, i + 2].filter((k) => k <= d.runs).map(launch))));
     const refusedBox = boxes.pop()!;
     await sleep(1_000);
 
