@@ -15,11 +15,12 @@
  * freeze (`incus pause`) and force stop, what a person at a terminal would
  * type once they noticed.
  */
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { GuardClient } from '../helper/guard/client';
+import { FILTER_FAMILY, INGRESS_FAMILY, tablesFor } from '../helper/guard/network/names';
 import type { IncusClient } from '../helper/incus/client';
 import type { GuardEvent, ThreatRecord } from '../helper/protocol/methods';
 import { tmuxSession } from '../helper/sandbox/naming';
@@ -205,10 +206,17 @@ export async function measureContainment(d: ContainmentDeps): Promise<Containmen
     }
   } finally {
     client.close();
+    // Sandboxes first, while the guard still runs, so it takes their rules away; then its (empty) tables:
+    // a stopped guard leaves its rules in place, and a stale id in them would judge another run's packets.
+    for (const i of await d.incus.listInstances().catch(() => [])) if (i.name.startsWith(d.prefix)) await d.incus.deleteInstance(i.name, { force: true }).catch(() => undefined);
+    await sleep(1_000);
     guard.kill('SIGTERM');
     await Promise.race([new Promise((r) => guard.once('exit', r)), sleep(5_000)]);
     if (guard.exitCode === null && guard.signalCode === null) guard.kill('SIGKILL');
     listener.kill('SIGKILL');
+    const tables = tablesFor(scope);
+    spawnSync('nft', ['delete', 'table', FILTER_FAMILY, tables.filter], { stdio: 'ignore' });
+    spawnSync('nft', ['delete', 'table', INGRESS_FAMILY, tables.ingress], { stdio: 'ignore' });
     // Kept for a look after a failure: the bench's directory goes away.
     try {
       copyFileSync(path.join(d.root, 'guard.log'), '/tmp/coi-bench-containment-guard.log');
