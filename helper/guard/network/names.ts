@@ -41,6 +41,8 @@ export const NAME = {
   boot: 'boot_',
   sandbox: 'sb_',
   logLimit: 'lg_',
+  /** The DNS query rate above which a sandbox's queries are logged (`dq_<key>`). */
+  dnsRateLimit: 'dq_',
   allowSet: 'al_',
 } as const;
 export const SET_SUFFIX = { net: '_net', dns: '_dns' } as const;
@@ -97,11 +99,18 @@ export const chainIngress = (key: string): string => `${NAME.ingress}${key}`;
 export const chainBoot = (key: string): string => `${NAME.boot}${key}`;
 export const chainSandbox = (key: string): string => `${NAME.sandbox}${key}`;
 export const limitLog = (key: string): string => `${NAME.logLimit}${key}`;
+export const limitDnsRate = (key: string): string => `${NAME.dnsRateLimit}${key}`;
 export const setAllowNet = (key: string): string => `${NAME.allowSet}${key}${SET_SUFFIX.net}`;
 export const setAllowDns = (key: string): string => `${NAME.allowSet}${key}${SET_SUFFIX.dns}`;
 
-/** The log prefix of one rule: `coi:<drop|reject>:<key>:<rule> ` (the space ends it in the kernel line). */
-export function logPrefix(action: 'drop' | 'reject', key: string, rule: string): string {
+/**
+ * What a logged packet met: dropped, refused, or let through but noted (`log`:
+ * DNS queries shaped like a tunnel, which the monitor judges).
+ */
+export type LogAction = 'drop' | 'reject' | 'log';
+
+/** The log prefix of one rule: `coi:<drop|reject|log>:<key>:<rule> ` (the space ends it in the kernel line). */
+export function logPrefix(action: LogAction, key: string, rule: string): string {
   return `coi:${action}:${key}:${rule} `;
 }
 
@@ -127,5 +136,11 @@ export const RULES = {
   host: 'host',
   dns: 'dns',
   notallowed: 'notallowed',
+  /** Let through, noted: a DNS query whose first label is 52-63 characters (data, not a host name). */
+  dnslabel: 'dnslabel',
+  /** Let through, noted: a DNS query packet long enough for a name of 100+ characters. */
+  dnslong: 'dnslong',
+  /** Let through, noted: DNS queries beyond the sandbox's query rate. */
+  dnsrate: 'dnsrate',
 } as const;
 export type RuleName = (typeof RULES)[keyof typeof RULES];

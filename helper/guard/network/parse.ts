@@ -67,7 +67,7 @@ const RE = {
   ingress: new RegExp(`^${NAME.ingress}${KEY}$`),
   boot: new RegExp(`^${NAME.boot}${KEY}$`),
   sandbox: new RegExp(`^${NAME.sandbox}${KEY}$`),
-  limit: new RegExp(`^${NAME.logLimit}${KEY}$`),
+  limit: new RegExp(`^(?:${NAME.logLimit}|${NAME.dnsRateLimit})${KEY}$`),
   set: new RegExp(`^${NAME.allowSet}${KEY}(?:${SET_SUFFIX.net}|${SET_SUFFIX.dns})$`),
   comment: /^(coi:[a-z]+) (.*)$/,
 };

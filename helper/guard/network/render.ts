@@ -63,6 +63,7 @@ import {
   DEFAULT_TABLES,
   FILTER_FAMILY,
   INGRESS_FAMILY,
+  limitDnsRate,
   limitLog,
   logPrefix,
   RuleName,
@@ -82,6 +83,23 @@ const INGRESS_PRIORITY = -500;
 const FILTER_PRIORITY = -300;
 /** Kernel log lines per sandbox and table: enough to see an attack, too few to flood /dev/kmsg. */
 const LOG_RATE = 'rate 10/second burst 20 packets';
+/**
+ * DNS queries beyond this pass but are logged (`dnsrate`): a tunnel moves its
+ * data at hundreds of queries a minute; a build resolving its registries does
+ * not keep that up.
+ */
+const DNS_RATE = 'rate over 120/minute burst 60 packets';
+/**
+ * Where the first label's length byte of a DNS query sits, in bits from the
+ * start of the UDP header: 8 bytes of UDP header, 12 of DNS header.
+ */
+const DNS_FIRST_LABEL_BITS = (8 + 12) * 8;
+/**
+ * A UDP DNS query of this many bytes carries a name of 100+ characters:
+ * 8 (UDP) + 12 (header) + name + 2 + 4 (type, class) + up to 23 of EDNS with
+ * a cookie. Host names that long are rare; a tunnel's are all like that.
+ */
+const DNS_LONG_QUERY_BYTES = 140;
 /** Element timeouts are capped so a stalled refresher fails closed within a day. */
 const MAX_ELEMENT_TIMEOUT_S = 24 * 3600;
 
@@ -317,9 +335,27 @@ function bootChain(b: BootBlock): string[] {
   ];
 }
 
+/**
+ * DNS queries shaped like a tunnel are let through but logged, for the
+ * monitor: a long first label, a long name, a high rate. The payload itself
+ * never reaches the kernel log (nf_log prints headers), so the tests are made
+ * here, on the packet, by nft; to any resolver, since a restricted sandbox may
+ * also ask a public one.
+ */
+function dnsNotes(key: string): string[] {
+  const log = (rule: RuleName) => `limit name "${limitLog(key)}" log prefix "${logPrefix('log', key, rule)}" level info`;
+  return [
+    // A label length byte of 64+ is a compression pointer, which no query starts with.
+    `udp dport 53 @th,${DNS_FIRST_LABEL_BITS},8 52-63 ${log(RULES.dnslabel)}`,
+    `udp dport 53 udp length >= ${DNS_LONG_QUERY_BYTES} ${log(RULES.dnslong)}`,
+    `udp dport 53 limit name "${limitDnsRate(key)}" ${log(RULES.dnsrate)}`,
+  ];
+}
+
 function restrictedChain(p: Prepared): string[] {
   const { key, gateway, s } = p;
   const body: string[] = [
+    ...dnsNotes(key),
     // The sandbox's own resolver and DHCP server. The DHCP client's first packets go to the limited broadcast.
     `ip daddr ${gateway} meta l4proto { tcp, udp } th dport 53 accept`,
     `udp sport 68 udp dport 67 ip daddr { ${gateway}, 255.255.255.255 } accept`,
@@ -413,6 +449,7 @@ export function renderRuleset(state: NetworkState, opts: RenderOptions): string 
   if (filtered.length > 0) {
     const t: string[] = [];
     for (const p of filtered) t.push(`limit ${limitLog(p.key)} { ${LOG_RATE} }`);
+    for (const p of filtered.filter((x) => x.s.mode === 'restricted')) t.push(`limit ${limitDnsRate(p.key)} { ${DNS_RATE} }`);
     for (const p of filtered.filter((x) => x.s.mode === 'allowlist')) t.push('', ...allowSets(p));
     t.push('', 'chain refuse {', '\tmeta l4proto tcp reject with tcp reset', '\treject with icmpx admin-prohibited', '}');
     for (const p of filtered) {

@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 import {
   ALL_DETECTORS,
+  blockedConnectionDetector,
   credentialScanDetector,
   DEFAULT_THRESHOLDS,
   DetectorContext,
@@ -13,7 +14,7 @@ import {
   suspiciousConnectionDetector,
 } from '../../../helper/guard/monitor/detectors';
 import { analyzeDnsQueries, entropy, splitName } from '../../../helper/guard/monitor/detectors/dns-tunnel';
-import type { DnsQuery, Detector } from '../../../helper/guard/monitor/detectors/types';
+import type { DnsQuery, Detector, NetworkPacket } from '../../../helper/guard/monitor/detectors/types';
 import type { ProcessInfo, Snapshot } from '../../../helper/guard/monitor/model';
 import { agent, fileFd, init, loadBenign, pipeFd, proc, snap, sock, sockFd, tty } from './build';
 
@@ -289,6 +290,26 @@ test('dns: the detector shape reads queries from the context and keeps hostile n
   assert.equal(e?.evidence.dns?.examples[0], evil);
   assert.ok(!e?.description.includes('\x1b'));
   assert.deepEqual(dnsTunnelDetector.evaluate(s, undefined, ctx()), []);
+});
+
+test('dns: queries the firewall noted (long first label, long name, rate) are judged by rule and resolver; blocked connections are not', () => {
+  const s = snap([init], { takenAt: now });
+  const noted = (rule: string, i: number): NetworkPacket => ({ time: now - 100 + i, rule, action: 'log', proto: 'udp', src: '10.213.0.120', dst: '10.213.0.1', dport: 53 });
+  const packets = [noted('dnslabel', 0), noted('dnslabel', 1), noted('dnslong', 2), noted('dnsrate', 3), noted('dnsother', 4)];
+  const events = dnsTunnelDetector.evaluate(s, undefined, ctx({ packets }));
+  assert.deepEqual(events.map((e) => [e.level, e.evidence.rule, e.evidence.dns?.queries]), [
+    ['high', 'dns-tunnel/long-first-label', 2],
+    ['high', 'dns-tunnel/long-query', 1],
+    ['warning', 'dns-tunnel/query-rate', 1],
+  ]);
+  assert.equal(events[0]?.evidence.dns?.resolver, '10.213.0.1');
+  assert.equal(events[0]?.evidence.network?.remote, '10.213.0.1');
+  assert.match(events[0]!.description, /2 DNS queries to 10\.213\.0\.1 with a first label of 52-63/);
+  // Let through, so no "blocked connection" for them; a refused one is still judged there and not here.
+  assert.deepEqual(blockedConnectionDetector.evaluate(s, undefined, ctx({ packets })), []);
+  const refused: NetworkPacket = { time: now, rule: 'dns', action: 'reject', proto: 'udp', dst: '8.8.8.8', dport: 53 };
+  assert.deepEqual(dnsTunnelDetector.evaluate(s, undefined, ctx({ packets: [refused] })), []);
+  assert.equal(blockedConnectionDetector.evaluate(s, undefined, ctx({ packets: [refused] }))[0]?.level, 'warning');
 });
 
 // ── the set ─────────────────────────────────────────────────────────────────

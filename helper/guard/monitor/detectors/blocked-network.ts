@@ -49,7 +49,8 @@ export const blockedConnectionDetector: Detector = {
   mitre: MITRE,
   exceptions: [],
   evaluate(current: Snapshot, _previous, ctx): ThreatEvent[] {
-    const packets = ctx.packets ?? [];
+    // Packets let through but noted (DNS shaped like a tunnel) are the DNS detector's.
+    const packets = (ctx.packets ?? []).filter((p) => p.action !== 'log');
     if (!packets.length) return [];
     const make = eventFactory(current, ctx, { id: ID, mitre: MITRE });
     const seen = new Set<string>();

@@ -1,8 +1,16 @@
 /**
  * DNS tunnelling: data smuggled out in the names of DNS queries
- * (`<base32 chunk>.<seq>.t.attacker.example`). A pure function over the names
- * queried and when; the guard feeds it from whatever sees the queries (the
- * nft DNS log, the resolver's log).
+ * (`<base32 chunk>.<seq>.t.attacker.example`). Two feeds:
+ *
+ * - the guard's nft rules (network/render.ts) test every UDP query a
+ *   restricted sandbox sends, in the kernel, and log those shaped like a
+ *   tunnel: a first label of 52-63 characters (`dnslabel`), a packet long
+ *   enough for a 100+ character name (`dnslong`), queries beyond 120 a minute
+ *   (`dnsrate`). The log line carries the addresses but not the name (nf_log
+ *   prints headers only), so these findings name the resolver, not the domain:
+ *   `dnslabel` and `dnslong` are HIGH, `dnsrate` alone WARNING;
+ * - names, when a feed of them exists (a resolver's log; none is wired yet):
+ *   the analysis below.
  *
  * - long-label (HIGH): a label of 52+ characters or a subdomain part of 100+:
  *   names built to carry data (DNS allows 63 per label, 253 in all);
@@ -14,7 +22,7 @@
  *   WARNING otherwise (a crawler, a test suite hammering a resolver).
  */
 import { displaySafe, eventFactory } from './common';
-import type { Detector, DetectorContext, DnsQuery, Severity, ThreatEvent } from './types';
+import type { Detector, DetectorContext, DnsQuery, NetworkPacket, Severity, ThreatEvent } from './types';
 
 const ID = 'dns-tunnel';
 const MITRE = ['T1071.004', 'T1048', 'T1572'];
@@ -134,6 +142,44 @@ export function analyzeDnsQueries(queries: readonly DnsQuery[], now: number, opt
   return findings;
 }
 
+export interface NotedDnsFinding {
+  level: Severity;
+  rule: 'long-first-label' | 'long-query' | 'query-rate';
+  resolver: string;
+  source?: string;
+  count: number;
+  windowMs: number;
+  why: string;
+}
+
+const NOTED: Record<string, { level: Severity; rule: NotedDnsFinding['rule']; why: string }> = {
+  dnslabel: { level: 'high', rule: 'long-first-label', why: 'with a first label of 52-63 characters: data, not a host name' },
+  dnslong: { level: 'high', rule: 'long-query', why: 'long enough to carry a name of 100+ characters' },
+  dnsrate: { level: 'warning', rule: 'query-rate', why: 'beyond 120 queries a minute' },
+};
+
+/**
+ * The DNS queries the firewall let through but noted since the last poll,
+ * one finding per rule and resolver. Pure.
+ */
+export function judgeNotedPackets(packets: readonly NetworkPacket[]): NotedDnsFinding[] {
+  const byKey = new Map<string, NotedDnsFinding & { first: number; last: number }>();
+  for (const p of packets.slice(-1000)) {
+    if (p.action !== 'log') continue;
+    const n = NOTED[p.rule];
+    if (!n) continue;
+    const resolver = p.dst ?? '(unknown)';
+    const key = `${p.rule}:${resolver}`;
+    const f = byKey.get(key);
+    if (f) {
+      f.count++;
+      f.first = Math.min(f.first, p.time);
+      f.last = Math.max(f.last, p.time);
+    } else byKey.set(key, { level: n.level, rule: n.rule, resolver, ...(p.src ? { source: p.src } : {}), count: 1, windowMs: 0, why: n.why, first: p.time, last: p.time });
+  }
+  return [...byKey.values()].map(({ first, last, ...f }) => ({ ...f, windowMs: last - first }));
+}
+
 export const dnsTunnelDetector: Detector = {
   id: ID,
   title: 'DNS tunnelling',
@@ -141,10 +187,24 @@ export const dnsTunnelDetector: Detector = {
   mitre: MITRE,
   exceptions: [],
   evaluate(current, _previous, ctx: DetectorContext): ThreatEvent[] {
-    if (!ctx.dnsQueries?.length) return [];
     const make = eventFactory(current, ctx, { id: ID, mitre: MITRE });
+    const noted = judgeNotedPackets(ctx.packets ?? []).map((f) =>
+      make({
+        level: f.level,
+        category: 'dns_tunnel',
+        title: f.level === 'high' ? 'DNS tunnelling' : 'High DNS query rate',
+        description: `${f.count} DNS quer${f.count === 1 ? 'y' : 'ies'} to ${displaySafe(f.resolver, 64)} ${f.why}.`,
+        evidence: {
+          dns: { domain: '', queries: f.count, windowMs: f.windowMs, examples: [], resolver: f.resolver, ...(f.source ? { source: f.source } : {}) },
+          network: { proto: 'udp', remote: f.resolver, port: 53, local: f.source ?? '' },
+          rule: `${ID}/${f.rule}`,
+          key: `kernel:${f.rule}:${f.resolver}`,
+        },
+      }),
+    );
+    if (!ctx.dnsQueries?.length) return noted;
     const opts = { ...DEFAULT_DNS_OPTIONS, rateThreshold: ctx.thresholds.dnsQueryThreshold };
-    return analyzeDnsQueries(ctx.dnsQueries, current.takenAt, opts).map((f) =>
+    return [...noted, ...analyzeDnsQueries(ctx.dnsQueries, current.takenAt, opts).map((f) =>
       make({
         level: f.level,
         category: 'dns_tunnel',
@@ -156,6 +216,6 @@ export const dnsTunnelDetector: Detector = {
           key: `${f.domain}:${f.rule}`,
         },
       }),
-    );
+    )];
   },
 };

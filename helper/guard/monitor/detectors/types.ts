@@ -66,6 +66,7 @@ export interface ProcessCountEvidence {
 }
 
 export interface DnsEvidence {
+  /** Empty when only the packet was seen (the kernel's notes carry no name). */
   domain: string;
   queries: number;
   windowMs: number;
@@ -73,6 +74,9 @@ export interface DnsEvidence {
   examples: string[];
   maxLabelLength?: number;
   maxEntropy?: number;
+  /** The resolver the noted queries went to, and from which container address. */
+  resolver?: string;
+  source?: string;
 }
 
 export interface ThreatEvidence {
@@ -134,9 +138,10 @@ export interface DnsQuery {
 export interface NetworkPacket {
   /** ms since epoch, when the guard read it. */
   time: number;
-  /** The rule that logged it: private, linklocal, cgnat, host, dns, notallowed, boot, … */
+  /** The rule that logged it: private, linklocal, cgnat, host, dns, notallowed, boot, dnslabel, dnslong, dnsrate, … */
   rule: string;
-  action: 'drop' | 'reject';
+  /** `log`: let through but noted (a DNS query shaped like a tunnel), not blocked. */
+  action: 'drop' | 'reject' | 'log';
   proto?: string;
   src?: string;
   dst?: string;

@@ -69,3 +69,9 @@ test('IPv6 compression follows RFC 5952', () => {
   assert.equal(compressIpv6('0000:0000:0000:0000:0000:0000:0000:0000'), '::');
   assert.equal(compressIpv6('not-an-address'), 'not-an-address');
 });
+
+test('a DNS query let through but noted (action log) is read as such', () => {
+  const ev = parsePacketLogLine('6,900,1700000000,-;coi:log:web:dnslabel IN=coibr0 OUT= PHYSIN=vweb MAC=00 SRC=10.213.0.120 DST=10.213.0.1 LEN=130 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=UDP SPT=40000 DPT=53 LEN=110 MARK=0x10000 ');
+  assert.deepEqual([ev?.action, ev?.container, ev?.rule, ev?.proto, ev?.dst, ev?.dport], ['log', 'web', 'dnslabel', 'udp', '10.213.0.1', 53]);
+  assert.equal(parsePacketLogLine('6,901,1700000000,-;coi:allow:web:dnslabel SRC=1.2.3.4 DST=1.2.3.5 PROTO=UDP'), undefined, 'only the actions we write');
+});

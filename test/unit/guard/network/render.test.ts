@@ -59,6 +59,21 @@ test('restricted: DNS and DHCP to the own gateway first, then every blocked rang
   assert.deepEqual(chain(script, 'refuse'), ['meta l4proto tcp reject with tcp reset', 'reject with icmpx admin-prohibited']);
 });
 
+test('restricted: DNS queries shaped like a tunnel are logged (not refused) before anything else, to any resolver', () => {
+  const script = renderRuleset({ sandboxes: [sb({ container: 'web', hostIface: 'vcoi-web' })], blockAll: [] }, { now });
+  const c = chain(script, 'sb_web');
+  const label = indexOfMatch(c, /^udp dport 53 @th,160,8 52-63 limit name "lg_web" log prefix "coi:log:web:dnslabel " level info$/);
+  const long = indexOfMatch(c, /^udp dport 53 udp length >= 140 limit name "lg_web" log prefix "coi:log:web:dnslong " level info$/);
+  const rate = indexOfMatch(c, /^udp dport 53 limit name "dq_web" limit name "lg_web" log prefix "coi:log:web:dnsrate " level info$/);
+  const accept = indexOfMatch(c, /th dport 53 accept$/);
+  assert.ok(label < accept && long < accept && rate < accept, 'noted before the resolver is accepted');
+  for (const l of [label, long, rate]) assert.doesNotMatch(c[l]!, /accept|drop|goto|reject/, 'a note has no verdict');
+  assert.match(script, /limit dq_web \{ rate over 120\/minute burst 60 packets \}/);
+  // An allowlisted sandbox refuses all DNS (rule dns): nothing to note there.
+  const al = renderRuleset({ sandboxes: [sb({ container: 'al', hostIface: 'v-al', mode: 'allowlist' })], blockAll: [] }, { now });
+  assert.doesNotMatch(al, /dnslabel|dq_al/);
+});
+
 test('restricted: the ingress chain on the veth drops IPv6, VLAN and other L2 frames, counts, and marks IPv4 with the sandbox id', () => {
   const script = renderRuleset({ sandboxes: [sb({ container: 'web', hostIface: 'vcoi-web' })], blockAll: [] }, { now });
   const c = chain(script, 'in_web');
@@ -254,7 +269,7 @@ test('every log prefix the renderer writes is read back by the kernel-log parser
     { now },
   );
   const prefixes = [...script.matchAll(/log prefix "([^"]*)"/g)].map((m) => m[1]!);
-  assert.equal(prefixes.length, 10 + 5 + 1, 'restricted: 3 at ingress + 7 ranges; allowlist: 3 + dns + notallowed; boot: 1');
+  assert.equal(prefixes.length, 13 + 5 + 1, 'restricted: 3 at ingress + 3 DNS notes + 7 ranges; allowlist: 3 + dns + notallowed; boot: 1');
   for (const p of prefixes) {
     const ev = parsePacketLogLine(`6,1,2,-;${p}IN=br0 OUT=eth0 SRC=10.0.0.5 DST=10.99.0.2 LEN=60 PROTO=TCP SPT=1 DPT=80 SYN`);
     assert.ok(ev, `parsed ${p}`);
