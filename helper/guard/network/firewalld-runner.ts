@@ -12,10 +12,13 @@
  * binding and needs nothing from us.
  */
 import { promises as fs } from 'node:fs';
-import { toCoiError } from '../../errors';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { CoiError, ErrorCodes, toCoiError } from '../../errors';
 import { tryRun } from '../../host/run';
 import type { Log } from '../../log';
-import { BridgeZoneFacts, parseZoneInfo, parseZoneOf, planBridgeZone, TRUSTED_ZONE, ZoneInfo, zoneBlocks } from './firewalld';
+import { BridgeZoneFacts, FirewallCmd, parseZoneInfo, parseZoneOf, planBridgeZone, TRUSTED_ZONE, ZoneInfo, zoneBlocks } from './firewalld';
+import { FirewalldNames, firewalldNames, isCoiObjectName, isNothingToDelete, ownerOf, planInstall, planRemove } from './firewalld-policy';
 
 export interface FirewallCmdResult {
   exitCode: number;
@@ -127,4 +130,83 @@ export class FirewalldZoneKeeper {
       }
     }
   }
+}
+
+/**
+ * `backend = "firewalld"`: the sandbox's zone and policy (firewalld-policy.ts)
+ * written to firewalld's permanent configuration and made live by a reload.
+ * firewalld cannot create zones or policies at runtime only, so each install
+ * or removal costs a `--reload` (about 2 s here), which also discards runtime
+ * changes an administrator did not make permanent: on a host where firewalld
+ * owns the rules, everything lives in the permanent configuration anyway.
+ */
+export interface SandboxPolicyFiles {
+  names: FirewalldNames;
+  zoneXml: string;
+  policyXml: string;
+}
+
+/** Refuses, with a remedy, when no firewalld answers or bridged traffic would bypass it. */
+export async function assertFirewalldUsable(cmd: FirewallCmdExec, procSys = '/proc/sys'): Promise<void> {
+  const state = await cmd(['--state']).catch((e: unknown) => ({ exitCode: -1, stdout: '', stderr: toCoiError(e).message }));
+  if (state.exitCode !== 0 || state.stdout.trim() !== 'running') {
+    throw new CoiError(ErrorCodes.COMMAND_FAILED, `network.backend = "firewalld", but firewalld is not running (firewall-cmd --state: ${(state.stdout + state.stderr).trim() || `exit ${state.exitCode}`}); the sandbox is not started unfenced`, {
+      remedy: { title: 'Start firewalld', shell: 'sudo systemctl start firewalld' },
+    });
+  }
+  // Sandboxes and the gateway share one bridge: without br_netfilter, traffic bridged between them never reaches firewalld.
+  for (const f of ['bridge-nf-call-iptables', 'bridge-nf-call-ip6tables']) {
+    const v = (await fs.readFile(`${procSys}/net/bridge/${f}`, 'utf8').catch(() => '')).trim();
+    if (v !== '1') {
+      throw new CoiError(ErrorCodes.COMMAND_FAILED, `network.backend = "firewalld" needs net.bridge.${f} = 1 (it is ${v || 'absent'}): otherwise traffic bridged between sandboxes bypasses firewalld`, {
+        remedy: { title: 'Enable br_netfilter', shell: `sudo modprobe br_netfilter && sudo sysctl -w net.bridge.${f}=1` },
+      });
+    }
+  }
+}
+
+async function runAll(cmd: FirewallCmdExec, plan: readonly FirewallCmd[]): Promise<void> {
+  for (const args of plan) {
+    const r = await cmd(args);
+    const out = `${r.stderr}${r.stdout}`;
+    if (r.exitCode !== 0 && !isNothingToDelete(args, out)) {
+      throw new CoiError(ErrorCodes.COMMAND_FAILED, `firewall-cmd ${args.join(' ')}: ${out.trim() || `exit ${r.exitCode}`}`);
+    }
+  }
+}
+
+/** Puts a sandbox's zone and policy in place (replacing older ones), permanent and live. */
+export async function installSandboxPolicy(cmd: FirewallCmdExec, files: SandboxPolicyFiles): Promise<void> {
+  await assertFirewalldUsable(cmd);
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'coi-firewalld-'));
+  try {
+    const zoneFile = path.join(dir, `${files.names.zone}.xml`);
+    const policyFile = path.join(dir, `${files.names.policy}.xml`);
+    await fs.writeFile(zoneFile, files.zoneXml, { mode: 0o600 });
+    await fs.writeFile(policyFile, files.policyXml, { mode: 0o600 });
+    await runAll(cmd, planInstall(files.names, zoneFile, policyFile));
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Removes a sandbox's zone and policy; nothing to remove is not an error. */
+export async function removeSandboxPolicy(cmd: FirewallCmdExec, names: FirewalldNames): Promise<void> {
+  await runAll(cmd, planRemove(names));
+}
+
+/** The guard's zones and policies of this scope in the permanent configuration, by container. */
+export async function listSandboxPolicies(cmd: FirewallCmdExec, scope: string): Promise<Map<string, FirewalldNames>> {
+  const out = new Map<string, FirewalldNames>();
+  const [zones, policies] = await Promise.all([cmd(['--permanent', '--get-zones']), cmd(['--permanent', '--get-policies'])]);
+  const names = [...zones.stdout.split(/\s+/), ...policies.stdout.split(/\s+/)].filter(isCoiObjectName);
+  for (const name of names) {
+    const kind = name.startsWith('coiz-') ? 'zone' : 'policy';
+    const r = await cmd(['--permanent', `--${kind}=${name}`, '--get-short']);
+    const container = r.exitCode === 0 ? ownerOf(r.stdout, scope) : undefined;
+    // The names derive from scope and container: one that does not match is not this guard's to touch.
+    if (container === undefined || firewalldNames(container, scope)[kind] !== name) continue;
+    out.set(container, firewalldNames(container, scope));
+  }
+  return out;
 }

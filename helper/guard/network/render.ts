@@ -104,8 +104,8 @@ const DNS_LONG_QUERY_BYTES = 140;
 const MAX_ELEMENT_TIMEOUT_S = 24 * 3600;
 
 /** Ranges a restricted sandbox may not reach, in the order they are checked. */
-const PRIVATE: readonly string[] = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'];
-const SPECIAL: ReadonlyArray<{ rule: RuleName; cidrs: readonly string[] }> = [
+export const PRIVATE: readonly string[] = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'];
+export const SPECIAL: ReadonlyArray<{ rule: RuleName; cidrs: readonly string[] }> = [
   /** Includes the cloud metadata address 169.254.169.254. */
   { rule: RULES.linklocal, cidrs: ['169.254.0.0/16'] },
   /** Carrier-grade NAT, also Tailscale's and many VPNs' address space. */
