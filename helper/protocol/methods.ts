@@ -17,6 +17,8 @@ export const versionInfo = z.object({
   version: z.string(),
   pid: z.number().int(),
   node: z.string(),
+  /** A hash of the running bundle: tells builds of the same version apart. */
+  build: z.string().max(64).optional(),
 });
 export type VersionInfo = z.infer<typeof versionInfo>;
 

@@ -69,7 +69,8 @@ export async function setupHost(opts: SetupOptions, ctx: SetupContext): Promise<
   else skip('base image: skipped (--no-image)');
   if (opts.guard) {
     const g = await startGuardDaemon(ctx.env);
-    (g.alreadyRunning ? skip : did)(`guard: ${g.alreadyRunning ? 'already running' : 'started'} (pid ${g.pid}, ${g.socketPath})`);
+    const what = g.alreadyRunning ? 'already running' : g.replaced ? `replaced the guard of another build (was pid ${g.replaced.pid}), started` : 'started';
+    (g.alreadyRunning ? skip : did)(`guard: ${what} (pid ${g.pid}, ${g.socketPath})`);
   } else skip('guard: not started (--no-guard)');
 }
 

@@ -1,6 +1,6 @@
 import { CoiError, ErrorCodes } from '../../errors';
 import { GuardClient } from '../../guard/client';
-import { startGuardDaemon } from '../../guard/daemon';
+import { isAlive, startGuardDaemon } from '../../guard/daemon';
 import { adminGroupName, guardSocketPath } from '../../guard/paths';
 import { GuardServer } from '../../guard/server';
 import { networkOptionsFromEnv } from '../../guard/network/env';
@@ -82,7 +82,7 @@ async function runGuard(ctx: CliContext): Promise<number> {
 async function startGuard(ctx: CliContext): Promise<number> {
   requireRoot('start');
   const r = await startGuardDaemon(ctx.env);
-  ctx.out(r.alreadyRunning ? `guard already running (pid ${r.pid}, version ${r.version})\n` : `guard started (pid ${r.pid}, socket ${r.socketPath}, log ${r.logFile})\n`);
+  ctx.out(r.alreadyRunning ? `guard already running (pid ${r.pid}, version ${r.version})\n` : `guard started (pid ${r.pid}, socket ${r.socketPath}, log ${r.logFile})${r.replaced ? `, replacing pid ${r.replaced.pid} of another build` : ""}\n`);
   return 0;
 }
 
@@ -125,14 +125,5 @@ async function guardStatus(args: string[], ctx: CliContext): Promise<number> {
     return 0;
   } finally {
     client.close();
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
