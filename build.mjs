@@ -2,7 +2,7 @@
 // Type checking is tsc's job (`npm run typecheck`); esbuild only transpiles.
 import * as esbuild from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 
 const { version } = JSON.parse(readFileSync('package.json', 'utf8'));
 
@@ -87,3 +87,8 @@ await Promise.all(builds);
 for (const kind of ['config', 'profile']) {
   writeFileSync(`dist/coi-${kind}.schema.json`, execFileSync(process.execPath, ['dist/helper.js', 'schema', kind]));
 }
+
+// The codicon font for the alert webview: a webview cannot use the workbench's,
+// so the stylesheet and font ship in dist/ (served through asWebviewUri).
+mkdirSync('dist/codicons', { recursive: true });
+for (const f of ['codicon.css', 'codicon.ttf']) copyFileSync(`node_modules/@vscode/codicons/dist/${f}`, `dist/codicons/${f}`);

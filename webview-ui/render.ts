@@ -16,6 +16,16 @@ function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: 
   return e;
 }
 
+/** A codicon: decoration only, so screen readers skip it (the text beside it says the same). */
+function icon(name: string): HTMLSpanElement {
+  const i = el('span', `codicon codicon-${name}`);
+  i.setAttribute('aria-hidden', 'true');
+  return i;
+}
+
+const LEVEL_ICONS: Record<string, string> = { critical: 'error', high: 'flame', warning: 'warning', info: 'info' };
+const ACTION_ICONS: Record<AlertAction, string> = { resume: 'debug-continue', kill: 'trash', restoreSnapshot: 'history' };
+
 function row(dl: HTMLDListElement, term: string, value: string | HTMLElement): void {
   dl.append(el('dt', undefined, term));
   const dd = el('dd');
@@ -103,7 +113,9 @@ export function renderEvent(e: AlertEvent, now: SandboxNow, opts: { open: boolea
   li.dataset.id = r.id;
   li.dataset.container = e.container;
   const head = el('div', 'head');
-  head.append(el('span', 'badge', r.level.toUpperCase()), el('span', 'title', visible(r.title, 1_024)));
+  const badge = el('span', 'badge', r.level.toUpperCase());
+  badge.prepend(icon(LEVEL_ICONS[r.level] ?? 'info'));
+  head.append(badge, el('span', 'title', visible(r.title, 1_024)));
   head.append(el('span', 'meta', `${formatWhen(r.timestamp)} · ${visible(e.container, 128)}`));
   li.append(head);
   li.append(el('div', 'summary', whatWasSeen(r)));
@@ -127,6 +139,7 @@ export function renderEvent(e: AlertEvent, now: SandboxNow, opts: { open: boolea
 function actionButton(a: AlertAction, e: AlertEvent): HTMLButtonElement {
   const b = el('button', a === 'kill' ? undefined : 'secondary', ACTION_LABELS[a]);
   b.type = 'button';
+  b.prepend(icon(ACTION_ICONS[a]));
   b.dataset.action = a;
   b.setAttribute('aria-label', `${ACTION_LABELS[a]} ${visible(e.container, 128)}`);
   return b;

@@ -1,7 +1,8 @@
 /**
  * The alert webview's page: a strict Content Security Policy (nothing by
  * default; our one script by nonce from the extension's dist folder; our
- * styles by nonce), VS Code's theme colours through its CSS variables. The
+ * styles by nonce, and the codicon font's stylesheet from dist/), VS Code's
+ * theme colours through its CSS variables and its icons as codicons. The
  * page holds no data: the script renders what the extension posts, as text.
  */
 export interface AlertsHtmlInput {
@@ -9,11 +10,13 @@ export interface AlertsHtmlInput {
   cspSource: string;
   /** webview.asWebviewUri(dist/webview.js) */
   scriptUri: string;
+  /** webview.asWebviewUri(dist/codicons/codicon.css): VS Code's icon font, shipped with us (a webview cannot reach the workbench's). */
+  codiconsUri: string;
   nonce: string;
 }
 
-export function alertsHtml({ cspSource, scriptUri, nonce }: AlertsHtmlInput): string {
-  const csp = [`default-src 'none'`, `script-src 'nonce-${nonce}'`, `style-src 'nonce-${nonce}'`, `img-src ${cspSource}`, `font-src ${cspSource}`].join('; ');
+export function alertsHtml({ cspSource, scriptUri, codiconsUri, nonce }: AlertsHtmlInput): string {
+  const csp = [`default-src 'none'`, `script-src 'nonce-${nonce}'`, `style-src 'nonce-${nonce}' ${cspSource}`, `img-src ${cspSource}`, `font-src ${cspSource}`].join('; ');
   return `<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -21,6 +24,7 @@ export function alertsHtml({ cspSource, scriptUri, nonce }: AlertsHtmlInput): st
 <meta http-equiv="Content-Security-Policy" content="${csp}">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
 <title>COI Threat Alerts</title>
+<link rel="stylesheet" href="${codiconsUri}">
 <style nonce="${nonce}">${STYLES}</style>
 </head>
 <body>
@@ -58,6 +62,8 @@ li.level-high { border-left-color: var(--vscode-editorError-foreground, var(--vs
 li.level-warning { border-left-color: var(--vscode-editorWarning-foreground); }
 li.level-info { border-left-color: var(--vscode-editorInfo-foreground, var(--vscode-descriptionForeground)); }
 .head { display: flex; flex-wrap: wrap; gap: 8px; align-items: baseline; }
+.codicon { vertical-align: text-bottom; margin-right: 4px; }
+button .codicon { margin-right: 4px; font-size: 14px; }
 .badge { font-weight: bold; font-size: 0.85em; padding: 0 6px; border-radius: 3px; color: var(--vscode-badge-foreground); background: var(--vscode-badge-background); }
 .level-critical .badge, .level-high .badge { color: var(--vscode-editor-background); background: var(--vscode-errorForeground); }
 .level-warning .badge { color: var(--vscode-editor-background); background: var(--vscode-editorWarning-foreground); }

@@ -52,6 +52,7 @@ export class AlertsPanel implements vscode.Disposable {
     panel.webview.html = alertsHtml({
       cspSource: panel.webview.cspSource,
       scriptUri: panel.webview.asWebviewUri(vscode.Uri.joinPath(dist, 'webview.js')).toString(),
+      codiconsUri: panel.webview.asWebviewUri(vscode.Uri.joinPath(dist, 'codicons', 'codicon.css')).toString(),
       nonce: makeNonce((n) => randomBytes(n)),
     });
     panel.webview.onDidReceiveMessage(

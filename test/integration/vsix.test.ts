@@ -11,7 +11,7 @@ function filesUnder(dir: string, prefix: string): string[] {
   return readdirSync(dir).flatMap((e) => (statSync(join(dir, e)).isDirectory() ? filesUnder(join(dir, e), `${prefix}${e}/`) : [`${prefix}${e}`]));
 }
 
-test('the .vsix holds exactly package.json, README, the three bundles, the config schemas and media/', { timeout: 180_000 }, () => {
+test('the .vsix holds exactly package.json, README, the three bundles, the codicon font, the config schemas and media/', { timeout: 180_000 }, () => {
   const vsix = packageVsix({ ...process.env, COI_E2E_VSIX: '' });
   const entries = listZip(vsix).sort();
   const expected = [
@@ -22,6 +22,8 @@ test('the .vsix holds exactly package.json, README, the three bundles, the confi
     'extension/dist/extension.js',
     'extension/dist/helper.js',
     'extension/dist/webview.js',
+    'extension/dist/codicons/codicon.css',
+    'extension/dist/codicons/codicon.ttf',
     'extension/dist/coi-config.schema.json',
     'extension/dist/coi-profile.schema.json',
     ...filesUnder(join(repoRoot, 'media'), 'extension/media/'),

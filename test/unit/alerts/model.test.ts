@@ -120,7 +120,7 @@ test('only well-formed messages from the webview are acted on', () => {
 });
 
 test('the page\'s CSP: nothing by default, the script only by nonce', () => {
-  const html = alertsHtml({ cspSource: 'https://x.vscode-cdn.net', scriptUri: 'https://x.vscode-cdn.net/dist/webview.js', nonce: 'abc123' });
+  const html = alertsHtml({ cspSource: 'https://x.vscode-cdn.net', scriptUri: 'https://x.vscode-cdn.net/dist/webview.js', codiconsUri: 'https://x.vscode-cdn.net/dist/codicons/codicon.css', nonce: 'abc123' });
   const csp = /http-equiv="Content-Security-Policy" content="([^"]+)"/.exec(html)![1]!;
   assert.equal(csp.split(';')[0], `default-src 'none'`);
   assert.match(csp, /script-src 'nonce-abc123'(;|$)/);

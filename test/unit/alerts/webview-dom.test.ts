@@ -79,7 +79,7 @@ before(async () => {
   if (!existsSync(SCRIPT)) throw new Error(`${SCRIPT} is missing: run \`node build.mjs\``);
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
   page = await browser.newPage();
-  const html = alertsHtml({ cspSource: ORIGIN, scriptUri: `${ORIGIN}/webview.js`, nonce: 'n0nceForTheTest' });
+  const html = alertsHtml({ cspSource: ORIGIN, scriptUri: `${ORIGIN}/webview.js`, codiconsUri: `${ORIGIN}/codicons/codicon.css`, nonce: 'n0nceForTheTest' });
   // Every request of the page is answered here; anything else is refused (and would fail the test below).
   const requested: string[] = [];
   await page.route('**/*', (route) => {
@@ -87,6 +87,8 @@ before(async () => {
     requested.push(url);
     if (url === `${ORIGIN}/`) return route.fulfill({ status: 200, contentType: 'text/html', body: html });
     if (url === `${ORIGIN}/webview.js`) return route.fulfill({ status: 200, contentType: 'text/javascript', body: readFileSync(SCRIPT, 'utf8') });
+    if (url === `${ORIGIN}/codicons/codicon.css`) return route.fulfill({ status: 200, contentType: 'text/css', body: readFileSync('dist/codicons/codicon.css', 'utf8') });
+    if (url.startsWith(`${ORIGIN}/codicons/codicon.ttf`)) return route.fulfill({ status: 200, contentType: 'font/ttf', body: readFileSync('dist/codicons/codicon.ttf') });
     return route.abort();
   });
   (page as unknown as { requested: string[] }).requested = requested;
@@ -155,7 +157,21 @@ test('hostile HTML and terminal escapes in every field render as those character
   assert.equal(dom.scripts, 1, 'only our nonce\'d script');
   assert.equal(dom.pwned, undefined, 'no injected code ran');
   assert.deepEqual(dom.csp, [], 'nothing even tried to break the CSP');
-  assert.deepEqual((page as unknown as { requested: string[] }).requested, [`${ORIGIN}/`, `${ORIGIN}/webview.js`], 'no request for an injected image or frame');
+  // Severity and actions carry VS Code's icons, from the shipped codicon stylesheet, hidden from screen readers.
+  const icons = await page.evaluate(() => {
+    const d = (globalThis as unknown as { document: { querySelectorAll(s: string): ArrayLike<{ className: string; getAttribute(a: string): string | null }> } }).document;
+    const g = globalThis as unknown as { getComputedStyle(e: unknown): { fontFamily: string } };
+    return Array.from(d.querySelectorAll('.codicon')).map((e) => ({ cls: e.className, hidden: e.getAttribute('aria-hidden'), font: g.getComputedStyle(e).fontFamily }));
+  });
+  assert.ok(icons.some((i) => i.cls.includes('codicon-error')), JSON.stringify(icons));
+  assert.ok(icons.some((i) => i.cls.includes('codicon-trash')), JSON.stringify(icons));
+  assert.ok(icons.every((i) => i.hidden === 'true' && /codicon/.test(i.font)), JSON.stringify(icons));
+  const ours = [`${ORIGIN}/`, `${ORIGIN}/webview.js`, `${ORIGIN}/codicons/codicon.css`];
+  assert.deepEqual(
+    (page as unknown as { requested: string[] }).requested.filter((u) => !ours.includes(u) && !u.startsWith(`${ORIGIN}/codicons/codicon.ttf`)),
+    [],
+    'no request but our page, script and icon font: none for an injected image or frame',
+  );
 
   // The characters themselves are there, as text.
   for (const s of [IMG, SCRIPT_TAG, SVG, LINK, CMD_LINK, MITRE]) assert.ok(dom.text.includes(s), `the text holds ${JSON.stringify(s)}`);
