@@ -59,7 +59,7 @@ export const resumeCommand = targetsCommand('resume', 'Thaw sandboxes the guard 
 
 export const cleanCommand: Command = {
   name: 'clean',
-  summary: 'Delete stopped ephemeral sandboxes, half-made ones from interrupted launches and leftovers of interrupted image builds; --orphans: network rules of sandboxes that no longer exist',
+  summary: 'Delete stopped ephemeral sandboxes, half-made ones from interrupted launches, warm pool containers (the pool is emptied) and leftovers of interrupted image builds; --orphans: network rules of sandboxes that no longer exist',
   usage: 'coi clean [--dry-run] [--orphans]',
   async run(args, ctx) {
     const { values } = parseFlags(this, args, { 'dry-run': { type: 'boolean' }, orphans: { type: 'boolean' } });
