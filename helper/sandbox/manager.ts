@@ -287,7 +287,8 @@ export class SandboxManager {
     }
     const workspace = resolveWorkspace(workspaceIn, this.d.host.home);
     const hash = workspaceHash(workspace);
-    const pool = this.poolFor(workspace, hash, { workspace, kind: 'shell', startTool: true }, this.s.persistent, getTool(this.s.tool))!;
+    const pool = this.poolFor(workspace, hash, { workspace, kind: 'shell', startTool: true }, this.s.persistent, getTool(this.s.tool));
+    if (!pool) throw new CoiError(ErrorCodes.INVALID_INPUT, 'sandboxes in allowlist mode are not taken from the warm pool yet: they start cold');
     await preparePlaceholders(workspace, this.s.protectedPaths);
     await this.d.pool.take(pool.spec);
     const deadline = Date.now() + waitMs;
@@ -340,6 +341,9 @@ export class SandboxManager {
    */
   private poolFor(workspace: string, hash: string, req: OpenRequest, persistent: boolean, tool: ToolDef): { spec: PoolSpec; key: string } | undefined {
     if (!this.d.pool || this.d.pool.size <= 0) return undefined;
+    // Not yet: the allowlist network tests failed against pooled sandboxes (allowed hosts refused,
+    // fail-closed) and the cause is not settled (docs/pool.md): allowlist launches go cold.
+    if (this.s.network.mode === 'allowlist') return undefined;
     const idmap = idmapMode(this.d.host.uid, this.d.host.gid, this.s.codeUid, this.s.codeGid, this.s.disableShift);
     const cold = this.specFor(containerName(this.s.prefix, workspace, 1), workspace, 1, req, persistent, tool, idmap, '');
     const spec = poolSpecOf(cold, { prefix: this.s.prefix, workspaceHash: hash, workspace, image: this.s.image, storagePool: this.s.pool, bridge: this.s.bridge });
