@@ -12,6 +12,8 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { tablesFor } from '../helper/guard/network/names';
+import { nftExec, removeAllRules } from '../helper/guard/network/nft';
 
 export interface PoolBenchDeps {
   repo: string;
@@ -100,5 +102,7 @@ export async function poolFigures(d: PoolBenchDeps): Promise<void> {
     await d.coi(['clean'], env(homes.warm), ws).catch(() => undefined);
     guard.kill('SIGTERM');
     await new Promise((r) => guard.once('exit', r));
+    // A stopped guard leaves its rules in force; these are the bench's own scope's.
+    await removeAllRules(nftExec(), tablesFor(scope)).catch(() => undefined);
   }
 }
