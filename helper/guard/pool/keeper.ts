@@ -68,6 +68,7 @@ export class PoolKeeper {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private problems: string[] = [];
+  private rediscovered = false;
   readonly maxMembers: number;
   readonly minFreeMiB: number;
   private readonly alive: (pid: number) => boolean;
@@ -133,8 +134,10 @@ export class PoolKeeper {
           found.set(m.key, f);
         }
       }
-      // A restarted guard knows its demand again from what is there.
-      for (const [key, f] of found) if (!this.demands.has(key)) this.demands.set(key, { spec: f.spec, size: f.n });
+      // A restarted guard knows its demand again from what is there: once, at its first sweep
+      // (later, a member listed just before a drain would bring back the demand the drain ended).
+      if (!this.rediscovered) for (const [key, f] of found) if (!this.demands.has(key)) this.demands.set(key, { spec: f.spec, size: f.n });
+      this.rediscovered = true;
       for (const key of this.demands.keys()) void this.fill(key);
     } catch (e) {
       this.o.log.warn(`pool: sweep failed: ${toCoiError(e).message}`);
