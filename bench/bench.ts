@@ -20,6 +20,7 @@ import { IncusClient } from '../helper/incus/client';
 import type { StoragePool } from '../helper/incus/types';
 import { LABELS } from '../helper/sandbox/labels';
 import { SETUP_NAMES } from '../helper/setup/names';
+import { poolFigures } from './pool';
 import { measureActivation } from './activation';
 import { measureContainment } from './containment';
 import { firstRender } from './tree-render';
@@ -27,6 +28,7 @@ import { firstRender } from './tree-render';
 const REPO = path.resolve(__dirname, '..', '..');
 const HELPER = path.join(REPO, 'dist', 'helper.js');
 const RUNS = Number(process.env.COI_BENCH_RUNS ?? 5);
+const ONLY = process.env.COI_BENCH_ONLY;
 const PREFIX = `coi-b${randomBytes(2).toString('hex')}-`;
 const incus = new IncusClient();
 const FIGURES = ['run', 'shell', 'warm', 'list', 'snapshot', 'guard', 'activation', 'vsix', 'containment'] as const;
@@ -148,191 +150,197 @@ async function main(): Promise<void> {
     // Warm the image cache on the pool so the first measured run is not an outlier of unpacking.
     if (wanted('run') || wanted('shell') || wanted('warm')) await rawRunTrue();
 
-    // 1. cold coi run -- true vs create + start + exec true + delete
-    if (wanted('run')) {
-      const runCoi: number[] = [];
-      const runRaw: number[] = [];
-      for (let i = 0; i < RUNS; i++) {
-        runRaw.push(await time(rawRunTrue));
-        runCoi.push(await time(() => must(coi(['run', '--', 'true'], env, ws), 'coi run')));
-      }
-      add('cold `coi run -- true`', 'ms', runCoi, 'create+start+exec true+delete (REST)', runRaw);
-    }
-
-    // 2. coi shell --background until the agent's tmux pane exists vs create + start + exec tmux
-    if (wanted('shell')) {
-      const shellCoi: number[] = [];
-      const shellRaw: number[] = [];
-      for (let i = 0; i < RUNS; i++) {
-        let raw = '';
-        shellRaw.push(await time(async () => (raw = await rawShell())));
-        await incus.deleteInstance(raw, { force: true });
-        let name = '';
-        shellCoi.push(await time(async () => (name = (await must(coi(['shell', '--background'], env, ws), 'coi shell')).trim())));
-        await must(coi(['kill', name], env, ws), 'coi kill');
-      }
-      add('`coi shell --background` to tmux pane', 'ms', shellCoi, 'create+start+exec tmux new-session (REST)', shellRaw, 'coi also waits for boot to settle (systemd), which the bare sequence skips');
-    }
-
-    // 3. warm start of a persistent sandbox vs incus start + exec
-    if (wanted('warm')) {
-      const persistent = (await must(coi(['shell', '--background', '--persistent'], env, ws), 'persistent shell')).trim();
-      const warmCoi: number[] = [];
-      const warmRaw: number[] = [];
-      const rawWarm = rawName();
-      await incus.createInstance({ name: rawWarm, source: { type: 'image', alias: SETUP_NAMES.baseImage } }, { timeoutMs: 120_000 });
-      for (let i = 0; i < RUNS; i++) {
-        await must(coi(['shutdown', persistent], env, ws), 'shutdown persistent');
-        warmCoi.push(await time(() => must(coi(['shell', '--background', '--persistent'], env, ws), 'restart persistent')));
-        warmRaw.push(
-          await time(async () => {
-            await incus.setState(rawWarm, 'start');
-            await incus.exec(rawWarm, ['true']);
-          }),
-        );
-        await incus.setState(rawWarm, 'stop', { force: true });
-      }
-      add('warm start of a persistent sandbox to a ready agent', 'ms', warmCoi, 'start+exec true (REST)', warmRaw);
-      await must(coi(['kill', persistent], env, ws), 'kill persistent');
-    }
-
-    // 4. coi list with 30 sandboxes vs the one REST call it needs
-    if (wanted('list')) {
-      for (let i = 0; i < 30; i++) {
-        await incus.createInstance(
-          { name: `${PREFIX}l${i}`, source: { type: 'image', alias: SETUP_NAMES.baseImage }, config: { [LABELS.managed]: 'true', [LABELS.workspace]: `/bench/ws${i}`, [LABELS.slot]: '1', [LABELS.tool]: 'shell', [LABELS.phase]: 'ready' } },
-          { timeoutMs: 120_000 },
-        );
-      }
-      const listCoi: number[] = [];
-      const listRaw: number[] = [];
-      for (let i = 0; i < RUNS; i++) {
-        listRaw.push(await time(() => incus.listInstances()));
-        listCoi.push(await time(() => must(coi(['list', '--format', 'json'], env, ws), 'coi list')));
-      }
-      add('`coi list --format json`, 30 sandboxes', 'ms', listCoi, 'GET /1.0/instances?recursion=2', listRaw, 'includes starting node for the CLI');
-      // ... and the Sandboxes tree's first render from them, with the workspaces open.
-      const renderCoi: number[] = [];
-      let nodes = 0;
-      for (let i = 0; i < RUNS; i++) {
-        const r = await firstRender(HELPER, Array.from({ length: 30 }, (_, k) => `/bench/ws${k}`), env);
-        renderCoi.push(r.ms);
-        nodes = r.nodes;
-      }
-      add('Sandboxes tree first render, 30 sandboxes', 'ms', renderCoi, 'GET /1.0/instances?recursion=2', listRaw, `spawning the helper as the extension does, to ${nodes} tree nodes; VS Code's drawing excluded`);
-    }
-
-    // 4b. snapshot create and restore of a running sandbox vs the bare Incus calls
-    if (wanted('snapshot')) {
-      {
-        const sb = (await must(coi(['shell', '--background'], env, ws), 'snapshot shell')).trim();
-        const raw = rawName();
-        await incus.createInstance({ name: raw, source: { type: 'image', alias: SETUP_NAMES.baseImage }, start: true }, { timeoutMs: 120_000 });
-        const createCoi: number[] = [];
-        const createRaw: number[] = [];
-        const restoreCoi: number[] = [];
-        const restoreRaw: number[] = [];
+    // COI_BENCH_ONLY=pool: only the warm-pool figures.
+    if (ONLY !== 'pool') {
+      // 1. cold coi run -- true vs create + start + exec true + delete
+      if (wanted('run')) {
+        const runCoi: number[] = [];
+        const runRaw: number[] = [];
         for (let i = 0; i < RUNS; i++) {
-          createRaw.push(await time(() => incus.createSnapshot(raw, `b${i}`)));
-          createCoi.push(await time(() => must(coi(['snapshot', 'create', `b${i}`, '-c', sb], env, ws), 'coi snapshot create')));
+          runRaw.push(await time(rawRunTrue));
+          runCoi.push(await time(() => must(coi(['run', '--', 'true'], env, ws), 'coi run')));
         }
+        add('cold `coi run -- true`', 'ms', runCoi, 'create+start+exec true+delete (REST)', runRaw);
+      }
+
+      // 2. coi shell --background until the agent's tmux pane exists vs create + start + exec tmux
+      if (wanted('shell')) {
+        const shellCoi: number[] = [];
+        const shellRaw: number[] = [];
         for (let i = 0; i < RUNS; i++) {
-          // A running sandbox is stopped, restored and its agent started again; the bare sequence does the same.
-          restoreRaw.push(
+          let raw = '';
+          shellRaw.push(await time(async () => (raw = await rawShell())));
+          await incus.deleteInstance(raw, { force: true });
+          let name = '';
+          shellCoi.push(await time(async () => (name = (await must(coi(['shell', '--background'], env, ws), 'coi shell')).trim())));
+          await must(coi(['kill', name], env, ws), 'coi kill');
+        }
+        add('`coi shell --background` to tmux pane', 'ms', shellCoi, 'create+start+exec tmux new-session (REST)', shellRaw, 'coi also waits for boot to settle (systemd), which the bare sequence skips');
+      }
+
+      // 3. warm start of a persistent sandbox vs incus start + exec
+      if (wanted('warm')) {
+        const persistent = (await must(coi(['shell', '--background', '--persistent'], env, ws), 'persistent shell')).trim();
+        const warmCoi: number[] = [];
+        const warmRaw: number[] = [];
+        const rawWarm = rawName();
+        await incus.createInstance({ name: rawWarm, source: { type: 'image', alias: SETUP_NAMES.baseImage } }, { timeoutMs: 120_000 });
+        for (let i = 0; i < RUNS; i++) {
+          await must(coi(['shutdown', persistent], env, ws), 'shutdown persistent');
+          warmCoi.push(await time(() => must(coi(['shell', '--background', '--persistent'], env, ws), 'restart persistent')));
+          warmRaw.push(
             await time(async () => {
-              await incus.setState(raw, 'stop', { force: true });
-              await incus.restoreSnapshot(raw, `b${i}`);
-              await incus.setState(raw, 'start');
-              await incus.exec(raw, ['tmux', 'new-session', '-d', '-s', `r${i}`, 'bash -l'], { user: 1000, group: 1000, env: { HOME: '/home/code' } });
+              await incus.setState(rawWarm, 'start');
+              await incus.exec(rawWarm, ['true']);
             }),
           );
-          restoreCoi.push(await time(() => must(coi(['snapshot', 'restore', `b${i}`, '-f', '-c', sb], env, ws), 'coi snapshot restore')));
+          await incus.setState(rawWarm, 'stop', { force: true });
         }
-        add('`coi snapshot create` of a running sandbox', 'ms', createCoi, 'POST /1.0/instances/NAME/snapshots', createRaw);
-        add('`coi snapshot restore` of a running sandbox, agent back', 'ms', restoreCoi, 'stop+restore+start+exec tmux (REST)', restoreRaw);
-        await must(coi(['kill', sb], env, ws), 'kill snapshot sandbox');
-        await incus.deleteInstance(raw, { force: true });
+        add('warm start of a persistent sandbox to a ready agent', 'ms', warmCoi, 'start+exec true (REST)', warmRaw);
+        await must(coi(['kill', persistent], env, ws), 'kill persistent');
+      }
+
+      // 4. coi list with 30 sandboxes vs the one REST call it needs
+      if (wanted('list')) {
+        for (let i = 0; i < 30; i++) {
+          await incus.createInstance(
+            { name: `${PREFIX}l${i}`, source: { type: 'image', alias: SETUP_NAMES.baseImage }, config: { [LABELS.managed]: 'true', [LABELS.workspace]: `/bench/ws${i}`, [LABELS.slot]: '1', [LABELS.tool]: 'shell', [LABELS.phase]: 'ready' } },
+            { timeoutMs: 120_000 },
+          );
+        }
+        const listCoi: number[] = [];
+        const listRaw: number[] = [];
+        for (let i = 0; i < RUNS; i++) {
+          listRaw.push(await time(() => incus.listInstances()));
+          listCoi.push(await time(() => must(coi(['list', '--format', 'json'], env, ws), 'coi list')));
+        }
+        add('`coi list --format json`, 30 sandboxes', 'ms', listCoi, 'GET /1.0/instances?recursion=2', listRaw, 'includes starting node for the CLI');
+        // ... and the Sandboxes tree's first render from them, with the workspaces open.
+        const renderCoi: number[] = [];
+        let nodes = 0;
+        for (let i = 0; i < RUNS; i++) {
+          const r = await firstRender(HELPER, Array.from({ length: 30 }, (_, k) => `/bench/ws${k}`), env);
+          renderCoi.push(r.ms);
+          nodes = r.nodes;
+        }
+        add('Sandboxes tree first render, 30 sandboxes', 'ms', renderCoi, 'GET /1.0/instances?recursion=2', listRaw, `spawning the helper as the extension does, to ${nodes} tree nodes; VS Code's drawing excluded`);
+      }
+
+      // 4b. snapshot create and restore of a running sandbox vs the bare Incus calls
+      if (wanted('snapshot')) {
+        {
+          const sb = (await must(coi(['shell', '--background'], env, ws), 'snapshot shell')).trim();
+          const raw = rawName();
+          await incus.createInstance({ name: raw, source: { type: 'image', alias: SETUP_NAMES.baseImage }, start: true }, { timeoutMs: 120_000 });
+          const createCoi: number[] = [];
+          const createRaw: number[] = [];
+          const restoreCoi: number[] = [];
+          const restoreRaw: number[] = [];
+          for (let i = 0; i < RUNS; i++) {
+            createRaw.push(await time(() => incus.createSnapshot(raw, `b${i}`)));
+            createCoi.push(await time(() => must(coi(['snapshot', 'create', `b${i}`, '-c', sb], env, ws), 'coi snapshot create')));
+          }
+          for (let i = 0; i < RUNS; i++) {
+            // A running sandbox is stopped, restored and its agent started again; the bare sequence does the same.
+            restoreRaw.push(
+              await time(async () => {
+                await incus.setState(raw, 'stop', { force: true });
+                await incus.restoreSnapshot(raw, `b${i}`);
+                await incus.setState(raw, 'start');
+                await incus.exec(raw, ['tmux', 'new-session', '-d', '-s', `r${i}`, 'bash -l'], { user: 1000, group: 1000, env: { HOME: '/home/code' } });
+              }),
+            );
+            restoreCoi.push(await time(() => must(coi(['snapshot', 'restore', `b${i}`, '-f', '-c', sb], env, ws), 'coi snapshot restore')));
+          }
+          add('`coi snapshot create` of a running sandbox', 'ms', createCoi, 'POST /1.0/instances/NAME/snapshots', createRaw);
+          add('`coi snapshot restore` of a running sandbox, agent back', 'ms', restoreCoi, 'stop+restore+start+exec tmux (REST)', restoreRaw);
+          await must(coi(['kill', sb], env, ws), 'kill snapshot sandbox');
+          await incus.deleteInstance(raw, { force: true });
+        }
+      }
+
+      // 5. guard CPU and memory with 0, 1, 5 and 10 idle sandboxes
+      if (wanted('guard')) {
+        const info = JSON.parse(await must(coi(['guard', 'status', '--format', 'json'], env, ws), 'guard status')) as { guard: { pid: number } };
+        const guardPid = info.guard.pid;
+        for (const i of await incus.listInstances()) if (i.name.startsWith(`${PREFIX}l`)) await incus.deleteInstance(i.name, { force: true });
+        const idle = await guardCost(guardPid, 5_000);
+        const started: string[] = [];
+        for (const n of [1, 5, 10]) {
+          while (started.length < n) started.push((await must(coi(['shell', '--background'], env, ws), 'idle shell')).trim());
+          const c = await guardCost(guardPid, 5_000);
+          figures.push({
+            name: `guard with ${n} idle sandbox${n > 1 ? 'es' : ''}`,
+            unit: '% CPU / MiB RSS',
+            subject: stat([c.cpuPct]),
+            baselineName: 'guard with none',
+            baseline: stat([idle.cpuPct]),
+            ratio: idle.cpuPct > 0 ? c.cpuPct / idle.cpuPct : NaN,
+            note: `RSS ${c.rssMiB.toFixed(1)} MiB vs ${idle.rssMiB.toFixed(1)} MiB`,
+          });
+          process.stderr.write(`  guard, ${n} idle: ${c.cpuPct.toFixed(2)} % CPU, ${c.rssMiB.toFixed(1)} MiB\n`);
+        }
+        for (const s of started) await coi(['kill', s], env, ws);
+
+        // 5b. the guard with one monitored sandbox running 100 processes, against the same sandbox idle
+        {
+          const monHome = path.join(root, 'home-monitored');
+          mkdirSync(path.join(monHome, '.coi'), { recursive: true });
+          writeFileSync(path.join(monHome, '.coi', 'config.toml'), '[container]\nimage = "coi-base"\n\n[tool]\nname = "shell"\n\n[monitoring]\nenabled = true\n');
+          const monEnv = { ...env, HOME: monHome };
+          const sb = (await must(coi(['shell', '--background'], monEnv, ws), 'monitored shell')).trim();
+          await new Promise((r) => setTimeout(r, 2_000));
+          const quiet = await guardCost(guardPid, 5_000);
+          await incus.exec(sb, ['sh', '-c', 'for i in $(seq 100); do sleep 600 & done; true'], { user: 1000, group: 1000 });
+          await new Promise((r) => setTimeout(r, 1_000));
+          const busy = await guardCost(guardPid, 5_000);
+          figures.push({
+            name: 'guard with 1 monitored sandbox running 100 processes',
+            unit: '% CPU / MiB RSS',
+            subject: stat([busy.cpuPct]),
+            baselineName: 'the same sandbox idle',
+            baseline: stat([quiet.cpuPct]),
+            ratio: quiet.cpuPct > 0 ? busy.cpuPct / quiet.cpuPct : NaN,
+            note: `RSS ${busy.rssMiB.toFixed(1)} MiB vs ${quiet.rssMiB.toFixed(1)} MiB`,
+          });
+          process.stderr.write(`  guard, 100 processes: ${busy.cpuPct.toFixed(2)} % CPU vs ${quiet.cpuPct.toFixed(2)} % idle\n`);
+          await coi(['kill', sb], monEnv, ws);
+        }
+      }
+
+      // 6. extension activation, against the smallest extension there is
+      if (wanted('activation')) {
+        {
+          const a = measureActivation(REPO, RUNS);
+          add('extension activation (load + activate)', 'ms', a.ours, 'a one-command extension', a.minimal, 'fresh node per run with an inert `vscode` stand-in; spawns nothing');
+        }
+      }
+
+      // 7. the .vsix the user downloads, against the bundles it carries
+      if (wanted('vsix')) {
+        const vsix = path.join(REPO, 'dist', 'coi-vscode.vsix');
+        try {
+          const size = statSync(vsix).size / 1024;
+          const bundles = ['extension.js', 'helper.js', 'webview.js'].reduce((n, f) => n + statSync(path.join(REPO, 'dist', f)).size, 0) / 1024;
+          figures.push({ name: '.vsix size', unit: 'KiB', subject: stat([size]), baselineName: 'its three bundles, uncompressed', baseline: stat([bundles]), ratio: size / bundles });
+        } catch {
+          process.stderr.write('  (.vsix not built: run npm run package for its size)\n');
+        }
+      }
+
+      // 8. containment: a reverse shell's connect() to the sandbox frozen and stopped; a refused connection to its audit line
+      if (wanted('containment')) {
+        const t0 = Date.now();
+        const m = await measureContainment({ incus, helper: HELPER, prefix: PREFIX, root: path.join(root, 'containment'), runs: RUNS, coi, log: (l) => process.stderr.write(`${l}\n`) });
+        add('reverse shell: connect() → sandbox frozen', 'ms', m.connectToFrozen, '`incus pause` alone (REST freeze)', m.incusFreeze, 'freeze through the cgroup first; renamed sh, caught by behaviour');
+        add('reverse shell: connect() → sandbox stopped', 'ms', m.connectToStopped, '`incus stop --force` alone (REST)', m.incusStop, 'frozen, then force-stopped (then deleted)');
+        add('refused connection → its audit line', 'ms', m.refusedToAuditLine, 'the monitor\'s poll interval', [m.pollIntervalMs], 'kernel log → guard → next poll → fsync\'d line; from perl\'s stamp before connect() to the line in the file');
+        process.stderr.write(`  containment figures took ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
       }
     }
 
-    // 5. guard CPU and memory with 0, 1, 5 and 10 idle sandboxes
-    if (wanted('guard')) {
-      const info = JSON.parse(await must(coi(['guard', 'status', '--format', 'json'], env, ws), 'guard status')) as { guard: { pid: number } };
-      const guardPid = info.guard.pid;
-      for (const i of await incus.listInstances()) if (i.name.startsWith(`${PREFIX}l`)) await incus.deleteInstance(i.name, { force: true });
-      const idle = await guardCost(guardPid, 5_000);
-      const started: string[] = [];
-      for (const n of [1, 5, 10]) {
-        while (started.length < n) started.push((await must(coi(['shell', '--background'], env, ws), 'idle shell')).trim());
-        const c = await guardCost(guardPid, 5_000);
-        figures.push({
-          name: `guard with ${n} idle sandbox${n > 1 ? 'es' : ''}`,
-          unit: '% CPU / MiB RSS',
-          subject: stat([c.cpuPct]),
-          baselineName: 'guard with none',
-          baseline: stat([idle.cpuPct]),
-          ratio: idle.cpuPct > 0 ? c.cpuPct / idle.cpuPct : NaN,
-          note: `RSS ${c.rssMiB.toFixed(1)} MiB vs ${idle.rssMiB.toFixed(1)} MiB`,
-        });
-        process.stderr.write(`  guard, ${n} idle: ${c.cpuPct.toFixed(2)} % CPU, ${c.rssMiB.toFixed(1)} MiB\n`);
-      }
-      for (const s of started) await coi(['kill', s], env, ws);
-
-      // 5b. the guard with one monitored sandbox running 100 processes, against the same sandbox idle
-      {
-        const monHome = path.join(root, 'home-monitored');
-        mkdirSync(path.join(monHome, '.coi'), { recursive: true });
-        writeFileSync(path.join(monHome, '.coi', 'config.toml'), '[container]\nimage = "coi-base"\n\n[tool]\nname = "shell"\n\n[monitoring]\nenabled = true\n');
-        const monEnv = { ...env, HOME: monHome };
-        const sb = (await must(coi(['shell', '--background'], monEnv, ws), 'monitored shell')).trim();
-        await new Promise((r) => setTimeout(r, 2_000));
-        const quiet = await guardCost(guardPid, 5_000);
-        await incus.exec(sb, ['sh', '-c', 'for i in $(seq 100); do sleep 600 & done; true'], { user: 1000, group: 1000 });
-        await new Promise((r) => setTimeout(r, 1_000));
-        const busy = await guardCost(guardPid, 5_000);
-        figures.push({
-          name: 'guard with 1 monitored sandbox running 100 processes',
-          unit: '% CPU / MiB RSS',
-          subject: stat([busy.cpuPct]),
-          baselineName: 'the same sandbox idle',
-          baseline: stat([quiet.cpuPct]),
-          ratio: quiet.cpuPct > 0 ? busy.cpuPct / quiet.cpuPct : NaN,
-          note: `RSS ${busy.rssMiB.toFixed(1)} MiB vs ${quiet.rssMiB.toFixed(1)} MiB`,
-        });
-        process.stderr.write(`  guard, 100 processes: ${busy.cpuPct.toFixed(2)} % CPU vs ${quiet.cpuPct.toFixed(2)} % idle\n`);
-        await coi(['kill', sb], monEnv, ws);
-      }
-    }
-
-    // 6. extension activation, against the smallest extension there is
-    if (wanted('activation')) {
-      {
-        const a = measureActivation(REPO, RUNS);
-        add('extension activation (load + activate)', 'ms', a.ours, 'a one-command extension', a.minimal, 'fresh node per run with an inert `vscode` stand-in; spawns nothing');
-      }
-    }
-
-    // 7. the .vsix the user downloads, against the bundles it carries
-    if (wanted('vsix')) {
-      const vsix = path.join(REPO, 'dist', 'coi-vscode.vsix');
-      try {
-        const size = statSync(vsix).size / 1024;
-        const bundles = ['extension.js', 'helper.js', 'webview.js'].reduce((n, f) => n + statSync(path.join(REPO, 'dist', f)).size, 0) / 1024;
-        figures.push({ name: '.vsix size', unit: 'KiB', subject: stat([size]), baselineName: 'its three bundles, uncompressed', baseline: stat([bundles]), ratio: size / bundles });
-      } catch {
-        process.stderr.write('  (.vsix not built: run npm run package for its size)\n');
-      }
-    }
-
-    // 8. containment: a reverse shell's connect() to the sandbox frozen and stopped; a refused connection to its audit line
-    if (wanted('containment')) {
-      const t0 = Date.now();
-      const m = await measureContainment({ incus, helper: HELPER, prefix: PREFIX, root: path.join(root, 'containment'), runs: RUNS, coi, log: (l) => process.stderr.write(`${l}\n`) });
-      add('reverse shell: connect() → sandbox frozen', 'ms', m.connectToFrozen, '`incus pause` alone (REST freeze)', m.incusFreeze, 'freeze through the cgroup first; renamed sh, caught by behaviour');
-      add('reverse shell: connect() → sandbox stopped', 'ms', m.connectToStopped, '`incus stop --force` alone (REST)', m.incusStop, 'frozen, then force-stopped (then deleted)');
-      add('refused connection → its audit line', 'ms', m.refusedToAuditLine, 'the monitor\'s poll interval', [m.pollIntervalMs], 'kernel log → guard → next poll → fsync\'d line; from perl\'s stamp before connect() to the line in the file');
-      process.stderr.write(`  containment figures took ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
-    }
+    // 8. warm pool: coi run and coi shell with a warm container, against srt true and the cold path
+    await poolFigures({ repo: REPO, helper: HELPER, root, prefix: PREFIX, runs: RUNS, time, coi, must, add });
   } finally {
     await cleanup();
     rmSync(root, { recursive: true, force: true });

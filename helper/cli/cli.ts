@@ -20,6 +20,7 @@ import { guardCommand } from './commands/guard';
 import { healthCommand } from './commands/health';
 import { listCommand } from './commands/list';
 import { monitorCommand } from './commands/monitor';
+import { poolCommand } from './commands/pool';
 import { profileCommand } from './commands/profile';
 import { runCommand } from './commands/run';
 import { schemaCommand } from './commands/schema';
@@ -40,6 +41,7 @@ export const commands: Command[] = [
   persistCommand,
   resumeCommand,
   cleanCommand,
+  poolCommand,
   snapshotCommand,
   auditCommand,
   monitorCommand,

@@ -64,7 +64,7 @@ export class DeadlineKeeper {
 
   onEvent(e: RawEvent): void {
     const lc = lifecycleOf(e);
-    if (lc && /^instance-(started|stopped|shutdown|deleted|restarted)$/.test(lc.action)) void this.sync();
+    if (lc && /^instance-(started|stopped|shutdown|deleted|restarted|updated)$/.test(lc.action)) void this.sync();
   }
 
   /** Re-reads every running sandbox with a max_duration and (re)schedules its timers. */
@@ -104,7 +104,9 @@ export class DeadlineKeeper {
         continue;
       }
       if (ticks === undefined) continue;
-      const plan = planDeadline(boot + (ticks * 1000) / USER_HZ, rt);
+      // A warm pool member booted before it became this sandbox: its time starts when it was taken.
+      const taken = i.config?.['user.coi.pool'] ? Date.parse(i.config?.[LABELS.createdAt] ?? '') : NaN;
+      const plan = planDeadline(Math.max(boot + (ticks * 1000) / USER_HZ, Number.isFinite(taken) ? taken : 0), rt);
       seen.add(i.name);
       const cur = this.tracked.get(i.name);
       if (cur && cur.plan.stopAtMs === plan.stopAtMs) continue;

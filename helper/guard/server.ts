@@ -51,6 +51,10 @@ import { tryBecomePrimary } from './primary';
 import type { Lock } from '../sandbox/lock';
 import { MonitorSupervisor } from './monitor/supervisor';
 import { Reaper } from './reaper';
+import { PoolKeeper } from './pool/keeper';
+import { vetAdoption, vetPoolSpec } from './pool/vet';
+import { GuardPoolDrain, GuardPoolStatus, GuardPoolTake } from '../pool/protocol';
+import { DEFAULT_GUARD_SOCKET } from './paths';
 import { delegateId } from './subid';
 
 export interface GuardOptions {
@@ -72,6 +76,8 @@ export interface GuardOptions {
    * "network" capability), and launches that need it fail.
    */
   network?: Omit<NetworkControllerOptions, 'incus' | 'log' | 'onPacket'>;
+  /** Warm pool limits (COI_POOL_MAX, COI_POOL_MIN_FREE_MIB); the pool needs the network fence. */
+  pool?: { maxMembers?: number; minFreeMiB?: number };
   /** The monitor (on unless `enabled: false`); `only` limits it to some sandboxes (tests on a shared host). */
   monitor?: { enabled?: boolean; only?: (name: string) => boolean; execEvents?: boolean; env?: NodeJS.ProcessEnv };
 }
@@ -108,6 +114,7 @@ export class GuardServer {
 
   readonly network: NetworkController | undefined;
   readonly monitor: MonitorSupervisor | undefined;
+  readonly pool: PoolKeeper | undefined;
   /** A test's guard (COI_GUARD_SCOPE) acts on its own scope only, and never takes the host lock. */
   private readonly scoped: boolean;
 
@@ -136,6 +143,17 @@ export class GuardServer {
     this.deadlines = new DeadlineKeeper(opts.incus, opts.log, (n) => this.broadcast({ topic: 'guard', event: n }));
     if (opts.network) {
       this.network = new NetworkController({ ...opts.network, incus: opts.incus, log: opts.log, onPacket: (e) => this.relayPacket(e) });
+      const network = this.network;
+      this.pool = new PoolKeeper({
+        incus: opts.incus,
+        log: opts.log,
+        scope,
+        ...(opts.socketPath !== DEFAULT_GUARD_SOCKET ? { guardSocket: opts.socketPath } : {}),
+        secure: (name) => network.secure(name),
+        // One keeper per scope: the primary guard's, or a test guard's for its own scope.
+        active: () => this.dutiful,
+        ...(opts.pool ?? {}),
+      });
     }
   }
 
@@ -156,6 +174,7 @@ export class GuardServer {
       this.relayIncus(e);
       this.network?.onIncusEvent(e);
       if (!this.dutiful) return;
+      this.pool?.onIncusEvent(e);
       this.reaper.onEvent(e);
       this.deadlines.onEvent(e);
     });
@@ -163,6 +182,7 @@ export class GuardServer {
       // Whatever changed while nobody watched (guard down, events lost) is reconciled and reaped now.
       this.network?.onEventsConnected();
       if (this.dutiful) {
+        void this.pool?.sweep();
         void this.reaper.sweep();
         void this.deadlines.sync();
       }
@@ -184,6 +204,7 @@ export class GuardServer {
     server.on('error', (e) => this.opts.log.error(`guard socket error: ${e.message}`));
     // Sandboxes that run now are watched from here on, whatever the events say later.
     await this.monitor?.start();
+    this.pool?.start();
     await fs.chmod(this.opts.socketPath, this.opts.adminGid === undefined ? 0o600 : 0o660);
     if (this.opts.adminGid !== undefined && process.getuid?.() === 0) {
       await fs.chown(this.opts.socketPath, 0, this.opts.adminGid);
@@ -195,6 +216,7 @@ export class GuardServer {
     this.broadcast({ topic: 'guard', event: { kind: 'stopping', message: 'guard is stopping' } });
     this.events?.close();
     this.network?.stop();
+    this.pool?.stop();
     this.deadlines.stop();
     if (this.primaryTimer) clearInterval(this.primaryTimer);
     await this.primary?.release();
@@ -314,6 +336,20 @@ export class GuardServer {
         setImmediate(() => this.opts.onShutdownRequested?.());
         return { stopping: true as const };
       })
+      .onRequest(GuardPoolTake, async ({ spec, size, name, adopt }) => {
+        const pool = this.requirePool();
+        // Members are made as root with the client's disks: only what the client may share itself.
+        await vetPoolSpec(spec, client.peer);
+        if (adopt) await vetAdoption(adopt, spec, client.peer);
+        if (!this.dutiful) return { taken: false, reason: 'this guard does not keep the warm pool (another guard holds the host lock)' };
+        if (name === undefined) {
+          pool.want(spec, size);
+          return { taken: false };
+        }
+        return pool.take(spec, size, name, client.peer.pid, adopt);
+      })
+      .onRequest(GuardPoolDrain, async ({ prefix }) => ({ deleted: this.dutiful ? await this.requirePool().drain(prefix) : [] }))
+      .onRequest(GuardPoolStatus, async () => this.requirePool().status())
       .onRequest(MonitorSnapshot, async ({ container }) => {
         if (!this.monitor) throw new CoiError(ErrorCodes.NOT_PERMITTED, 'this guard runs without its monitor');
         return this.monitor.snapshot(container);
@@ -323,6 +359,11 @@ export class GuardServer {
   private requireNetwork(): NetworkController {
     if (!this.network) throw new CoiError(ErrorCodes.NOT_PERMITTED, 'this guard does not fence networks (started without network support)', { remedy: { title: 'Restart the guard', shell: 'sudo coi guard stop && sudo coi guard start' } });
     return this.network;
+  }
+
+  private requirePool(): PoolKeeper {
+    if (!this.pool) throw new CoiError(ErrorCodes.NOT_PERMITTED, 'this guard keeps no warm pool (started without network support)');
+    return this.pool;
   }
 
   private relayPacket(e: PacketEvent): void {

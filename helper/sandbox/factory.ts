@@ -12,6 +12,7 @@ import { CoiError, ErrorCodes } from '../errors';
 import { GUARD_CAPABILITIES, GuardAllowIdmap, GuardSecureSandbox, GuardSecureSandboxResult } from '../protocol/methods';
 import { SnapshotService } from '../snapshot/service';
 import { settingsFromConfig } from './from-config';
+import { guardPool } from '../pool/access';
 import { hostIdentity, resolveWorkspace, SandboxManager, SandboxSettings } from './manager';
 import { defaultSettings, SettingsFlags } from './settings';
 
@@ -86,6 +87,7 @@ export function managerWith(d: FactoryDeps, settings: SandboxSettings): SandboxM
     ...(d.progress ? { progress: d.progress } : {}),
     secureNetwork: (name) => secureWithGuard(guardSocketPath(d.env), name),
     warn: d.warn,
+    ...(settings.poolSize ? { pool: guardPool(guardSocketPath(d.env), settings.poolSize, d.log) } : {}),
     allowIdmap: async (uid, gid) => {
       const g = new GuardClient({ socketPath: guardSocketPath(d.env) });
       try {

@@ -63,6 +63,7 @@ export function settingsFromConfig(loaded: LoadedConfig, env: NodeJS.ProcessEnv)
       profileContexts: loaded.profile.context.map((x) => ({ profile: x.profile, text: x.text })),
     },
     snapshots: { auto: c.snapshots.auto, keep: c.snapshots.keep },
+    poolSize: c.pool.size,
     network: network.label,
     networkWarnings: [
       ...network.warnings,

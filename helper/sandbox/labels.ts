@@ -130,6 +130,8 @@ export function sandboxFromInstance(i: InstanceFull): SandboxInfo | undefined {
   const c = i.config ?? {};
   if (!i.name) return undefined;
   if (c[LABELS.managed] !== 'true') return undefined;
+  // A warm pool member nobody has taken is no sandbox yet (see pool/spec.ts).
+  if (c['user.coi.pool-state'] === 'filling' || c['user.coi.pool-state'] === 'idle') return undefined;
   const info: SandboxInfo = {
     name: i.name,
     workspace: c[LABELS.workspace] ?? '',

@@ -36,6 +36,7 @@ import { listInstalledRules, nftExec, removeAllRules } from '../../helper/guard/
 import type { IncusClient } from '../../helper/incus/client';
 import { GuardEvent, GuardNetworkStatus, GuardSecureSandbox, NetworkEvent } from '../../helper/protocol/methods';
 import type { RequestDef } from '../../helper/protocol/rpc';
+import { GuardPoolDrain } from '../../helper/pool/protocol';
 import { LABELS } from '../../helper/sandbox/labels';
 import { containerName, hostVethName } from '../../helper/sandbox/naming';
 import { DEFAULT_NETWORK, NETWORK_LABEL } from '../../helper/sandbox/network-label';
@@ -236,11 +237,33 @@ function coi(args: string[], home: string, cwd: string, env: NodeJS.ProcessEnv =
   });
 }
 
+/**
+ * COI_TEST_POOL=1: the same tests against sandboxes taken from the warm pool
+ * (`[pool] size = 1`, the workspace's pool filled before each launch, and each
+ * launched sandbox checked to be a taken member).
+ */
+const POOLED = process.env.COI_TEST_POOL === '1';
+
 function homeWith(name: string, network: string): string {
   const home = path.join(root, `home-${name}`);
   mkdirSync(path.join(home, '.coi'), { recursive: true });
-  writeFileSync(path.join(home, '.coi', 'config.toml'), `[container]\nimage = "coi-base"\n\n[tool]\nname = "shell"\n\n${network}`);
+  writeFileSync(path.join(home, '.coi', 'config.toml'), `[container]\nimage = "coi-base"\n\n[tool]\nname = "shell"\n\n${POOLED ? '[pool]\nsize = 1\n\n' : ''}${network}`);
   return home;
+}
+
+/** Allowlist sandboxes are not pooled yet (docs/pool.md): they launch cold in the pooled run too. */
+const pooledHome = (home: string) => POOLED && !readFileSync(path.join(home, '.coi', 'config.toml'), 'utf8').includes('"allowlist"');
+
+async function prewarm(home: string, ws: string): Promise<void> {
+  if (!pooledHome(home)) return;
+  const r = await coi(['pool', 'warm', '--wait', '120'], home, ws);
+  assert.equal(r.code, 0, `coi pool warm failed: ${r.stderr}`);
+}
+
+async function assertPooled(home: string, name: string): Promise<void> {
+  if (!pooledHome(home)) return;
+  const inst = await c.getInstance(name);
+  assert.equal(inst.config['user.coi.pool-state'], 'taken', `${name} was taken from the warm pool`);
 }
 
 function workspace(name: string): string {
@@ -250,10 +273,12 @@ function workspace(name: string): string {
 }
 
 async function launch(home: string, ws: string): Promise<string> {
+  await prewarm(home, ws);
   const r = await coi(['shell', '--background'], home, ws);
   assert.equal(r.code, 0, `coi shell failed: ${r.stderr}`);
   const name = r.stdout.trim();
   assert.ok(name.startsWith(PREFIX), `launched ${name}`);
+  await assertPooled(home, name);
   return name;
 }
 
@@ -404,6 +429,8 @@ before(async () => {
 
 after(async () => {
   stopEvents();
+  // The guard refills the pool: make it stop before deleting what is left.
+  if (POOLED) await guardRequest(GuardPoolDrain, {}).catch(() => undefined);
   for (const i of await c.listInstances({ recursion: 1 }).catch(() => [])) {
     if (i.name.startsWith(PREFIX)) await c.deleteInstance(i.name, { force: true }).catch(() => undefined);
   }
@@ -439,7 +466,9 @@ describe('network isolation of real sandboxes', () => {
     }
     assert.deepEqual([modes[sb.r1], modes[sb.r2], modes[sb.a], modes[sb.o]], ['restricted', 'restricted', 'allowlist', 'open']);
     const status = await guardRequest(GuardNetworkStatus, {});
-    assert.deepEqual(status.installed.map((s) => s.container).sort(), Object.values(sb).sort());
+    // Pooled: the guard's refilled warm members (untaken) have rules too.
+    const untaken = new Set((await c.listInstances({ recursion: 1 })).filter((i) => /^(idle|filling)$/.test(i.config['user.coi.pool-state'] ?? '')).map((i) => i.name));
+    assert.deepEqual(status.installed.map((s) => s.container).filter((n) => !untaken.has(n)).sort(), Object.values(sb).sort());
     assert.deepEqual(status.orphans, []);
     for (const s of status.installed) assert.equal(s.hostIface, hostVethName(s.container));
   });
@@ -575,8 +604,11 @@ describe('network isolation of real sandboxes', () => {
     const tryTcp = (h: string) => `if timeout 3 bash -c 'exec 3<>/dev/tcp/${h}/${PORT}' 2>/dev/null; then echo "${h} open"; else echo "${h} closed"; fi`;
     // The command may run before DHCP answered: wait for the address first.
     const script = `for i in $(seq 100); do ip -4 addr show eth0 | grep -q 'inet ' && break; sleep 0.1; done; ${tryTcp(DEAD_END_HOSTS.private)}; ${tryTcp(DEAD_END_HOSTS.internet)}`;
-    const r = await coi(['run', script], homeWith('run', ''), ws);
+    const home = homeWith('run', '');
+    await prewarm(home, ws);
+    const r = await coi(['run', script], home, ws);
     assert.equal(r.code, 0, r.stderr);
+    if (POOLED) assert.match(readFileSync(guardLog, 'utf8'), new RegExp(`pool: ${name} taken by pid`), 'coi run took the warm member');
     assert.equal(r.stdout, `${DEAD_END_HOSTS.private} closed\n${DEAD_END_HOSTS.internet} open\n`);
     await waitEvent((e) => e.container === name && e.rule === 'private' && e.dst === DEAD_END_HOSTS.private, 'the refusal inside coi run');
   });

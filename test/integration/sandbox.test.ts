@@ -1,12 +1,14 @@
 import { strict as assert } from 'node:assert';
-import { spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { IncusClient } from '../../helper/incus/client';
 import type { Profile } from '../../helper/incus/types';
 import { groupId } from '../../helper/host/groups';
+import { tablesFor } from '../../helper/guard/network/names';
+import { nftExec, removeAllRules } from '../../helper/guard/network/nft';
 import { coi, CoiResult, deleteByPrefix, HELPER, requireIncus, sleep } from './support';
 
 const PREFIX = `coi-t${randomBytes(2).toString('hex')}-`;
@@ -22,12 +24,23 @@ function workspace(name: string): string {
   return ws;
 }
 
-const baseEnv = () => ({ HOME: home, COI_CONTAINER_PREFIX: PREFIX });
+/**
+ * COI_TEST_POOL=1: the same tests against sandboxes taken from the warm pool,
+ * kept by a guard of this run's own (own socket, scope and lock directory):
+ * `[pool] size = 1`, and each workspace's pool filled before a launch.
+ */
+const POOLED = process.env.COI_TEST_POOL === '1';
+const SCOPE = `sb${PREFIX.slice(5, 9)}`;
+const guardSocket = path.join(root, 'guard.sock');
+let guard: ChildProcess | undefined;
+const baseEnv = () => ({ HOME: home, COI_CONTAINER_PREFIX: PREFIX, ...(POOLED ? { COI_GUARD_SOCKET: guardSocket, COI_GUARD_SCOPE: SCOPE } : {}) });
 const run = (args: string[], ws: string, env: NodeJS.ProcessEnv = {}, timeoutMs?: number): Promise<CoiResult> =>
   coi(args, { ...baseEnv(), ...env, PWD: ws }, timeoutMs).then((r) => r);
 
 /** `coi` with the working directory set to the workspace. */
-function coiIn(ws: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CoiResult> {
+async function coiIn(ws: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CoiResult> {
+  // Pooled: fill the workspace's pool first (a failure here is the launch's to report).
+  if (POOLED && (args[0] === 'run' || args[0] === 'shell')) await coi(['pool', 'warm', '--wait', '120'], { ...baseEnv(), ...env }, 300_000, ws);
   return coi(args, { ...baseEnv(), ...env }, 300_000, ws);
 }
 
@@ -52,11 +65,25 @@ before(async () => {
   c = await requireIncus();
   mkdirSync(path.join(home, '.coi'), { recursive: true });
   // The suite's user config: the offline base image and a plain shell as the tool.
-  writeFileSync(path.join(home, '.coi', 'config.toml'), '[container]\nimage = "coi-base"\n\n[tool]\nname = "shell"\n\n[defaults]\nforward_env = ["COI_TEST_FORWARDED"]\n');
+  writeFileSync(path.join(home, '.coi', 'config.toml'), `[container]\nimage = "coi-base"\n\n[tool]\nname = "shell"\n\n[defaults]\nforward_env = ["COI_TEST_FORWARDED"]\n${POOLED ? '\n[pool]\nsize = 1\n' : ''}`);
+  if (POOLED) {
+    const fd = openSync(path.join(root, 'guard.log'), 'a');
+    guard = spawn(process.execPath, [HELPER, 'guard', 'run'], {
+      env: { ...process.env, COI_GUARD_SOCKET: guardSocket, COI_GUARD_SCOPE: SCOPE, COI_GUARD_LOCK_DIR: path.join(root, 'lock'), COI_NET_STATE_DIR: path.join(root, 'state'), COI_NET_CACHE_DIR: path.join(root, 'cache'), COI_GUARD_MONITOR: '0' },
+      stdio: ['ignore', fd, fd],
+    });
+    for (let i = 0; i < 100 && !existsSync(guardSocket); i++) await sleep(200);
+  }
 });
 
 after(async () => {
+  if (POOLED) await coi(['clean'], baseEnv(), 120_000, root).catch(() => undefined);
   await deleteByPrefix(c, PREFIX);
+  if (guard) {
+    guard.kill('SIGTERM');
+    await new Promise((r) => guard!.once('exit', r));
+    await removeAllRules(nftExec(), tablesFor(SCOPE)).catch(() => undefined);
+  }
   rmSync(root, { recursive: true, force: true });
 });
 
@@ -68,6 +95,8 @@ describe('coi run', () => {
     assert.equal(r.stdout, '');
     assert.equal(r.stderr, '');
     assert.equal(readFileSync(path.join(ws, 'out'), 'utf8'), 'hi\n');
+    // Pooled, coi run does not wait for the deletion: the guard deletes the stopped sandbox a moment later.
+    for (let i = 0; POOLED && i < 100 && (await sandboxesOf(ws)).length > 0; i++) await sleep(300);
     assert.deepEqual(await sandboxesOf(ws), []);
   });
 

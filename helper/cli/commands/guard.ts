@@ -60,6 +60,7 @@ async function runGuard(ctx: CliContext): Promise<number> {
     incus: ctx.incus(),
     log,
     network: network.options,
+    pool: poolLimitsFromEnv(ctx.env),
     ...(adminGid !== undefined ? { adminGid } : {}),
     ...(ctx.env.COI_GUARD_LOCK_DIR ? { primaryLockDir: ctx.env.COI_GUARD_LOCK_DIR } : {}),
     onShutdownRequested: () => void stop('asked over the socket'),
@@ -77,6 +78,14 @@ async function runGuard(ctx: CliContext): Promise<number> {
   process.on('SIGINT', () => void stop('SIGINT'));
   await server.start();
   return new Promise<number>(() => undefined);
+}
+
+/** COI_POOL_MAX (untaken warm containers on the host) and COI_POOL_MIN_FREE_MIB; bad values keep the defaults. */
+function poolLimitsFromEnv(env: NodeJS.ProcessEnv): { maxMembers?: number; minFreeMiB?: number } {
+  const n = (v: string | undefined, max: number) => (v !== undefined && /^\d{1,6}$/.test(v) && Number(v) <= max ? Number(v) : undefined);
+  const maxMembers = n(env.COI_POOL_MAX, 64);
+  const minFreeMiB = n(env.COI_POOL_MIN_FREE_MIB, 1 << 20);
+  return { ...(maxMembers !== undefined ? { maxMembers } : {}), ...(minFreeMiB !== undefined ? { minFreeMiB } : {}) };
 }
 
 async function startGuard(ctx: CliContext): Promise<number> {

@@ -6,6 +6,7 @@ import { CoiError, ErrorCodes } from '../../errors';
 import { GuardClient } from '../../guard/client';
 import { guardSocketPath } from '../../guard/paths';
 import { GUARD_CAPABILITIES, GuardCleanOrphans } from '../../protocol/methods';
+import { drainPool } from '../../pool/access';
 import { frozenBehindIncus } from '../../host/freezer';
 import { cleanOrphans as cleanBuildLeftovers, defaultCacheDir } from '../../images/builder';
 import type { SandboxInfo } from '../../sandbox/labels';
@@ -58,15 +59,19 @@ export const resumeCommand = targetsCommand('resume', 'Thaw sandboxes the guard 
 
 export const cleanCommand: Command = {
   name: 'clean',
-  summary: 'Delete stopped ephemeral sandboxes, half-made ones from interrupted launches and leftovers of interrupted image builds; --orphans: network rules of sandboxes that no longer exist',
+  summary: 'Delete stopped ephemeral sandboxes, half-made ones from interrupted launches, warm pool containers (the pool is emptied) and leftovers of interrupted image builds; --orphans: network rules of sandboxes that no longer exist',
   usage: 'coi clean [--dry-run] [--orphans]',
   async run(args, ctx) {
     const { values } = parseFlags(this, args, { 'dry-run': { type: 'boolean' }, orphans: { type: 'boolean' } });
     const dry = values['dry-run'] === true;
     if (values.orphans === true) return cleanOrphans(ctx, dry);
-    const victims = await managerFor(ctx).clean(dry);
+    const mgr = managerFor(ctx);
+    // The guard first: it stops refilling the warm pool and deletes what it keeps; the rest (a dead guard's) below.
+    const drained = dry ? [] : ((await drainPool(guardSocketPath(ctx.env), mgr.settings.prefix)) ?? []);
+    for (const n of drained) ctx.out(`deleted ${n} (warm pool member)\n`);
+    const victims = await mgr.clean(dry);
     const builds = await cleanBuildLeftovers(ctx.incus(), defaultCacheDir(ctx.env), dry);
-    if (victims.length === 0 && builds.length === 0) ctx.out('nothing to clean\n');
+    if (victims.length === 0 && builds.length === 0 && drained.length === 0) ctx.out('nothing to clean\n');
     for (const v of victims) {
       if (v.error) ctx.err(`coi: could not delete ${v.name} (${v.reason}): ${v.error}\n`);
       else ctx.out(`${dry ? 'would delete' : 'deleted'} ${v.name} (${v.reason})\n`);

@@ -1,0 +1,221 @@
+/**
+ * Warm sandboxes with real containers and a guard of this test's own (its
+ * own socket, scope and lock directory: the host's guard and every other
+ * engineer's sandboxes are left alone). The suite's image is an alias of its
+ * own on coi-base, so "rebuilding the image" is moving that alias to another
+ * image (the agent image coi), which is exactly what `coi build` does.
+ */
+import { strict as assert } from 'node:assert';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { GuardClient } from '../../helper/guard/client';
+import { removeAllRules, nftExec } from '../../helper/guard/network/nft';
+import { tablesFor } from '../../helper/guard/network/names';
+import type { IncusClient } from '../../helper/incus/client';
+import { GuardNetworkStatus } from '../../helper/protocol/methods';
+import { GuardPoolStatus } from '../../helper/pool/protocol';
+import { POOL_LABELS } from '../../helper/pool/spec';
+import type { RequestDef } from '../../helper/protocol/rpc';
+import { SETUP_NAMES } from '../../helper/setup/names';
+import { HELPER, requireIncus, sleep } from './support';
+
+const RUN = randomBytes(3).toString('hex');
+const SCOPE = `pl${RUN}`;
+const PREFIX = `coi-pl${RUN}-`;
+const IMAGE = `coi-pl${RUN}-img`;
+const root = mkdtempSync('/tmp/coi-pool-');
+chmodSync(root, 0o755);
+const socketPath = path.join(root, 'guard.sock');
+const guardLog = path.join(root, 'guard.log');
+const home = path.join(root, 'home');
+let c: IncusClient;
+let guard: ChildProcess | undefined;
+
+const guardEnv = (): NodeJS.ProcessEnv => ({
+  ...process.env,
+  COI_GUARD_SOCKET: socketPath,
+  COI_GUARD_SCOPE: SCOPE,
+  COI_GUARD_LOCK_DIR: path.join(root, 'lock'),
+  COI_NET_CACHE_DIR: path.join(root, 'cache'),
+  COI_NET_STATE_DIR: path.join(root, 'state'),
+  COI_GUARD_MONITOR: '0',
+  COI_POOL_MIN_FREE_MIB: '256',
+  COI_LOG_LEVEL: 'debug',
+});
+
+async function startGuard(): Promise<void> {
+  const fd = openSync(guardLog, 'a');
+  guard = spawn(process.execPath, [HELPER, 'guard', 'run'], { env: guardEnv(), stdio: ['ignore', fd, fd] });
+  const probe = new GuardClient({ socketPath, reconnect: true });
+  probe.connect({ timeoutMs: 500 }).catch(() => undefined);
+  try {
+    await probe.waitConnected(20_000);
+  } finally {
+    probe.close();
+  }
+}
+
+async function guardRequest<P, R>(def: RequestDef<P, R>, params: P): Promise<R> {
+  const g = new GuardClient({ socketPath });
+  await g.connect({ timeoutMs: 3_000 });
+  try {
+    return await g.request(def, params);
+  } finally {
+    g.close();
+  }
+}
+
+function coi(args: string[], cwd: string, timeoutMs = 180_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [HELPER, ...args], {
+      cwd,
+      env: { ...process.env, HOME: home, COI_CONTAINER_PREFIX: PREFIX, COI_GUARD_SOCKET: socketPath, COI_GUARD_SCOPE: SCOPE },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`coi ${args.join(' ')} did not finish within ${timeoutMs} ms\n${stderr}`));
+    }, timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(t);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
+  });
+}
+
+function workspace(name: string): string {
+  const ws = path.join(root, `ws-${name}`);
+  mkdirSync(ws, { recursive: true });
+  return ws;
+}
+
+async function ours(): Promise<Array<{ name: string; config: Record<string, string>; status: string }>> {
+  return (await c.listInstances({ recursion: 1 })).filter((i) => i.name.startsWith(PREFIX)).map((i) => ({ name: i.name, config: i.config ?? {}, status: i.status }));
+}
+
+async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const v = await f();
+    if (v !== undefined) return v;
+    await sleep(250);
+  }
+  throw new Error(`timed out waiting for ${what}\n${readFileSync(guardLog, 'utf8').split('\n').slice(-30).join('\n')}`);
+}
+
+/** The idle members of this run, once there are `n`. */
+const idleMembers = (n: number) =>
+  until(`${n} idle warm member(s)`, async () => {
+    const idle = (await ours()).filter((i) => i.config[POOL_LABELS.state] === 'idle');
+    return idle.length >= n ? idle : undefined;
+  });
+
+before(async () => {
+  c = await requireIncus();
+  const base = await c.imageAlias(SETUP_NAMES.baseImage);
+  await c.run('POST', c.url('/1.0/images/aliases'), { name: IMAGE, target: base, description: 'pool test' });
+  mkdirSync(path.join(home, '.coi'), { recursive: true });
+  writeFileSync(path.join(home, '.coi', 'config.toml'), `[container]\nimage = "${IMAGE}"\n\n[tool]\nname = "shell"\n\n[pool]\nsize = 1\n`);
+  await startGuard();
+});
+
+after(async () => {
+  guard?.kill('SIGTERM');
+  for (const i of await ours().catch(() => [])) await c.deleteInstance(i.name, { force: true }).catch(() => undefined);
+  await c.run('DELETE', c.url(`/1.0/images/aliases/${IMAGE}`)).catch(() => undefined);
+  await removeAllRules(nftExec(), tablesFor(SCOPE)).catch(() => undefined);
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('warm pool', () => {
+  test('coi run takes the pre-started member: the sandbox name, the workspace mapped, protected paths read-only; the pool refills', async () => {
+    const ws = workspace('run');
+    assert.equal(spawnSync('git', ['init', '-q', ws]).status, 0);
+    const warm = await coi(['pool', 'warm', '--wait', '120'], ws);
+    assert.equal(warm.code, 0, warm.stderr);
+    const member = warm.stdout.trim();
+    assert.match(member, new RegExp(`^${PREFIX}[0-9a-f]{8}-1$`), 'a member has the name of the workspace\'s first slot');
+    const [m] = await ours();
+    assert.equal(m!.config['user.coi.workspace'], undefined, 'an idle member is no sandbox: no workspace label');
+    assert.equal(JSON.parse(m!.config['user.coi.network']!).mode, 'allowlist', 'idle members are fenced with the strictest rules');
+    const listed = await coi(['list', '--format', 'json'], ws);
+    assert.deepEqual(JSON.parse(listed.stdout).sandboxes.filter((s: { name: string }) => s.name.startsWith(PREFIX)), [], 'listings leave idle members out');
+
+    const r = await coi(['run', 'hostname; touch /workspace/made; (echo x >> .git/config) 2>/dev/null && echo WROTE || echo DENIED'], ws);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${member}\nDENIED\n`, 'ran in the warm member, with .git/config read-only');
+    assert.match(readFileSync(guardLog, 'utf8'), new RegExp(`pool: ${member} taken by pid`));
+    assert.equal(spawnSync('stat', ['-c', '%u', path.join(ws, 'made')], { encoding: 'utf8' }).stdout.trim(), String(process.getuid!()), 'files keep the user\'s ownership');
+    // The guard deletes the used one (never back to the pool) and makes a new one.
+    await until('the used member to be gone', async () => ((await c.instanceExists(member)) ? undefined : true), 60_000);
+    const [again] = await idleMembers(1);
+    assert.ok(again, 'the pool refilled');
+  });
+
+  test('coi shell --background takes a member; coi list shows it by workspace and slot; it is fenced in the sandbox\'s mode', async () => {
+    const ws = workspace('shell');
+    assert.equal((await coi(['pool', 'warm', '--wait', '120'], ws)).code, 0);
+    const [member] = (await ours()).filter((i) => i.config[POOL_LABELS.state] === 'idle' && i.config['user.coi.pool-spec']?.includes(path.basename(ws)));
+    const r = await coi(['shell', '--background'], ws);
+    assert.equal(r.code, 0, r.stderr);
+    const name = r.stdout.trim();
+    assert.equal(name, member!.name);
+    const list = JSON.parse((await coi(['list', '--format', 'json'], ws)).stdout).sandboxes as Array<{ name: string; workspace: string; slot: number; state: string }>;
+    assert.deepEqual(list.filter((s) => s.name === name).map((s) => [s.workspace, s.slot, s.state]), [[ws, 1, 'running']]);
+    const status = await guardRequest(GuardNetworkStatus, {});
+    assert.equal(status.installed.find((x) => x.container === name)?.mode, 'restricted', 'the guard re-fenced it in the sandbox\'s mode');
+    assert.equal((await coi(['kill', name], ws)).code, 0);
+  });
+
+  test('a rebuilt image empties the pool: the member of the old image goes, the next is of the new one', async () => {
+    const ws = workspace('rebuild');
+    assert.equal((await coi(['pool', 'warm', '--wait', '120'], ws)).code, 0);
+    const spec = (i: { config: Record<string, string> }) => i.config['user.coi.pool-spec']?.includes(path.basename(ws));
+    const [old] = (await ours()).filter((i) => spec(i) && i.config[POOL_LABELS.state] === 'idle');
+    const oldFp = old!.config[POOL_LABELS.fingerprint];
+    const next = await c.imageAlias('coi');
+    assert.ok(next && next !== oldFp, 'the agent image is another image');
+    await c.run('PUT', c.url(`/1.0/images/aliases/${IMAGE}`), { target: next, description: 'pool test, rebuilt' });
+    await until('the outdated member to be deleted', async () => ((await c.instanceExists(old!.name)) ? undefined : true), 60_000);
+    const r = await coi(['run', 'command -v claude >/dev/null && echo new-image'], ws);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'new-image\n', 'the command ran on the rebuilt image');
+    const fresh = await until('a member of the new image', async () => (await ours()).find((i) => spec(i) && i.config[POOL_LABELS.state] === 'idle'));
+    assert.equal(fresh.config[POOL_LABELS.fingerprint], next, 'refilled from the new image');
+    await c.run('PUT', c.url(`/1.0/images/aliases/${IMAGE}`), { target: oldFp, description: 'pool test' });
+  });
+
+  test('coi clean empties the pool and the guard stops refilling it', async () => {
+    assert.ok((await ours()).some((i) => i.config[POOL_LABELS.state] === 'idle' || i.config[POOL_LABELS.state] === 'filling'), 'there is something to clean');
+    const r = await coi(['clean'], root);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /warm pool member/);
+    await sleep(3_000);
+    assert.deepEqual(await ours(), []);
+    const s = await guardRequest(GuardPoolStatus, {});
+    assert.deepEqual(s.pools, []);
+  });
+
+  test('killing the guard while it fills leaves only labelled members, and coi clean removes them', async () => {
+    const ws = workspace('kill');
+    assert.equal((await coi(['pool', 'warm'], ws)).code, 0);
+    await until('a member being filled', async () => ((await ours()).some((i) => i.config[POOL_LABELS.state] === 'filling') ? true : undefined), 30_000);
+    guard!.kill('SIGKILL');
+    await new Promise((r) => guard!.once('exit', r));
+    await sleep(2_000);
+    const left = await ours();
+    assert.ok(left.length > 0, 'the interrupted member is there');
+    for (const i of left) assert.ok(i.config[POOL_LABELS.key] && i.config['user.coi.managed'] === 'true', `${i.name} carries the pool's labels`);
+    const r = await coi(['clean'], ws);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /deleted .* \(warm pool member whose guard died while filling it\)/);
+    assert.deepEqual(await ours(), [], 'nothing of the pool is left');
+  });
+});
