@@ -8,7 +8,7 @@
  * sends traffic anywhere but the local Incus socket and the dead-end namespace.
  *
  * `node out/bench/bench.js [figure…]` runs only the named figures (run, shell,
- * warm, list, snapshot, guard, activation, vsix, containment); their results
+ * warm, list, snapshot, guard, activation, vsix, containment, pool); their results
  * replace those of the same name in latest.json, the others are kept.
  */
 import { spawn } from 'node:child_process';
@@ -28,10 +28,9 @@ import { firstRender } from './tree-render';
 const REPO = path.resolve(__dirname, '..', '..');
 const HELPER = path.join(REPO, 'dist', 'helper.js');
 const RUNS = Number(process.env.COI_BENCH_RUNS ?? 5);
-const ONLY = process.env.COI_BENCH_ONLY;
 const PREFIX = `coi-b${randomBytes(2).toString('hex')}-`;
 const incus = new IncusClient();
-const FIGURES = ['run', 'shell', 'warm', 'list', 'snapshot', 'guard', 'activation', 'vsix', 'containment'] as const;
+const FIGURES = ['run', 'shell', 'warm', 'list', 'snapshot', 'guard', 'activation', 'vsix', 'containment', 'pool'] as const;
 type FigureId = (typeof FIGURES)[number];
 const asked = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 for (const a of asked) {
@@ -150,8 +149,7 @@ async function main(): Promise<void> {
     // Warm the image cache on the pool so the first measured run is not an outlier of unpacking.
     if (wanted('run') || wanted('shell') || wanted('warm')) await rawRunTrue();
 
-    // COI_BENCH_ONLY=pool: only the warm-pool figures.
-    if (ONLY !== 'pool') {
+    {
       // 1. cold coi run -- true vs create + start + exec true + delete
       if (wanted('run')) {
         const runCoi: number[] = [];
@@ -340,7 +338,7 @@ async function main(): Promise<void> {
     }
 
     // 8. warm pool: coi run and coi shell with a warm container, against srt true and the cold path
-    await poolFigures({ repo: REPO, helper: HELPER, root, prefix: PREFIX, runs: RUNS, time, coi, must, add });
+    if (wanted('pool')) await poolFigures({ repo: REPO, helper: HELPER, root, prefix: PREFIX, runs: RUNS, time, coi, must, add });
   } finally {
     await cleanup();
     rmSync(root, { recursive: true, force: true });

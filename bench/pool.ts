@@ -36,14 +36,9 @@ function run(cmd: string, args: string[], cwd: string): Promise<number> {
 
 export async function poolFigures(d: PoolBenchDeps): Promise<void> {
   const srt = path.join(d.repo, 'bench', '.tools', 'node_modules', '.bin', 'srt');
-  if (!existsSync(srt)) {
-    process.stderr.write('  (srt not installed: run bench/setup.sh for the warm-pool figures)\n');
-    return;
-  }
-  if (process.getuid?.() !== 0) {
-    process.stderr.write('  (the warm-pool figures need root for the bench\'s own guard)\n');
-    return;
-  }
+  // A figure that cannot be measured fails the run: a table silently missing it would be read as complete.
+  if (!existsSync(srt)) throw new Error('srt is not installed for the warm-pool figures: run `sh bench/setup.sh` (npm run bench does)');
+  if (process.getuid?.() !== 0) throw new Error('the warm-pool figures need root for the bench\'s own guard: run `sudo npm run bench`');
   const dir = path.join(d.root, 'pool');
   const scope = `bp${d.prefix.replace(/[^a-z0-9]/g, '').slice(-6)}`;
   const socket = path.join(dir, 'guard.sock');
