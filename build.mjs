@@ -2,9 +2,26 @@
 // Type checking is tsc's job (`npm run typecheck`); esbuild only transpiles.
 import * as esbuild from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 
 const { version } = JSON.parse(readFileSync('package.json', 'utf8'));
+
+// The build id: a hash of the helper's sources and the locked dependencies, so
+// set-up can tell a guard of other code from its own (see helper/version.ts).
+function sourceHash() {
+  const h = createHash('sha256');
+  const walk = (dir) => {
+    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = `${dir}/${e.name}`;
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.ts')) h.update(p).update('\0').update(readFileSync(p)).update('\0');
+    }
+  };
+  walk('helper');
+  h.update(readFileSync('package-lock.json'));
+  return h.digest('hex').slice(0, 12);
+}
 
 const production = process.argv.includes('--production');
 const withTests = process.argv.includes('--tests');
@@ -16,7 +33,7 @@ const common = {
   minify: production,
   logLevel: 'warning',
   target: 'node20',
-  define: { __COI_VERSION__: JSON.stringify(version) },
+  define: { __COI_VERSION__: JSON.stringify(version), __COI_BUILD__: JSON.stringify(sourceHash()) },
 };
 
 const builds = [

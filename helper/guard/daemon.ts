@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
 import { CoiError, ErrorCodes } from '../errors';
 import { GuardClient } from './client';
-import { buildOf } from '../version';
+import { COI_BUILD } from '../version';
 import { DEFAULT_GUARD_LOG, guardSocketPath } from './paths';
 
 export interface GuardStartResult {
@@ -27,7 +27,7 @@ export async function startGuardDaemon(env: NodeJS.ProcessEnv, script = process.
   const already = await probe.connect({ timeoutMs: 1_000 }).then(() => probe.info(), () => undefined);
   let replaced: GuardStartResult['replaced'];
   if (already) {
-    const mine = buildOf(script);
+    const mine = COI_BUILD;
     // A guard of another build (an update, a rebuild, or one too old to say) would keep enforcing the old code: hand over to ours.
     // Sandboxes keep their rules meanwhile (they live in the kernel) and the new guard reconciles them.
     if (guardHandover(already.guard.build, mine) === 'keep') {

@@ -37,10 +37,7 @@ import {
 } from '../protocol/methods';
 import { notify, Router } from '../protocol/rpc';
 import { createConnection } from '../rpc/connection';
-import { buildOf, COI_VERSION } from '../version';
-
-// Taken when the guard starts: the file on disk may be rebuilt under a running guard.
-const GUARD_BUILD = buildOf();
+import { COI_BUILD, COI_VERSION } from '../version';
 import { incusStatusOf } from '../core/info';
 import { inScope } from './network/desired';
 import type { PacketEvent } from './network/kmsg';
@@ -278,7 +275,7 @@ export class GuardServer {
   private router(client: Client): Router {
     return new Router(this.opts.log)
       .onRequest(GuardInfo, async () => ({
-        guard: { version: COI_VERSION, pid: process.pid, node: process.version, ...(GUARD_BUILD ? { build: GUARD_BUILD } : {}) },
+        guard: { version: COI_VERSION, pid: process.pid, node: process.version, ...(COI_BUILD ? { build: COI_BUILD } : {}) },
         startedAt: this.startedAt.toISOString(),
         socket: this.opts.socketPath,
         clients: this.clients.size,
