@@ -88,6 +88,18 @@ export interface AuditLogSummary {
 /** Every container with a log in the reader's directories. */
 export async function listAuditLogs(r: AuditReader): Promise<AuditLogSummary[]> {
   const out: AuditLogSummary[] = [];
+  for (const { dir, container } of await auditLogs(r)) {
+    const { records } = await readAuditRecords(await auditFiles(dir, container));
+    let worst: Severity | undefined;
+    for (const rec of records) if (!worst || SEVERITY_ORDER[rec.level] > SEVERITY_ORDER[worst]) worst = rec.level;
+    out.push({ container, dir, records: records.length, ...(records.length ? { last: records[records.length - 1]!.timestamp } : {}), ...(worst ? { worst } : {}) });
+  }
+  return out;
+}
+
+/** Each container's log once (the first directory that has it wins), in name order. */
+async function auditLogs(r: AuditReader): Promise<{ dir: string; container: string }[]> {
+  const out: { dir: string; container: string }[] = [];
   const seen = new Set<string>();
   for (const dir of auditDirsFor(r)) {
     let names: string[];
@@ -100,10 +112,7 @@ export async function listAuditLogs(r: AuditReader): Promise<AuditLogSummary[]> 
       const m = /^([A-Za-z0-9][A-Za-z0-9-]*)\.jsonl$/.exec(n);
       if (!m || seen.has(m[1]!)) continue;
       seen.add(m[1]!);
-      const { records } = await readAuditRecords(await auditFiles(dir, m[1]!));
-      let worst: Severity | undefined;
-      for (const rec of records) if (!worst || SEVERITY_ORDER[rec.level] > SEVERITY_ORDER[worst]) worst = rec.level;
-      out.push({ container: m[1]!, dir, records: records.length, ...(records.length ? { last: records[records.length - 1]!.timestamp } : {}), ...(worst ? { worst } : {}) });
+      out.push({ dir, container: m[1]! });
     }
   }
   return out;
@@ -128,22 +137,11 @@ export interface AuditEventRef {
 export async function recentAudit(r: AuditReader, opts: { limit: number; prefix?: string; minLevel?: Severity }): Promise<{ events: AuditEventRef[]; skipped: number }> {
   const events: AuditEventRef[] = [];
   let skipped = 0;
-  const seen = new Set<string>();
-  for (const dir of auditDirsFor(r)) {
-    let names: string[];
-    try {
-      names = await fsp.readdir(dir);
-    } catch {
-      continue;
-    }
-    for (const n of names) {
-      const m = /^([A-Za-z0-9][A-Za-z0-9-]*)\.jsonl$/.exec(n);
-      if (!m || seen.has(m[1]!) || (opts.prefix && !m[1]!.startsWith(opts.prefix))) continue;
-      seen.add(m[1]!);
-      const read = await readAuditRecords(await auditFiles(dir, m[1]!), { limit: opts.limit, ...(opts.minLevel ? { minLevel: opts.minLevel } : {}) });
-      skipped += read.skipped;
-      for (const rec of read.records) events.push({ container: m[1]!, auditPath: activePath(dir, m[1]!), record: toThreatWire(rec) });
-    }
+  for (const { dir, container } of await auditLogs(r)) {
+    if (opts.prefix && !container.startsWith(opts.prefix)) continue;
+    const read = await readAuditRecords(await auditFiles(dir, container), { limit: opts.limit, ...(opts.minLevel ? { minLevel: opts.minLevel } : {}) });
+    skipped += read.skipped;
+    for (const rec of read.records) events.push({ container, auditPath: activePath(dir, container), record: toThreatWire(rec) });
   }
   events.sort((a, b) => a.record.timestamp.localeCompare(b.record.timestamp));
   return { events: events.slice(-opts.limit), skipped };

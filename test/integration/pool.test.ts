@@ -20,7 +20,7 @@ import { GuardPoolStatus } from '../../helper/pool/protocol';
 import { POOL_LABELS } from '../../helper/pool/spec';
 import type { RequestDef } from '../../helper/protocol/rpc';
 import { SETUP_NAMES } from '../../helper/setup/names';
-import { HELPER, requireIncus, sleep } from './support';
+import { coi as runCoi, CoiResult, HELPER, requireIncus, sleep } from './support';
 
 const RUN = randomBytes(3).toString('hex');
 const SCOPE = `pl${RUN}`;
@@ -68,27 +68,9 @@ async function guardRequest<P, R>(def: RequestDef<P, R>, params: P): Promise<R> 
   }
 }
 
-function coi(args: string[], cwd: string, timeoutMs = 180_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [HELPER, ...args], {
-      cwd,
-      env: { ...process.env, HOME: home, COI_CONTAINER_PREFIX: PREFIX, COI_GUARD_SOCKET: socketPath, COI_GUARD_SCOPE: SCOPE },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const t = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`coi ${args.join(' ')} did not finish within ${timeoutMs} ms\n${stderr}`));
-    }, timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(t);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
-}
+/** The real `coi` with this suite's HOME, prefix and guard. */
+const coi = (args: string[], cwd: string, timeoutMs = 180_000): Promise<CoiResult> =>
+  runCoi(args, { HOME: home, COI_CONTAINER_PREFIX: PREFIX, COI_GUARD_SOCKET: socketPath, COI_GUARD_SCOPE: SCOPE }, timeoutMs, cwd);
 
 function workspace(name: string): string {
   const ws = path.join(root, `ws-${name}`);
