@@ -839,9 +839,35 @@ export class SandboxManager {
   async kill(name: string): Promise<void> {
     await this.get(name);
     await this.hold(name);
-    await this.d.incus.setState(name, 'stop', { force: true }).catch(() => undefined);
+    await this.forceStop(name);
     await this.saveSession(name);
     await this.remove(name);
+  }
+
+  /**
+   * Force-stops, also a sandbox the guard froze. A stop normally takes a frozen
+   * container down without letting it run again (SIGKILL before the thaw), so
+   * that is tried first. But when Incus's record and the cgroup disagree (the
+   * guard froze the cgroup and Incus refused to record it, "already frozen"),
+   * the stop can wait on frozen tasks for minutes: then it is thawed and
+   * stopped at once: a kill was asked for, and a moment's run is the price of
+   * it ever ending.
+   */
+  private async forceStop(name: string): Promise<void> {
+    try {
+      await this.d.incus.setState(name, 'stop', { force: true, timeoutMs: 15_000 });
+      return;
+    } catch (e) {
+      const st = await this.d.incus.getState(name).catch(() => undefined);
+      if (!st || st.status === 'Stopped') return;
+      if (st.status !== 'Frozen' && !frozenBehindIncus(st.status, name)) {
+        this.d.log.warn(`${name}: force stop failed (${toCoiError(e).message}); deleting it anyway`);
+        return;
+      }
+      this.d.log.warn(`${name}: a frozen sandbox did not stop within 15 s; thawing it to stop it`);
+    }
+    await this.d.incus.setState(name, 'unfreeze', { timeoutMs: 15_000 }).catch(() => undefined);
+    await this.d.incus.setState(name, 'stop', { force: true, timeoutMs: 30_000 }).catch(() => undefined);
   }
 
   /** Stops the sandbox without deleting it: only for persistent ones (an ephemeral one is deleted when stopped). */

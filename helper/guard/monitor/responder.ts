@@ -37,7 +37,9 @@ export async function incusFreeze(incus: IncusClient, name: string): Promise<voi
   try {
     await incus.setState(name, 'freeze', { timeoutMs: 30_000 });
   } catch (e) {
-    // Already frozen (by a person, or a second event) is the state we want.
+    // Already frozen (by a person, or a second event) is the state we want; Incus may say so before its
+    // state reads Frozen.
+    if (/already frozen/i.test(toCoiError(e).message)) return;
     const st = await incus.getState(name).catch(() => undefined);
     if (st?.status === 'Frozen') return;
     throw e;
