@@ -55,6 +55,8 @@ export interface LoopDeps {
   /** Whether the cgroup is frozen now (undefined: no cgroup). */
   isFrozen: () => boolean | undefined;
   incusFreeze: () => Promise<void>;
+  /** Whether Incus is stopping or deleting the container now (a thaw that is part of its end). */
+  stopping?: () => Promise<boolean>;
   kill: () => Promise<KillOutcome>;
   audit: AuditSink;
   /** Pushes a record to subscribers (the guard's `threat` topic). */
@@ -77,6 +79,10 @@ const MAX_RECENT = 50;
 
 export class MonitorLoop {
   private stateValue: LoopState = 'waiting';
+  /** A thaw seen while frozen is being checked against Incus's operations. */
+  private thawCheck: Promise<void> | undefined;
+  /** Until then, a thaw is the container's stop under way: nothing to watch or freeze. */
+  private stopSeenUntil = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly dedup = new Deduplicator();
   private prev: Snapshot | undefined;
@@ -299,8 +305,23 @@ export class MonitorLoop {
     this.misses = 0;
     if (this.stateValue === 'waiting') this.stateValue = 'watching';
     if (this.stateValue === 'frozen' && this.d.isFrozen() === false) {
-      // Thawed (coi resume): watch again.
-      this.stateValue = 'watching';
+      // Thawed: by `coi resume` (watch again), or by a stop under way (Incus thaws a frozen container
+      // after its SIGKILL; freezing it again here would leave that stop waiting on frozen tasks for good).
+      if (!this.d.stopping) this.stateValue = 'watching';
+      else {
+        if (Date.now() < this.stopSeenUntil) return;
+        if (!this.thawCheck) {
+          this.thawCheck = this.d
+            .stopping()
+            .catch(() => false)
+            .then((stopping) => {
+              if (stopping) this.stopSeenUntil = Date.now() + 60_000;
+              else if (this.stateValue === 'frozen') this.stateValue = 'watching';
+            })
+            .finally(() => (this.thawCheck = undefined));
+        }
+        return;
+      }
     }
     // A fork bomb takes the host down with it: its check, cheap, goes first and acts at once.
     const storm = runDetectors(snap, this.prev, { thresholds: this.d.policy.thresholds, history: this.history, ...(this.d.newId ? { newId: this.d.newId } : {}) }, [processStormDetector]);

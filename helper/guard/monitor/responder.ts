@@ -46,6 +46,18 @@ export async function incusFreeze(incus: IncusClient, name: string): Promise<voi
   }
 }
 
+/** Whether a stop or a delete of the container is running in Incus now. */
+export async function incusStopping(incus: IncusClient, name: string): Promise<boolean> {
+  const ops = await incus.get<{ running?: { description?: string; resources?: { instances?: string[] } }[] }>('/1.0/operations?recursion=1');
+  return isStopping(ops.running ?? [], name);
+}
+
+/** Pure half of incusStopping: running operations in, whether one ends this container. */
+export function isStopping(running: readonly { description?: string; resources?: { instances?: string[] } }[], name: string): boolean {
+  const path = `/1.0/instances/${encodeURIComponent(name)}`;
+  return running.some((o) => /^(stopping|deleting) instance/i.test(o.description ?? '') && (o.resources?.instances ?? []).some((r) => r === path || r.startsWith(`${path}?`)));
+}
+
 /** `<name>-forensics-20261127-053012`, cut to Incus's 63 characters. */
 export function forensicsName(name: string, at: Date): string {
   const ts = at.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);

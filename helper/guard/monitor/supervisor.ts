@@ -29,7 +29,7 @@ import { formatEndpoint } from './ip';
 import { LoopState, MonitorLoop } from './loop';
 import { capArgv, Snapshot } from './model';
 import { decodePolicy, MonitorPolicy } from './policy';
-import { incusFreeze, killSandbox } from './responder';
+import { incusFreeze, incusStopping, killSandbox } from './responder';
 import { prepareTracefs, TraceSession } from './trace';
 import { toThreatWire } from './wire';
 
@@ -213,6 +213,7 @@ export class MonitorSupervisor {
         return s === undefined ? undefined : s !== 'thawed';
       },
       incusFreeze: () => incusFreeze(this.o.incus, name),
+      stopping: () => incusStopping(this.o.incus, name),
       kill: () => killSandbox(this.o.incus, name, { forensics: policy.forensicsOnKill, log: this.o.log }),
       audit: audit.writer ?? { append: async () => Promise.reject(new Error('no audit log could be opened')) },
       publish: (r) => this.publish(name, owner, entry.auditPath, r),

@@ -10,6 +10,7 @@ import type { AuditRecord } from '../../../helper/guard/monitor/audit';
 import { LoopCollector, MonitorLoop } from '../../../helper/guard/monitor/loop';
 import type { Snapshot } from '../../../helper/guard/monitor/model';
 import { defaultPolicy, MonitorPolicy } from '../../../helper/guard/monitor/policy';
+import { isStopping } from '../../../helper/guard/monitor/responder';
 import { silentLog } from '../../../helper/log';
 import { agent, init, proc, snap, sock, sockFd } from './build';
 
@@ -25,7 +26,7 @@ interface World {
   killGate: { release: () => void };
 }
 
-function world(policy: MonitorPolicy = defaultPolicy(), opts: { killFails?: number } = {}): World {
+function world(policy: MonitorPolicy = defaultPolicy(), opts: { killFails?: number; stopping?: () => Promise<boolean> } = {}): World {
   const steps: string[] = [];
   const records: AuditRecord[] = [];
   const pushed: AuditRecord[] = [];
@@ -53,6 +54,7 @@ function world(policy: MonitorPolicy = defaultPolicy(), opts: { killFails?: numb
       return { ok: true, ms: 0 };
     },
     isFrozen: () => frozen.value,
+    ...(opts.stopping ? { stopping: opts.stopping } : {}),
     incusFreeze: async () => {
       steps.push('incus-freeze');
     },
@@ -235,4 +237,50 @@ test('a restart of the container forgets what was known', async () => {
   w.loop.restarted();
   assert.ok(w.steps.includes('reset'));
   await w.loop.stop('done');
+});
+
+test('a thaw that is the container\'s stop under way is not frozen again; a thaw by coi resume is watched again', async () => {
+  let stopping = true;
+  const w = world({ ...defaultPolicy(), killOnCritical: false }, { stopping: async () => stopping });
+  w.loop.start();
+  w.next(snap([init, agent()]));
+  w.loop.tick();
+  w.next(later(snap([init, agent(), shellOnSocket()]), 1_000));
+  w.loop.tick();
+  assert.equal(w.loop.state, 'frozen');
+  await w.loop.flush();
+  // Incus stops it: SIGKILL, then a thaw; the shell is still there for a moment.
+  w.frozen.value = false;
+  w.steps.length = 0;
+  for (let i = 0; i < 3; i++) {
+    w.next(later(snap([init, agent(), shellOnSocket()]), 40_000 + i * 500));
+    w.loop.tick();
+    await new Promise((r) => setImmediate(r));
+  }
+  assert.ok(!w.steps.includes('freeze'), `not frozen again during the stop: ${w.steps.join(', ')}`);
+  // Without a stop under way, the same thaw is a resume: watched (and the shell frozen) again.
+  stopping = false;
+  const w2 = world({ ...defaultPolicy(), killOnCritical: false }, { stopping: async () => stopping });
+  w2.loop.start();
+  w2.next(snap([init, agent()]));
+  w2.loop.tick();
+  w2.next(later(snap([init, agent(), shellOnSocket()]), 1_000));
+  w2.loop.tick();
+  await w2.loop.flush();
+  w2.frozen.value = false;
+  w2.loop.tick();
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(w2.loop.state, 'watching');
+  await w.loop.stop('done');
+  await w2.loop.stop('done');
+});
+
+test('a stop or delete of this container among Incus\'s running operations counts; others do not', () => {
+  const op = (description: string, name: string) => ({ description, resources: { instances: [`/1.0/instances/${name}`] } });
+  assert.equal(isStopping([op('Stopping instance', 'coi-a-1')], 'coi-a-1'), true);
+  assert.equal(isStopping([op('Deleting instance', 'coi-a-1')], 'coi-a-1'), true);
+  assert.equal(isStopping([op('Stopping instance', 'coi-a-10')], 'coi-a-1'), false);
+  assert.equal(isStopping([op('Executing command', 'coi-a-1'), op('Freezing instance', 'coi-a-1')], 'coi-a-1'), false);
+  assert.equal(isStopping([], 'coi-a-1'), false);
 });
