@@ -66,7 +66,7 @@ const DOMAIN = 'allowed.test';
  */
 const CHURN = Number(process.env.COI_NET_CHURN ?? 200);
 const CHURN_MIN = Math.min(CHURN, 50);
-const CHURN_BUDGET_MS = 150_000;
+const CHURN_BUDGET_MS = 90_000;
 
 let c: IncusClient;
 let guard: ChildProcess | undefined;
