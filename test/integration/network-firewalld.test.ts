@@ -118,6 +118,14 @@ async function startFirewalld(): Promise<void> {
   assert.equal(fw('--state'), 'running');
 }
 
+/** The sandbox bridge's zone in firewalld's saved configuration, read with firewalld stopped. */
+const savedBridgeZone = (): string => {
+  const z = spawnSync('firewall-offline-cmd', ['--get-zone-of-interface=coibr0'], { encoding: 'utf8' }).stdout.trim();
+  return z === 'no zone' ? '' : z;
+};
+// A guard that sees this test's firewalld binds the bridge in the saved configuration; it is put back as found.
+const bridgeZoneBefore = savedBridgeZone();
+
 async function stopFirewalld(): Promise<void> {
   if (firewalld && firewalld.exitCode === null) {
     firewalld.kill('SIGTERM');
@@ -125,6 +133,8 @@ async function stopFirewalld(): Promise<void> {
     await new Promise((r) => firewalld!.once('exit', r));
     clearTimeout(t);
   }
+  const now = savedBridgeZone();
+  if (now && now !== bridgeZoneBefore) spawnSync('firewall-offline-cmd', [`--zone=${now}`, '--remove-interface=coibr0']);
   if (dbusPid) {
     try {
       process.kill(dbusPid, 'SIGTERM');

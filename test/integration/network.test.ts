@@ -900,6 +900,10 @@ async function startFirewalld(defaultZone: string): Promise<{ stop: () => Promis
   assert.equal(sh('sh', ['-c', 'command -v firewalld && command -v firewall-cmd']).status, 0, 'firewalld is not installed: bash .ci/install-firewalld.sh');
   const others = sh('pgrep', ['-x', 'firewalld']).stdout.trim();
   assert.equal(others, '', `another firewalld is running (pid ${others}); this test starts and stops its own`);
+  // A bridge binding saved by an earlier firewalld run (another test's, whose guard bound it) would make this
+  // one start with the bridge already passed: the test is about the guard doing it.
+  const saved = sh('firewall-offline-cmd', [`--get-zone-of-interface=${SETUP_NAMES.bridge}`]).stdout.trim();
+  if (saved && saved !== 'no zone') sh('firewall-offline-cmd', [`--zone=${saved}`, `--remove-interface=${SETUP_NAMES.bridge}`]);
   let dbusPid: number | undefined;
   if (!existsSync('/run/dbus/system_bus_socket') || sh('dbus-send', ['--system', '--print-reply', '--dest=org.freedesktop.DBus', '/', 'org.freedesktop.DBus.GetId']).status !== 0) {
     // No bus answers: whatever a previous bus left (its socket, its pid file) is stale.
