@@ -117,7 +117,12 @@ function procUsage(pid: number): { cpuMs: number; rssKiB: number } {
   return { cpuMs: ((Number(f[11]) + Number(f[12])) * 1000) / 100, rssKiB: rss };
 }
 
-async function guardCost(guardPid: number, windowMs: number): Promise<{ cpuPct: number; rssMiB: number }> {
+interface GuardCost {
+  cpuPct: number;
+  rssMiB: number;
+}
+
+async function guardCost(guardPid: number, windowMs: number): Promise<GuardCost> {
   const a = procUsage(guardPid);
   await new Promise((r) => setTimeout(r, windowMs));
   const b = procUsage(guardPid);
@@ -143,6 +148,17 @@ async function main(): Promise<void> {
     figures.push({ name, unit, subject: s, baselineName, baseline: b, ratio: s.median / b.median, ...(note ? { note } : {}) });
     process.stderr.write(`  ${name}: ${s.median.toFixed(1)} ${unit} vs ${baselineName} ${b.median.toFixed(1)} ${unit}\n`);
   };
+  // One sample of CPU per side; memory rides in the note, so the ratio compares like with like.
+  const addGuardCost = (name: string, c: GuardCost, baselineName: string, base: GuardCost) =>
+    figures.push({
+      name,
+      unit: '% CPU',
+      subject: stat([c.cpuPct]),
+      baselineName,
+      baseline: stat([base.cpuPct]),
+      ratio: base.cpuPct > 0 ? c.cpuPct / base.cpuPct : NaN,
+      note: `RSS ${c.rssMiB.toFixed(1)} MiB vs ${base.rssMiB.toFixed(1)} MiB`,
+    });
 
   try {
     process.stderr.write(`bench: ${RUNS} runs each, storage driver ${driver}\n`);
@@ -267,15 +283,7 @@ async function main(): Promise<void> {
         for (const n of [1, 5, 10]) {
           while (started.length < n) started.push((await must(coi(['shell', '--background'], env, ws), 'idle shell')).trim());
           const c = await guardCost(guardPid, 5_000);
-          figures.push({
-            name: `guard with ${n} idle sandbox${n > 1 ? 'es' : ''}`,
-            unit: '% CPU / MiB RSS',
-            subject: stat([c.cpuPct]),
-            baselineName: 'guard with none',
-            baseline: stat([idle.cpuPct]),
-            ratio: idle.cpuPct > 0 ? c.cpuPct / idle.cpuPct : NaN,
-            note: `RSS ${c.rssMiB.toFixed(1)} MiB vs ${idle.rssMiB.toFixed(1)} MiB`,
-          });
+          addGuardCost(`guard with ${n} idle sandbox${n > 1 ? 'es' : ''}`, c, 'guard with none', idle);
           process.stderr.write(`  guard, ${n} idle: ${c.cpuPct.toFixed(2)} % CPU, ${c.rssMiB.toFixed(1)} MiB\n`);
         }
         for (const s of started) await coi(['kill', s], env, ws);
@@ -292,15 +300,7 @@ async function main(): Promise<void> {
           await incus.exec(sb, ['sh', '-c', 'for i in $(seq 100); do sleep 600 & done; true'], { user: 1000, group: 1000 });
           await new Promise((r) => setTimeout(r, 1_000));
           const busy = await guardCost(guardPid, 5_000);
-          figures.push({
-            name: 'guard with 1 monitored sandbox running 100 processes',
-            unit: '% CPU / MiB RSS',
-            subject: stat([busy.cpuPct]),
-            baselineName: 'the same sandbox idle',
-            baseline: stat([quiet.cpuPct]),
-            ratio: quiet.cpuPct > 0 ? busy.cpuPct / quiet.cpuPct : NaN,
-            note: `RSS ${busy.rssMiB.toFixed(1)} MiB vs ${quiet.rssMiB.toFixed(1)} MiB`,
-          });
+          addGuardCost('guard with 1 monitored sandbox running 100 processes', busy, 'the same sandbox idle', quiet);
           process.stderr.write(`  guard, 100 processes: ${busy.cpuPct.toFixed(2)} % CPU vs ${quiet.cpuPct.toFixed(2)} % idle\n`);
           await coi(['kill', sb], monEnv, ws);
         }
@@ -362,9 +362,9 @@ async function main(): Promise<void> {
   const lines = [
     `Storage driver: ${driver}; ${result.machine.cpus} × ${result.machine.model}, ${result.machine.memGiB} GiB, kernel ${result.machine.kernel}; ${RUNS} runs; median (min–max).`,
     '',
-    '| figure | coi | baseline | baseline value | ratio |',
-    '|---|---|---|---|---|',
-    ...figures.map((f) => `| ${f.name} | ${fmt(f.subject)} ${f.unit} | ${f.baselineName} | ${fmt(f.baseline)} ${f.unit} | ${Number.isFinite(f.ratio) ? f.ratio.toFixed(2) : 'n/a'}× |${f.note ? ` ${f.note}` : ''}`),
+    '| figure | coi | baseline | baseline value | ratio | note |',
+    '|---|---|---|---|---|---|',
+    ...figures.map((f) => `| ${f.name} | ${fmt(f.subject)} ${f.unit} | ${f.baselineName} | ${fmt(f.baseline)} ${f.unit} | ${Number.isFinite(f.ratio) ? f.ratio.toFixed(2) : 'n/a'}× | ${f.note ?? ''} |`),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
 }
