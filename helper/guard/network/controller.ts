@@ -63,6 +63,8 @@ const RECONCILE_ACTIONS = /^instance-(created|deleted|renamed|updated|started|re
 const SWEEP_MS = 5 * 60_000;
 const RETRY_MS = 5_000;
 const GATEWAY_TTL_MS = 60_000;
+/** How long a deletion event that comes after the apply which already dropped the instance still gets an apply. */
+const DEPARTED_MS = 10 * 60_000;
 /** How often the guard looks for a firewalld it has not seen yet (a /proc scan; firewall-cmd only when one is new). */
 const FIREWALLD_POLL_MS = 5_000;
 
@@ -143,6 +145,8 @@ export class NetworkController {
    * `fenced` knows the instance): the event must not be dropped as "not ours".
    */
   private inFlight: { listed?: ReadonlySet<string> } | undefined;
+  /** Sandboxes an apply knew and a later one no longer listed → since when (ms): their deletion event may come late. */
+  private readonly departed = new Map<string, number>();
   private retryTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private kmsg: KmsgReader | undefined;
@@ -253,10 +257,7 @@ export class NetworkController {
     void (async () => {
       if (!this.known(name)) {
         if (lc.action === 'instance-deleted') {
-          // An apply in progress may have listed it before it went (or may be listing now): it would install its
-          // rules after this event, and nothing would remove them until the next sweep.
-          const f = this.inFlight;
-          if (!f || (f.listed && !f.listed.has(name))) return;
+          if (!this.deletionConcernsUs(name)) return;
         } else {
           const inst = await this.o.incus.getInstance(name, { timeoutMs: 30_000 }).catch(() => undefined);
           // Gone already (created and deleted at once): the next event or sweep sees to it.
@@ -272,6 +273,27 @@ export class NetworkController {
     if (this.fenced.has(name)) return true;
     const d = this.lastDesired;
     return !!d && [...d.blocked, ...d.unfenced].some((p) => p.container === name);
+  }
+
+  private knownNames(): string[] {
+    const d = this.lastDesired;
+    return [...this.fenced, ...(d ? [...d.blocked, ...d.unfenced].map((p) => p.container) : [])];
+  }
+
+  /**
+   * Whether the deletion of an instance the last apply did not know is ours to
+   * apply for anyway:
+   * - an apply in progress may have listed it before it went (or may be
+   *   listing now): it would install its rules after this event, and nothing
+   *   would remove them until the next sweep;
+   * - an apply that listed after the deletion has removed its rules already,
+   *   before the event came: one more apply costs little, and every deletion
+   *   of a sandbox of ours is then served by an apply (the status shows which).
+   */
+  private deletionConcernsUs(name: string): boolean {
+    if (this.departed.delete(name)) return true;
+    const f = this.inFlight;
+    return !!f && (!f.listed || f.listed.has(name));
   }
 
   onEventsConnected(): void {
@@ -334,6 +356,9 @@ export class NetworkController {
       const desired = desiredState(sandboxes, { gateways, resolved });
       const script = renderRuleset(desired.state, { now: this.now(), tables: this.tables, tag: this.tag });
       await applyRulesetFile(script, this.o.stateDir, this.nft);
+      const now = this.now();
+      for (const c of this.knownNames()) if (!flight.listed.has(c)) this.departed.set(c, now);
+      for (const [c, since] of this.departed) if (flight.listed.has(c) || now - since > DEPARTED_MS) this.departed.delete(c);
       this.fenced = new Set(desired.fenced);
       this.applied = new Map(desired.state.sandboxes.filter((n) => n.mode === 'allowlist').map((n) => [n.container, new Set(n.resolvedIps.map((r) => r.ip))]));
       for (const c of [...this.hostsWritten.keys()]) if (!sandboxes.some((s) => s.container === c)) this.hostsWritten.delete(c);

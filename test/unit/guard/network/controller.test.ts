@@ -193,6 +193,25 @@ test('a sandbox deleted while an apply that listed it is still running loses its
   w.ctl.stop();
 });
 
+test('a deletion event that comes after an apply already dropped the sandbox is still served by an apply, once', async () => {
+  const w = world();
+  w.instances.set('coi-a-1', inst('coi-a-1'));
+  w.instances.set('coi-b-1', inst('coi-b-1'));
+  await w.ctl.reconcile('start');
+  w.instances.delete('coi-b-1');
+  await w.ctl.reconcile('allowlist refresh of coi-a-1');
+  assert.doesNotMatch(w.scripts[w.scripts.length - 1]!, /coi-b-1/);
+  const served = async () => (await w.ctl.status()).recentApplies.filter((a) => a.reasons.includes('instance-deleted coi-b-1')).length;
+  w.ctl.onIncusEvent(lifecycle('instance-deleted', 'coi-b-1'));
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline && (await served()) === 0) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(await served(), 1, 'the late deletion event has its apply');
+  w.ctl.onIncusEvent(lifecycle('instance-deleted', 'coi-b-1'));
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(await served(), 1, 'a repeated one does not');
+  w.ctl.stop();
+});
+
 test('a failed apply is an error to the caller (the launch stops), with nft\'s own words', async () => {
   const w = world();
   w.instances.set('coi-a-1', inst('coi-a-1'));
