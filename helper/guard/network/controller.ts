@@ -345,7 +345,9 @@ export class NetworkController {
     const flight: { listed?: ReadonlySet<string> } = {};
     this.inFlight = flight;
     try {
+      const t0 = Date.now();
       const instances = await this.o.incus.listInstances({ recursion: 1, timeoutMs: 30_000 });
+      const listMs = Date.now() - t0;
       const sandboxes = instances.map((i) => managedSandboxOf(i, this.o.scope)).filter((s): s is ManagedSandbox => s !== undefined);
       flight.listed = new Set(sandboxes.map((s) => s.container));
       this.sandboxBridges = new Set(sandboxes.flatMap((s) => (s.bridge ? [s.bridge] : [])));
@@ -355,7 +357,9 @@ export class NetworkController {
       for (const a of this.allowlists.values()) resolved.set(a.container, allowedIps(a.names, this.timing));
       const desired = desiredState(sandboxes, { gateways, resolved });
       const script = renderRuleset(desired.state, { now: this.now(), tables: this.tables, tag: this.tag });
+      const t1 = Date.now();
       await applyRulesetFile(script, this.o.stateDir, this.nft);
+      const nftMs = Date.now() - t1;
       const now = this.now();
       for (const c of this.knownNames()) if (!flight.listed.has(c)) this.departed.set(c, now);
       for (const [c, since] of this.departed) if (flight.listed.has(c) || now - since > DEPARTED_MS) this.departed.delete(c);
@@ -369,7 +373,7 @@ export class NetworkController {
       const key = problems.join('\n');
       if (key !== this.loggedProblems) for (const p of problems) this.o.log.warn(p);
       this.loggedProblems = key;
-      this.o.log.debug(`network rules applied (${reason}): ${desired.fenced.length} fenced, ${desired.blocked.length} blocked, ${desired.unfenced.length} unfenceable`);
+      this.o.log.debug(`network rules applied (${reason}): ${desired.fenced.length} fenced, ${desired.blocked.length} blocked, ${desired.unfenced.length} unfenceable, in ${Date.now() - t0} ms (Incus listing ${listMs}, nft ${nftMs})`);
       if (this.retryTimer) clearTimeout(this.retryTimer);
       this.retryTimer = undefined;
       return desired;
