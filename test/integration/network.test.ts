@@ -831,8 +831,8 @@ describe('network isolation of real sandboxes', () => {
   /*
    * Each of the 200 is a sandbox as a launch makes it, through the guard as a launch goes: the instance is created
    * from the very spec `coi shell` builds (buildInstanceSpec: labels, the network label, the NIC's fixed host_name,
-   * the guard scope), secured through the guard's socket with the same request and peer check (GuardSecureSandbox,
-   * which answers once an apply whose Incus listing has it is in the kernel), and deleted through Incus, whose event
+   * the guard scope), secured through the guard's socket with the request a launch sends before it starts a sandbox
+   * (GuardSecureSandbox, answered once an apply whose Incus listing has it is in the kernel), and deleted through Incus, whose event
    * alone makes the guard drop its rules, as after `coi kill` or an `incus delete` behind our back. What a launch does
    * besides (the workspace mount, the home, waiting for systemd to boot, the agent's session) the guard never sees,
    * and would make 200 launches take 10+ minutes: so most are created empty (no root filesystem, never started),
