@@ -113,7 +113,7 @@ export interface ApplyReport {
 
 /** How many applies the status keeps: enough to see which one served a request made moments ago. */
 const RECENT_APPLIES = 32;
-/** Reasons kept per apply; a burst of events beyond this is summed up. */
+/** Requests named per apply; a burst beyond this is counted (a stalled apply must not pile up every event). */
 const MAX_REASONS = 20;
 
 export class NetworkController {
@@ -136,8 +136,8 @@ export class NetworkController {
   private readonly gateways = new Map<string, { ip: string | undefined; at: number }>();
   private running: Promise<Desired> | undefined;
   private queued: Promise<Desired> | undefined;
-  /** The requests waiting for the queued apply. */
-  private queuedReasons: string[] = [];
+  /** The requests waiting for the queued apply (the first MAX_REASONS of them, and how many in all). */
+  private queuedReasons: Reasons = { first: [], count: 0 };
   /**
    * The apply in progress: `listed` holds the sandboxes of its Incus listing
    * once it has one. A deletion that happens after the listing was taken is
@@ -309,16 +309,16 @@ export class NetworkController {
    */
   reconcile(reason: string): Promise<Desired> {
     if (this.queued) {
-      this.queuedReasons.push(reason);
+      addReason(this.queuedReasons, reason);
       return this.queued;
     }
     const prev = this.running ?? Promise.resolve(undefined);
     const p: Promise<Desired> = prev
       .catch(() => undefined)
       .then(async () => {
-        const reasons = this.queuedReasons;
+        const reasons = listReasons(this.queuedReasons);
         this.queued = undefined;
-        this.queuedReasons = [];
+        this.queuedReasons = { first: [], count: 0 };
         this.running = p;
         try {
           return await this.reconcileNow(reasons);
@@ -327,12 +327,12 @@ export class NetworkController {
         }
       });
     this.queued = p;
-    this.queuedReasons = [reason];
+    this.queuedReasons = { first: [reason], count: 1 };
     return p;
   }
 
   private report(at: string, all: string[], ok: boolean, error?: string): ApplyReport {
-    const r: ApplyReport = { at, ok, reason: all[0] ?? '', reasons: capReasons(all), ...(error !== undefined ? { error } : {}) };
+    const r: ApplyReport = { at, ok, reason: all[0] ?? '', reasons: all, ...(error !== undefined ? { error } : {}) };
     this.lastApply = r;
     this.recentApplies.push(r);
     if (this.recentApplies.length > RECENT_APPLIES) this.recentApplies.shift();
@@ -341,7 +341,7 @@ export class NetworkController {
 
   private async reconcileNow(reasons: string[]): Promise<Desired> {
     const at = new Date(this.now()).toISOString();
-    const reason = capReasons(reasons).join('; ');
+    const reason = reasons.join('; ');
     const flight: { listed?: ReadonlySet<string> } = {};
     this.inFlight = flight;
     try {
@@ -598,7 +598,7 @@ export class NetworkController {
       problems,
       ...(this.lastApply ? { lastApply: this.lastApply } : {}),
       recentApplies: [...this.recentApplies],
-      pending: this.queued ? capReasons(this.queuedReasons) : [],
+      pending: this.queued ? listReasons(this.queuedReasons) : [],
     };
   }
 
@@ -622,8 +622,18 @@ export class NetworkController {
   }
 }
 
-function capReasons(all: readonly string[]): string[] {
-  return all.length > MAX_REASONS ? [...all.slice(0, MAX_REASONS - 1), `and ${all.length - MAX_REASONS + 1} more`] : [...all];
+interface Reasons {
+  first: string[];
+  count: number;
+}
+
+function addReason(r: Reasons, reason: string): void {
+  if (r.first.length < MAX_REASONS) r.first.push(reason);
+  r.count++;
+}
+
+function listReasons(r: Reasons): string[] {
+  return r.count > r.first.length ? [...r.first, `and ${r.count - r.first.length} more`] : [...r.first];
 }
 
 /** Whether a process is alive and is a `coi guard run` (not some other process that reused the pid). */

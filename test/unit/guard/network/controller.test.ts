@@ -161,6 +161,21 @@ test('concurrent requests are serialised, and those that arrive during an apply 
   w.ctl.stop();
 });
 
+test('a burst of requests during a long apply is named up to 20 and counted beyond', async () => {
+  const w = world();
+  w.instances.set('coi-a-1', inst('coi-a-1'));
+  w.setNftDelay(50);
+  const first = w.ctl.reconcile('one');
+  await new Promise((r) => setTimeout(r, 10));
+  const burst = Array.from({ length: 500 }, (_, i) => w.ctl.reconcile(`event ${i}`));
+  const pending = (await w.ctl.status()).pending;
+  assert.equal(pending.length, 21);
+  assert.equal(pending[20], 'and 480 more');
+  await Promise.all([first, ...burst]);
+  assert.deepEqual((await w.ctl.status()).recentApplies.map((a) => a.reasons.length), [1, 21]);
+  w.ctl.stop();
+});
+
 const lifecycle = (action: string, name: string) => ({ type: 'lifecycle', timestamp: new Date().toISOString(), metadata: { action, source: `/1.0/instances/${name}` } });
 
 test('a sandbox deleted while an apply that listed it is still running loses its rules with the next apply', async () => {
