@@ -305,6 +305,8 @@ export class GuardServer {
           orphans: s.orphans,
           problems: s.problems,
           ...(s.lastApply ? { lastApply: s.lastApply } : {}),
+          recentApplies: s.recentApplies,
+          pending: s.pending,
         };
       })
       .onRequest(GuardCleanOrphans, async ({ dryRun }) => {

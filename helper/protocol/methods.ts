@@ -264,6 +264,8 @@ const ruleSummary = z.object({
   bytes: z.number().optional(),
 });
 
+const applyReport = z.object({ at: z.string(), ok: z.boolean(), error: z.string().optional(), reason: z.string(), reasons: z.array(z.string()).optional() });
+
 /** What the guard enforces now: installed rules, what it would not fence, and orphans. */
 export const GuardNetworkStatus = request(
   'guard/networkStatus',
@@ -274,7 +276,11 @@ export const GuardNetworkStatus = request(
     /** Rules of instances that no longer exist (removed by the next apply, or by coi clean --orphans). */
     orphans: z.array(z.string()),
     problems: z.array(z.object({ container: z.string(), problem: z.string() })),
-    lastApply: z.object({ at: z.string(), ok: z.boolean(), error: z.string().optional(), reason: z.string() }).optional(),
+    lastApply: applyReport.optional(),
+    /** The last applies, oldest first, each with every request it served (a deletion event, a launch's secure, …). */
+    recentApplies: z.array(applyReport).optional(),
+    /** Requests waiting for the next apply (one is running). */
+    pending: z.array(z.string()).optional(),
   }),
 );
 export type GuardNetworkStatusResult = z.infer<typeof GuardNetworkStatus.result>;

@@ -8,8 +8,10 @@
  *   (re)connects, on lifecycle events (created, deleted, renamed, updated,
  *   started), after each allowlist refresh and every few minutes. Requests are
  *   serialised and coalesced: one apply at a time, and every caller waits for
- *   an apply that started after it asked. Rules of instances that no longer
- *   exist are simply not rendered, so they vanish with the next apply; a guard
+ *   an apply that started (and so listed Incus) after it asked. Rules of
+ *   instances that no longer exist are simply not rendered, so they vanish with
+ *   the next apply; a deletion event that arrives while an apply whose listing
+ *   still held the instance is in progress queues the next one. A guard
  *   killed mid-apply leaves the old or the new ruleset (the transaction is
  *   atomic and the script is on disk in full before nft starts), and the
  *   reconcile of the next start repairs whatever changed meanwhile.
@@ -61,6 +63,8 @@ const RECONCILE_ACTIONS = /^instance-(created|deleted|renamed|updated|started|re
 const SWEEP_MS = 5 * 60_000;
 const RETRY_MS = 5_000;
 const GATEWAY_TTL_MS = 60_000;
+/** How long a deletion event that comes after the apply which already dropped the instance still gets an apply. */
+const DEPARTED_MS = 10 * 60_000;
 /** How often the guard looks for a firewalld it has not seen yet (a /proc scan; firewall-cmd only when one is new). */
 const FIREWALLD_POLL_MS = 5_000;
 
@@ -100,9 +104,17 @@ interface Allowlist {
 export interface ApplyReport {
   at: string;
   ok: boolean;
+  /** The first request this apply served. */
   reason: string;
+  /** Every request it served: those that arrived while it waited are coalesced into it. */
+  reasons: string[];
   error?: string;
 }
+
+/** How many applies the status keeps: enough to see which one served a request made moments ago. */
+const RECENT_APPLIES = 32;
+/** Requests named per apply; a burst beyond this is counted (a stalled apply must not pile up every event). */
+const MAX_REASONS = 20;
 
 export class NetworkController {
   readonly tables: TableNames;
@@ -114,6 +126,7 @@ export class NetworkController {
   private fenced = new Set<string>();
   private lastDesired: Desired | undefined;
   private lastApply: ApplyReport | undefined;
+  private readonly recentApplies: ApplyReport[] = [];
   /** Container → the resolved addresses its installed rules allow (allowlists), as of the last successful apply. */
   private applied = new Map<string, ReadonlySet<string>>();
   /** Container → the /etc/hosts lines last written ("ip name" joined), to write only on change. */
@@ -123,6 +136,17 @@ export class NetworkController {
   private readonly gateways = new Map<string, { ip: string | undefined; at: number }>();
   private running: Promise<Desired> | undefined;
   private queued: Promise<Desired> | undefined;
+  /** The requests waiting for the queued apply (the first MAX_REASONS of them, and how many in all). */
+  private queuedReasons: Reasons = { first: [], count: 0 };
+  /**
+   * The apply in progress: `listed` holds the sandboxes of its Incus listing
+   * once it has one. A deletion that happens after the listing was taken is
+   * not in it, and its event may arrive before the apply ends (so before
+   * `fenced` knows the instance): the event must not be dropped as "not ours".
+   */
+  private inFlight: { listed?: ReadonlySet<string> } | undefined;
+  /** Sandboxes an apply knew and a later one no longer listed → since when (ms): their deletion event may come late. */
+  private readonly departed = new Map<string, number>();
   private retryTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private kmsg: KmsgReader | undefined;
@@ -232,10 +256,13 @@ export class NetworkController {
     const name = decodeURIComponent(m[1]!);
     void (async () => {
       if (!this.known(name)) {
-        if (lc.action === 'instance-deleted') return;
-        const inst = await this.o.incus.getInstance(name, { timeoutMs: 30_000 }).catch(() => undefined);
-        // Gone already (created and deleted at once): the next event or sweep sees to it.
-        if (!inst || !inScope(inst, this.o.scope)) return;
+        if (lc.action === 'instance-deleted') {
+          if (!this.deletionConcernsUs(name)) return;
+        } else {
+          const inst = await this.o.incus.getInstance(name, { timeoutMs: 30_000 }).catch(() => undefined);
+          // Gone already (created and deleted at once): the next event or sweep sees to it.
+          if (!inst || !inScope(inst, this.o.scope)) return;
+        }
       }
       await this.reconcile(`${lc.action} ${name}`);
     })().catch(() => undefined);
@@ -248,36 +275,81 @@ export class NetworkController {
     return !!d && [...d.blocked, ...d.unfenced].some((p) => p.container === name);
   }
 
+  private knownNames(): string[] {
+    const d = this.lastDesired;
+    return [...this.fenced, ...(d ? [...d.blocked, ...d.unfenced].map((p) => p.container) : [])];
+  }
+
+  /**
+   * Whether the deletion of an instance the last apply did not know is ours to
+   * apply for anyway:
+   * - an apply in progress may have listed it before it went (or may be
+   *   listing now): it would install its rules after this event, and nothing
+   *   would remove them until the next sweep;
+   * - an apply that listed after the deletion has removed its rules already,
+   *   before the event came: one more apply costs little, and every deletion
+   *   of a sandbox of ours is then served by an apply (the status shows which).
+   */
+  private deletionConcernsUs(name: string): boolean {
+    if (this.departed.delete(name)) return true;
+    const f = this.inFlight;
+    return !!f && (!f.listed || f.listed.has(name));
+  }
+
   onEventsConnected(): void {
     void this.reconcile('Incus events (re)connected').catch(() => undefined);
   }
 
   // ── reconcile ──────────────────────────────────────────────────────────────
 
-  /** Resolves with the state applied by a reconcile that started after this call. */
+  /**
+   * Resolves with the state applied by a reconcile that started after this
+   * call, so from an Incus listing taken after it: requests that arrive while
+   * an apply runs share the next one, which lists Incus anew when it starts.
+   */
   reconcile(reason: string): Promise<Desired> {
-    if (this.queued) return this.queued;
+    if (this.queued) {
+      addReason(this.queuedReasons, reason);
+      return this.queued;
+    }
     const prev = this.running ?? Promise.resolve(undefined);
     const p: Promise<Desired> = prev
       .catch(() => undefined)
       .then(async () => {
+        const reasons = listReasons(this.queuedReasons);
         this.queued = undefined;
+        this.queuedReasons = { first: [], count: 0 };
         this.running = p;
         try {
-          return await this.reconcileNow(reason);
+          return await this.reconcileNow(reasons);
         } finally {
           if (this.running === p) this.running = undefined;
         }
       });
     this.queued = p;
+    this.queuedReasons = { first: [reason], count: 1 };
     return p;
   }
 
-  private async reconcileNow(reason: string): Promise<Desired> {
+  private report(at: string, all: string[], ok: boolean, error?: string): ApplyReport {
+    const r: ApplyReport = { at, ok, reason: all[0] ?? '', reasons: all, ...(error !== undefined ? { error } : {}) };
+    this.lastApply = r;
+    this.recentApplies.push(r);
+    if (this.recentApplies.length > RECENT_APPLIES) this.recentApplies.shift();
+    return r;
+  }
+
+  private async reconcileNow(reasons: string[]): Promise<Desired> {
     const at = new Date(this.now()).toISOString();
+    const reason = reasons.join('; ');
+    const flight: { listed?: ReadonlySet<string> } = {};
+    this.inFlight = flight;
     try {
+      const t0 = Date.now();
       const instances = await this.o.incus.listInstances({ recursion: 1, timeoutMs: 30_000 });
+      const listMs = Date.now() - t0;
       const sandboxes = instances.map((i) => managedSandboxOf(i, this.o.scope)).filter((s): s is ManagedSandbox => s !== undefined);
+      flight.listed = new Set(sandboxes.map((s) => s.container));
       this.sandboxBridges = new Set(sandboxes.flatMap((s) => (s.bridge ? [s.bridge] : [])));
       await this.syncAllowlists(sandboxes);
       const gateways = await this.gatewaysOf(sandboxes);
@@ -285,24 +357,29 @@ export class NetworkController {
       for (const a of this.allowlists.values()) resolved.set(a.container, allowedIps(a.names, this.timing));
       const desired = desiredState(sandboxes, { gateways, resolved });
       const script = renderRuleset(desired.state, { now: this.now(), tables: this.tables, tag: this.tag });
+      const t1 = Date.now();
       await applyRulesetFile(script, this.o.stateDir, this.nft);
+      const nftMs = Date.now() - t1;
+      const now = this.now();
+      for (const c of this.knownNames()) if (!flight.listed.has(c)) this.departed.set(c, now);
+      for (const [c, since] of this.departed) if (flight.listed.has(c) || now - since > DEPARTED_MS) this.departed.delete(c);
       this.fenced = new Set(desired.fenced);
       this.applied = new Map(desired.state.sandboxes.filter((n) => n.mode === 'allowlist').map((n) => [n.container, new Set(n.resolvedIps.map((r) => r.ip))]));
       for (const c of [...this.hostsWritten.keys()]) if (!sandboxes.some((s) => s.container === c)) this.hostsWritten.delete(c);
       this.lastDesired = desired;
-      this.lastApply = { at, ok: true, reason };
+      this.report(at, reasons, true);
       // Problems are logged when they change, not at every apply.
       const problems = [...desired.blocked, ...desired.unfenced].map((p) => `network of ${p.container}: ${p.problem}`);
       const key = problems.join('\n');
       if (key !== this.loggedProblems) for (const p of problems) this.o.log.warn(p);
       this.loggedProblems = key;
-      this.o.log.debug(`network rules applied (${reason}): ${desired.fenced.length} fenced, ${desired.blocked.length} blocked, ${desired.unfenced.length} unfenceable`);
+      this.o.log.debug(`network rules applied (${reason}): ${desired.fenced.length} fenced, ${desired.blocked.length} blocked, ${desired.unfenced.length} unfenceable, in ${Date.now() - t0} ms (Incus listing ${listMs}, nft ${nftMs})`);
       if (this.retryTimer) clearTimeout(this.retryTimer);
       this.retryTimer = undefined;
       return desired;
     } catch (e) {
       const err = toCoiError(e);
-      this.lastApply = { at, ok: false, reason, error: err.message };
+      this.report(at, reasons, false, err.message);
       this.o.log.error(`could not apply the network rules (${reason}): ${err.message}`);
       if (!this.stopped && !this.retryTimer) {
         this.retryTimer = setTimeout(() => {
@@ -312,6 +389,9 @@ export class NetworkController {
         this.retryTimer.unref();
       }
       throw err;
+    } finally {
+      // After `fenced` took the listing over (or the apply failed, and the retry lists again).
+      if (this.inFlight === flight) this.inFlight = undefined;
     }
   }
 
@@ -508,11 +588,18 @@ export class NetworkController {
     return listInstalledRules(this.nft, this.tables);
   }
 
-  async status(): Promise<{ installed: InstalledRules; orphans: string[]; problems: Problem[]; lastApply?: ApplyReport }> {
+  async status(): Promise<{ installed: InstalledRules; orphans: string[]; problems: Problem[]; lastApply?: ApplyReport; recentApplies: ApplyReport[]; pending: string[] }> {
     const [installed, live] = await Promise.all([this.installed(), this.liveContainers()]);
     const orphans = findOrphans(installed, live).map((s) => s.key);
     const problems = this.lastDesired ? [...this.lastDesired.blocked, ...this.lastDesired.unfenced] : [];
-    return { installed, orphans, problems, ...(this.lastApply ? { lastApply: this.lastApply } : {}) };
+    return {
+      installed,
+      orphans,
+      problems,
+      ...(this.lastApply ? { lastApply: this.lastApply } : {}),
+      recentApplies: [...this.recentApplies],
+      pending: this.queued ? listReasons(this.queuedReasons) : [],
+    };
   }
 
   private async liveContainers(): Promise<string[]> {
@@ -533,6 +620,20 @@ export class NetworkController {
     }
     return { removed: orphans.map((o) => ({ container: o.key, objects: o.objects })), caches };
   }
+}
+
+interface Reasons {
+  first: string[];
+  count: number;
+}
+
+function addReason(r: Reasons, reason: string): void {
+  if (r.first.length < MAX_REASONS) r.first.push(reason);
+  r.count++;
+}
+
+function listReasons(r: Reasons): string[] {
+  return r.count > r.first.length ? [...r.first, `and ${r.count - r.first.length} more`] : [...r.first];
 }
 
 /** Whether a process is alive and is a `coi guard run` (not some other process that reused the pid). */

@@ -66,7 +66,7 @@ function world(timing = { floorSec: 1, graceSec: 1 }) {
     },
   } as unknown as IncusClient;
   const nft: NftExec = async (args): Promise<ExecResult> => {
-    if (nftDelayMs) await new Promise((r) => setTimeout(r, nftDelayMs));
+    if (nftDelayMs && args[0] === '-f') await new Promise((r) => setTimeout(r, nftDelayMs));
     if (args[0] === '-f') scripts.push(readFileSync(args[1]!, 'utf8'));
     if (args[0] === '-j') return { code: 0, signal: null, stdout: '{"nftables": []}', stderr: '' };
     if (nftFails) return { code: 1, signal: null, stdout: '', stderr: 'Error: boom' };
@@ -148,6 +148,82 @@ test('concurrent requests are serialised, and those that arrive during an apply 
   await first;
   assert.equal(w.scripts.length, 2, 'one apply running, one more for everything asked meanwhile');
   assert.equal(rest[0], rest[2]);
+  const status = await w.ctl.status();
+  assert.deepEqual(
+    status.recentApplies.map((a) => [a.ok, a.reasons]),
+    [
+      [true, ['one']],
+      [true, ['two', 'three', 'four']],
+    ],
+    'each apply names every request it served',
+  );
+  assert.deepEqual(status.pending, []);
+  w.ctl.stop();
+});
+
+test('a burst of requests during a long apply is named up to 20 and counted beyond', async () => {
+  const w = world();
+  w.instances.set('coi-a-1', inst('coi-a-1'));
+  w.setNftDelay(50);
+  const first = w.ctl.reconcile('one');
+  await new Promise((r) => setTimeout(r, 10));
+  const burst = Array.from({ length: 500 }, (_, i) => w.ctl.reconcile(`event ${i}`));
+  const pending = (await w.ctl.status()).pending;
+  assert.equal(pending.length, 21);
+  assert.equal(pending[20], 'and 480 more');
+  await Promise.all([first, ...burst]);
+  assert.deepEqual((await w.ctl.status()).recentApplies.map((a) => a.reasons.length), [1, 21]);
+  w.ctl.stop();
+});
+
+const lifecycle = (action: string, name: string) => ({ type: 'lifecycle', timestamp: new Date().toISOString(), metadata: { action, source: `/1.0/instances/${name}` } });
+
+test('a sandbox deleted while an apply that listed it is still running loses its rules with the next apply', async () => {
+  const w = world();
+  w.instances.set('coi-a-1', inst('coi-a-1'));
+  w.instances.set('coi-b-1', inst('coi-b-1'));
+  await w.ctl.reconcile('start');
+  // coi-c-1 appears and is gone again while the apply its creation started is still in nft: that apply installs
+  // its rules after Incus said it was deleted, and before the guard knew it as one of its own.
+  w.setNftDelay(100);
+  w.instances.set('coi-c-1', inst('coi-c-1'));
+  const created = w.ctl.reconcile('instance-created coi-c-1');
+  while (w.scripts.length < 1 || !/in_coi-c-1/.test(readFileSync(path.join(w.dir, 'state', 'ruleset.nft'), 'utf8'))) await new Promise((r) => setTimeout(r, 5));
+  w.instances.delete('coi-c-1');
+  w.ctl.onIncusEvent(lifecycle('instance-deleted', 'coi-c-1'));
+  // Someone else's instance deleted meanwhile is not listed by that apply: no apply for it.
+  w.ctl.onIncusEvent(lifecycle('instance-deleted', 'not-ours'));
+  assert.deepEqual((await w.ctl.status()).pending, ['instance-deleted coi-c-1'], 'the deletion waits for the next apply');
+  await created;
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline && !(await w.ctl.status()).recentApplies.some((a) => a.reasons.includes('instance-deleted coi-c-1'))) await new Promise((r) => setTimeout(r, 20));
+  const last = w.scripts[w.scripts.length - 1]!;
+  assert.match(last, /in_coi-a-1/);
+  assert.doesNotMatch(last, /coi-c-1/, 'nothing of the deleted sandbox is left');
+  // Deletions of instances no apply knew, with no apply running, cost nothing.
+  const n = w.scripts.length;
+  w.ctl.onIncusEvent(lifecycle('instance-deleted', 'not-ours'));
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(w.scripts.length, n);
+  w.ctl.stop();
+});
+
+test('a deletion event that comes after an apply already dropped the sandbox is still served by an apply, once', async () => {
+  const w = world();
+  w.instances.set('coi-a-1', inst('coi-a-1'));
+  w.instances.set('coi-b-1', inst('coi-b-1'));
+  await w.ctl.reconcile('start');
+  w.instances.delete('coi-b-1');
+  await w.ctl.reconcile('allowlist refresh of coi-a-1');
+  assert.doesNotMatch(w.scripts[w.scripts.length - 1]!, /coi-b-1/);
+  const served = async () => (await w.ctl.status()).recentApplies.filter((a) => a.reasons.includes('instance-deleted coi-b-1')).length;
+  w.ctl.onIncusEvent(lifecycle('instance-deleted', 'coi-b-1'));
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline && (await served()) === 0) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(await served(), 1, 'the late deletion event has its apply');
+  w.ctl.onIncusEvent(lifecycle('instance-deleted', 'coi-b-1'));
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(await served(), 1, 'a repeated one does not');
   w.ctl.stop();
 });
 
