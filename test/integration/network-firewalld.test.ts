@@ -254,8 +254,14 @@ const permanent = () => new Set([...fw('--permanent', '--get-zones').split(/\s+/
 
 /** Bounded wait for the guard's reaction to an Incus event (a firewall-cmd --reload takes seconds). */
 async function waitGone(objects: string[], what: string): Promise<void> {
-  for (let i = 0; i < 120 && objects.some((o) => permanent().has(o)); i++) await wait(500);
-  assert.deepEqual(objects.filter((o) => permanent().has(o)), [], `${what}: the sandbox's zone and policy are gone from firewalld's permanent configuration`);
+  const deadline = Date.now() + 60_000;
+  let left = objects.filter((o) => permanent().has(o));
+  while (left.length > 0 && Date.now() < deadline) {
+    await wait(500);
+    const now = permanent();
+    left = objects.filter((o) => now.has(o));
+  }
+  assert.deepEqual(left, [], `${what}: the sandbox's zone and policy are gone from firewalld's permanent configuration`);
 }
 
 test('guard, backend = "firewalld": refused without firewalld; a launch gets a zone + policy that hold (also against ip addr add and after --reload), removed on coi kill, on incus delete behind our back and by coi clean --orphans', async () => {

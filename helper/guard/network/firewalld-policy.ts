@@ -1,7 +1,9 @@
 /**
- * `[network] backend = "firewalld"`, pure: a sandbox's restricted mode as
- * firewalld objects instead of the guard's own nft tables, for hosts whose
- * policy is that firewalld owns every rule.
+ * `[network] backend = "firewalld"`, pure: a sandbox's restricted (or open)
+ * mode as firewalld objects instead of the guard's own nft tables, for hosts
+ * whose policy is that firewalld owns every rule; and what to change when the
+ * installed objects differ from the desired ones (diffFirewalld, planSync).
+ * Allowlist mode has no firewalld form yet and is refused.
  *
  * How a sandbox is recognised. firewalld assigns traffic to a zone by the
  * input interface or by the source (address, MAC, ipset). Binding the
@@ -17,7 +19,7 @@
  * (`antiSpoofingProblem`), so a rule is never keyed on something root inside
  * can change.
  *
- * Per sandbox, two permanent objects:
+ * Per sandbox, two permanent objects (open: both accept everything):
  *  - zone `coiz-<hash>`: source = the NIC's MAC. It decides what reaches the
  *    host itself (firewalld's HOST): DHCP, and DNS to the gateway, nothing
  *    else (the zone's `default` target rejects the rest).
@@ -33,7 +35,8 @@
  * Names: zones may have 17 characters and policies 18 (firewalld's chain name
  * limits), a zone and a policy may not share a name, and the `short`
  * description says which guard scope and container the objects belong to, so
- * `coi clean --orphans` of one guard never takes another's.
+ * `coi clean --orphans` of one guard never takes another's, and a hash of
+ * their content, so a listing alone says whether they are current.
  */
 import { createHash } from 'node:crypto';
 import { CoiError, ErrorCodes } from '../../errors';
