@@ -264,7 +264,7 @@ async function waitGone(objects: string[], what: string): Promise<void> {
   assert.deepEqual(left, [], `${what}: the sandbox's zone and policy are gone from firewalld's permanent configuration`);
 }
 
-test('guard, backend = "firewalld": refused without firewalld; a launch gets a zone + policy that hold (also against ip addr add and after --reload), removed on coi kill, on incus delete behind our back and by coi clean --orphans', async () => {
+test('guard, backend = "firewalld": refused without firewalld; a launch gets a zone + policy that hold (against ip addr add, after --reload, blocked while firewalld is down), open mode too; removed on coi kill, on incus delete behind our back and by coi clean --orphans', async () => {
   // The first test leaves firewalld running: this one starts without it, on a saved configuration as found.
   await stopFirewalld();
   await startGuard();
@@ -306,17 +306,34 @@ test('guard, backend = "firewalld": refused without firewalld; a launch gets a z
   sh('firewall-cmd', ['--reload']);
   assert.deepEqual(table(name), RESTRICTED, 'after firewall-cmd --reload');
 
+  // firewalld stops and takes its rules with it: the guard blocks the sandbox again, and lifts the block once
+  // firewalld runs again with the sandbox's objects (from its permanent configuration).
+  const bootChain = () => sh('nft', ['list', 'table', 'netdev', t.ingress]).stdout.includes(`chain boot_${name} `);
+  await stopFirewalld();
+  for (const deadline = Date.now() + 30_000; !bootChain() && Date.now() < deadline; ) await wait(250);
+  assert.ok(bootChain(), 'the guard put the boot block back when firewalld stopped');
+  assert.equal(probeIn(name, HOSTS.internet), 'no answer', 'nothing leaves the sandbox while firewalld is down');
+  await startFirewalld();
+  for (const deadline = Date.now() + 60_000; bootChain() && Date.now() < deadline; ) await wait(250);
+  assert.ok(!bootChain(), 'the guard lifted the boot block once firewalld ran again');
+  assert.deepEqual(table(name), RESTRICTED, 'firewalld restarted: restricted again');
+
   // coi kill: gone.
   const killed = coiRun(['kill', name], home, ws);
   assert.equal(killed.code, 0, killed.stderr);
   await waitGone([names.zone, names.policy], 'after coi kill');
 
-  // incus delete behind our back: gone too.
+  // open under firewalld: everything reached; then incus delete behind our back: gone too.
+  // From the user's own config: an untrusted project may not open the network.
+  writeFileSync(path.join(home, '.coi', 'config.toml'), '[container]\nimage = "coi-base"\n\n[tool]\nname = "shell"\n\n[network]\nmode = "open"\n');
   const second = coiRun(['shell', '--background'], home, ws);
   assert.equal(second.code, 0, `coi shell failed: ${second.stderr}`);
   const name2 = second.stdout.trim();
   const names2 = firewalldNames(name2, GSCOPE);
   assert.ok(permanent().has(names2.policy), 'the second sandbox has its policy');
+  for (let i = 0; i < 60 && !/\d+\.\d+\.\d+\.\d+/.test(sh('incus', ['list', name2, '-c', '4', '-f', 'csv']).stdout); i++) await wait(500);
+  assert.deepEqual(table(name2), { private: 'reached', metadata: 'reached', cgnat: 'reached', internet: 'reached', internet2: 'reached' }, 'open: everything reached');
+  assert.match(sh('nft', ['list', 'table', 'netdev', t.ingress]).stdout, new RegExp(`coi:sandbox key=${name2} iface=\\S+ mode=open backend=firewalld`), 'and still counted');
   assert.equal(sh('incus', ['delete', '--force', name2], 120_000).status, 0);
   await waitGone([names2.zone, names2.policy], 'after incus delete --force');
 

@@ -186,10 +186,30 @@ export async function assertBridgeNetfilter(procSys = '/proc/sys'): Promise<void
   }
 }
 
+/** How long a reload whose D-Bus reply timed out may take to finish. */
+const RELOAD_GRACE_MS = 120_000;
+
+/**
+ * A reload on a loaded host can outlast firewall-cmd's D-Bus reply timeout
+ * (25 s) and still complete. firewalld answers one D-Bus call at a time, so
+ * a `--state` that answers "running" afterwards means the reload is done.
+ */
+async function awaitReload(cmd: FirewallCmdExec, out: string): Promise<boolean> {
+  if (!/did not receive a reply|timed? ?out/i.test(out)) return false;
+  const deadline = Date.now() + RELOAD_GRACE_MS;
+  while (Date.now() < deadline) {
+    const s = await cmd(['--state']).catch(() => undefined);
+    if (s?.exitCode === 0 && s.stdout.trim() === 'running') return true;
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+  return false;
+}
+
 async function runAll(cmd: FirewallCmdExec, plan: readonly FirewallCmd[]): Promise<void> {
   for (const args of plan) {
     const r = await cmd(args);
     const out = `${r.stderr}${r.stdout}`;
+    if (r.exitCode !== 0 && args[0] === '--reload' && (await awaitReload(cmd, out))) continue;
     if (r.exitCode !== 0 && !isNothingToDelete(args, out)) {
       throw new CoiError(ErrorCodes.COMMAND_FAILED, `firewall-cmd ${args.join(' ')}: ${out.trim() || `exit ${r.exitCode}`}`);
     }
@@ -360,6 +380,15 @@ export class FirewalldSandboxes {
       for (const c of install) {
         const d = desired.get(c)!;
         this.installed.set(c, { names: d.names, zone: true, policy: true, version: d.version });
+      }
+      // Live means in firewalld's runtime, not merely saved: a boot block is lifted on nothing less.
+      const rt = await this.o.cmd(['--get-policies']);
+      const running = new Set(rt.stdout.split(/\s+/));
+      const missing = install.filter((c) => !running.has(desired.get(c)!.names.policy));
+      if (rt.exitCode !== 0 || missing.length > 0) {
+        // Saved but not running: not live, and replaced at the next sync.
+        for (const c of rt.exitCode !== 0 ? install : missing) this.installed.set(c, { names: desired.get(c)!.names, zone: true, policy: true });
+        throw new CoiError(ErrorCodes.COMMAND_FAILED, `firewalld saved the policies of ${(rt.exitCode !== 0 ? install : missing).join(', ')} but does not run them after its reload${rt.exitCode !== 0 ? ` (firewall-cmd --get-policies: ${(rt.stderr || rt.stdout).trim()})` : ''}`);
       }
       if (install.length) this.o.log.info(`firewalld: zone and policy of ${install.join(', ')} installed`);
       if (remove.length) this.o.log.info(`firewalld: zone and policy of ${remove.join(', ')} removed (no such sandbox of this backend any more)`);
