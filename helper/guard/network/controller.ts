@@ -18,6 +18,11 @@
  * - Allowlists: resolves names on the host with their TTLs, caches them on
  *   disk, writes them into the container's /etc/hosts.
  * - Packet events: our rules' kernel log lines, published to subscribers.
+ * - `backend = "firewalld"` sandboxes: each reconcile also computes their
+ *   zones and policies from the listing (desiredFirewalld) and has
+ *   FirewalldSandboxes install or remove the difference; until a sandbox's are
+ *   live its boot block stays in our tables, and it comes back when firewalld
+ *   stops (a 5 s poll of the process list).
  *
  * Stopping the guard leaves the rules in place: sandboxes stay fenced while it
  * is down, and a launch without a guard fails.
