@@ -9,6 +9,10 @@
  * alone. Its baseline (before the policy) reaches the private test host, so a
  * refusal afterwards is the policy's.
  *
+ * The second test is the same end to end: a guard of its own (scope, socket,
+ * container prefix) fences `coi shell --background` launches of a project with
+ * `[network] backend = "firewalld"`, with and without a running firewalld.
+ *
  * firewalld runs with a configuration in this test's own directory (default
  * zone trusted, so the machine's own inbound traffic is never rejected) and is
  * stopped at the end, with the D-Bus daemon when the test started it. From the
