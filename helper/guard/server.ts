@@ -299,6 +299,7 @@ export class GuardServer {
             bootBlocked: x.bootBlocked,
             ...(x.hostIface !== undefined ? { hostIface: x.hostIface } : {}),
             ...(x.mode !== undefined ? { mode: x.mode } : {}),
+            ...(x.backend !== undefined ? { backend: x.backend } : {}),
             ...(x.packets !== undefined ? { packets: x.packets } : {}),
             ...(x.bytes !== undefined ? { bytes: x.bytes } : {}),
           })),

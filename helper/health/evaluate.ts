@@ -3,6 +3,7 @@
  * is not ok, how to fix it (and whether `--fix` can). Thresholds follow the
  * Go coi (reference §9) where it has them.
  */
+import { NETWORK_LABEL } from '../sandbox/network-label';
 import { SETUP_NAMES } from '../setup/names';
 import type { HealthFacts, PoolFact, ProbeOutcome } from './facts';
 import { CheckStatus, HealthCheck, HealthReport } from './schema';
@@ -186,10 +187,31 @@ export function checkNft(f: HealthFacts): Check {
   return ok(name, `${f.nft.version ?? 'nft'} at ${f.nft.path}`, details);
 }
 
+/** Who relies on firewalld owning the rules: the configuration, and sandboxes labelled so. */
+function firewalldBackendUsers(f: HealthFacts): string[] {
+  const users = f.config.ok && f.config.networkBackend === 'firewalld' ? ['the configuration (network.backend = "firewalld")'] : [];
+  const sandboxes = f.instances.filter((i) => {
+    try {
+      return (JSON.parse(i.config[NETWORK_LABEL] ?? '{}') as { backend?: unknown }).backend === 'firewalld';
+    } catch {
+      return false;
+    }
+  });
+  if (sandboxes.length > 0) users.push(`sandbox${sandboxes.length > 1 ? 'es' : ''} ${sandboxes.map((i) => i.name).join(', ')}`);
+  return users;
+}
+
 export function checkFirewalld(f: HealthFacts): Check {
   const name = 'firewalld';
   const fw = f.firewalld;
-  const details = { running: fw.running, zoneOfBridge: fw.zoneOfBridge, explicit: fw.explicit, blocks: fw.blocks };
+  const users = firewalldBackendUsers(f);
+  const details = { running: fw.running, zoneOfBridge: fw.zoneOfBridge, explicit: fw.explicit, blocks: fw.blocks, backendUsers: users };
+  if (users.length > 0 && !fw.running) {
+    return bad('failed', name, `firewalld is not running, and ${users.join(' and ')} rel${users.length > 1 ? 'y' : 'ies'} on it: such sandboxes stay blocked and their launches are refused`, { title: 'Start firewalld', shell: 'sudo systemctl start firewalld' }, details);
+  }
+  if (users.length > 0 && f.sysctl.bridgeNfCallIptables !== '1') {
+    return bad('failed', name, `net.bridge.bridge-nf-call-iptables is ${f.sysctl.bridgeNfCallIptables ?? 'absent'}, and ${users.join(' and ')} rel${users.length > 1 ? 'y' : 'ies'} on firewalld: traffic bridged between sandboxes would bypass it, so such launches are refused`, { title: 'Enable br_netfilter', shell: 'sudo modprobe br_netfilter && sudo sysctl -w net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1' }, details);
+  }
   if (!fw.running) return ok(name, 'not running: it cannot interfere with sandbox traffic', details);
   const remedy = { title: `Put ${f.bridge.name} in the trusted zone`, shell: `sudo firewall-cmd --permanent --zone=trusted --add-interface=${f.bridge.name} && sudo firewall-cmd --reload` };
   if (fw.error || !fw.zoneOfBridge || !fw.blocks) return bad('warning', name, `firewalld is running, but what it does to ${f.bridge.name} is unknown${fw.error ? ` (${fw.error})` : ''}: it may reject the sandboxes' DHCP, DNS and forwarded traffic`, remedy, details);

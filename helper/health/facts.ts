@@ -54,7 +54,7 @@ export interface HealthFacts {
   kernelRelease: string;
   user: { uid: number; name: string; root: boolean };
   /** The effective configuration of the current directory, or why it does not load. */
-  config: { ok: true; image: string; pool: string; networkMode: 'restricted' | 'allowlist' | 'open'; source: string } | { ok: false; error: string; image: string; pool: string; networkMode: 'restricted' | 'allowlist' | 'open' };
+  config: { ok: true; image: string; pool: string; networkMode: 'restricted' | 'allowlist' | 'open'; networkBackend?: 'nftables' | 'firewalld'; source: string } | { ok: false; error: string; image: string; pool: string; networkMode: 'restricted' | 'allowlist' | 'open' };
   incus: { reachable: true; serverVersion: string; apiVersion: string; firewall?: string; endpoint: string } | { reachable: false; endpoint: string; error: string; code: string };
   socket: { path: string; exists: boolean; mode?: number; gid?: number };
   access: { group: string; groupExists: boolean; inGroupFile: boolean; inSession: boolean };

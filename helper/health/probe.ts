@@ -132,7 +132,7 @@ async function configFacts(o: ProbeOptions, home: string): Promise<{ config: Hea
     const loaded = await loadConfig({ home, workspace: safe(() => realpathSync(o.cwd), o.cwd), env: o.env });
     const c = loaded.config;
     const source = loaded.files.length ? loaded.files.join(', ') : 'built-in defaults';
-    return { config: { ok: true, image: c.container.image, pool: c.container.storage_pool || SETUP_NAMES.pool, networkMode: c.network.mode, source }, loaded };
+    return { config: { ok: true, image: c.container.image, pool: c.container.storage_pool || SETUP_NAMES.pool, networkMode: c.network.mode, networkBackend: c.network.backend, source }, loaded };
   } catch (e) {
     return { config: { ok: false, error: toCoiError(e).message, image, pool: SETUP_NAMES.pool, networkMode: fallback.network.mode } };
   }

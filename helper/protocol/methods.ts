@@ -259,6 +259,8 @@ const ruleSummary = z.object({
   container: z.string(),
   hostIface: z.string().optional(),
   mode: z.string().optional(),
+  /** "firewalld": firewalld's zone and policy decide; the guard's rules only count. */
+  backend: z.literal('firewalld').optional(),
   bootBlocked: z.boolean(),
   packets: z.number().optional(),
   bytes: z.number().optional(),

@@ -65,13 +65,7 @@ export function settingsFromConfig(loaded: LoadedConfig, env: NodeJS.ProcessEnv)
     snapshots: { auto: c.snapshots.auto, keep: c.snapshots.keep },
     poolSize: c.pool.size,
     network: network.label,
-    networkWarnings: [
-      ...network.warnings,
-      // Said at every launch rather than ignored: whoever set it expects firewalld to own the rules.
-      ...(c.network.backend === 'firewalld'
-        ? ['network.backend = "firewalld" is not supported yet: this sandbox is fenced by the guard\'s own nftables tables, which keep working while firewalld runs (the guard keeps the bridge in a firewalld zone that passes its traffic)']
-        : []),
-    ],
+    networkWarnings: network.warnings,
     ...guardScopeOf(env),
     monitor: policyFromConfig(c.monitoring),
   };

@@ -288,7 +288,7 @@ export class SandboxManager {
     const workspace = resolveWorkspace(workspaceIn, this.d.host.home);
     const hash = workspaceHash(workspace);
     const pool = this.poolFor(workspace, hash, { workspace, kind: 'shell', startTool: true }, this.s.persistent, getTool(this.s.tool));
-    if (!pool) throw new CoiError(ErrorCodes.INVALID_INPUT, 'sandboxes in allowlist mode are not taken from the warm pool yet: they start cold');
+    if (!pool) throw new CoiError(ErrorCodes.INVALID_INPUT, `sandboxes ${this.s.network.backend === 'firewalld' ? 'with network.backend = "firewalld"' : 'in allowlist mode'} are not taken from the warm pool yet: they start cold`);
     await preparePlaceholders(workspace, this.s.protectedPaths);
     await this.d.pool.take(pool.spec);
     const deadline = Date.now() + waitMs;
@@ -344,6 +344,8 @@ export class SandboxManager {
     // Not yet: the allowlist network tests failed against pooled sandboxes (allowed hosts refused,
     // fail-closed) and the cause is not settled (docs/pool.md): allowlist launches go cold.
     if (this.s.network.mode === 'allowlist') return undefined;
+    // Members are made without the NIC anti-spoofing keys firewalld's MAC match needs, and those are fixed at creation.
+    if (this.s.network.backend === 'firewalld') return undefined;
     const idmap = idmapMode(this.d.host.uid, this.d.host.gid, this.s.codeUid, this.s.codeGid, this.s.disableShift);
     const cold = this.specFor(containerName(this.s.prefix, workspace, 1), workspace, 1, req, persistent, tool, idmap, '');
     const spec = poolSpecOf(cold, { prefix: this.s.prefix, workspaceHash: hash, workspace, image: this.s.image, storagePool: this.s.pool, bridge: this.s.bridge });

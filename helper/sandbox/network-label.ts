@@ -9,6 +9,7 @@
  * then blocks the sandbox's network entirely.
  */
 import { z } from 'zod';
+import { CoiError, ErrorCodes } from '../errors';
 
 export const NETWORK_LABEL = 'user.coi.network';
 /** Which guard fences the sandbox: empty for the host's guard, a scope for a test's own guard. */
@@ -53,6 +54,12 @@ export const networkLabelSchema = z
       .min(1)
       .max(64)
       .optional(),
+    /**
+     * `[network] backend = "firewalld"`: the guard expresses the mode as a
+     * firewalld zone and policy, and the NIC has Incus's anti-spoofing on.
+     * Absent = the guard's own nftables tables.
+     */
+    backend: z.literal('firewalld').optional(),
   })
   .strict();
 export type NetworkLabel = z.infer<typeof networkLabelSchema>;
@@ -70,6 +77,7 @@ export interface NetworkConfig {
   dns_servers: string[];
   block_metadata_endpoint: boolean;
   hosts: ReadonlyArray<{ ip: string; hostnames: string[]; ports: number[] }>;
+  backend?: 'nftables' | 'firewalld';
 }
 
 /**
@@ -81,6 +89,13 @@ export interface NetworkConfig {
  */
 export function networkLabelFromConfig(n: NetworkConfig): { label: NetworkLabel; warnings: string[] } {
   const warnings: string[] = [];
+  const firewalld = n.backend === 'firewalld';
+  if (firewalld && n.mode === 'allowlist') {
+    // Refused rather than approximated: an allowlist needs its names' addresses kept current in firewalld, which is not built.
+    throw new CoiError(ErrorCodes.INVALID_INPUT, 'network.mode = "allowlist" is not available with network.backend = "firewalld" yet (only restricted and open are): the sandbox is not started', {
+      remedy: { title: 'Use the guard\'s own rules for allowlist sandboxes (they work beside firewalld), or restricted mode', shell: 'set [network] backend = "nftables" (or mode = "restricted") in .coi/config.toml' },
+    });
+  }
   const cidrs: string[] = [];
   const domains: string[] = [];
   if (n.mode === 'allowlist') {
@@ -106,6 +121,7 @@ export function networkLabelFromConfig(n: NetworkConfig): { label: NetworkLabel;
     ...(n.mode === 'allowlist' && n.dns_servers.length > 0 ? { dns: n.dns_servers.slice(0, 4) } : {}),
     ...(n.block_metadata_endpoint ? {} : { metadata: true as const }),
     ...hostsOf(n.hosts, warnings),
+    ...(firewalld ? { backend: 'firewalld' as const } : {}),
   };
   return { label, warnings };
 }

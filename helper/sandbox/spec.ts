@@ -56,7 +56,15 @@ export function buildInstanceSpec(s: SandboxSpecInput): InstanceCreate {
   const shift = s.idmap.kind === 'shift';
   const devices: Devices = {
     root: { type: 'disk', path: '/', pool: s.pool, ...(s.limits?.rootDevice ?? {}) },
-    eth0: { type: 'nic', name: 'eth0', network: s.bridge, host_name: hostVethName(s.name) },
+    eth0: {
+      type: 'nic',
+      name: 'eth0',
+      network: s.bridge,
+      host_name: hostVethName(s.name),
+      // firewalld matches the sandbox by its source MAC (the veth is hidden behind the bridge):
+      // Incus then drops frames with another MAC or address, so root inside cannot step out of its zone.
+      ...(s.network.backend === 'firewalld' ? { 'security.mac_filtering': 'true', 'security.ipv4_filtering': 'true', 'security.ipv6_filtering': 'true' } : {}),
+    },
     workspace: { type: 'disk', source: s.workspace, path: WORKSPACE_MOUNT, ...(shift ? { shift: 'true' } : {}) },
     ...protectedDevices(s.workspace, WORKSPACE_MOUNT, s.protectedPaths, shift),
   };

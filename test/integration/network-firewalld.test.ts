@@ -9,6 +9,10 @@
  * alone. Its baseline (before the policy) reaches the private test host, so a
  * refusal afterwards is the policy's.
  *
+ * The second test is the same end to end: a guard of its own (scope, socket,
+ * container prefix) fences `coi shell --background` launches of a project with
+ * `[network] backend = "firewalld"`, with and without a running firewalld.
+ *
  * firewalld runs with a configuration in this test's own directory (default
  * zone trusted, so the machine's own inbound traffic is never rejected) and is
  * stopped at the end, with the D-Bus daemon when the test started it. From the
@@ -22,7 +26,10 @@ import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, wri
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
-import { firewalldNames, sandboxPolicyXml, sandboxZoneXml } from '../../helper/guard/network/firewalld-policy';
+import { GuardClient } from '../../helper/guard/client';
+import { firewalldNames, sandboxObjects, sandboxPolicyXml, sandboxZoneXml } from '../../helper/guard/network/firewalld-policy';
+import { tablesFor } from '../../helper/guard/network/names';
+import { HELPER, sleep as wait } from './support';
 import { assertFirewalldUsable, firewallCmdExec, installSandboxPolicy, listSandboxPolicies, removeSandboxPolicy } from '../../helper/guard/network/firewalld-runner';
 import type { SandboxNetwork } from '../../helper/guard/network/types';
 
@@ -46,11 +53,14 @@ const fw = (...args: string[]) => sh('firewall-cmd', args).stdout.trim();
 type Outcome = 'reached' | 'refused' | 'no answer';
 /** One HTTP GET from inside the container; `from` binds a source address first. */
 function probe(ip: string, from?: string): Outcome {
-  const r = sh('incus', ['exec', NAME, '--', 'curl', '-s', '-o', '/dev/null', '-m', '3', ...(from ? ['--interface', from] : []), `http://${ip}:${PORT}/`]);
-  return r.status === 0 ? 'reached' : r.status === 7 ? 'refused' : 'no answer';
+  return probeIn(NAME, ip, from);
 }
-function table(): Record<string, Outcome> {
-  return Object.fromEntries(Object.entries(HOSTS).map(([k, ip]) => [k, probe(ip)]));
+function table(name = NAME): Record<string, Outcome> {
+  return Object.fromEntries(Object.entries(HOSTS).map(([k, ip]) => [k, probeIn(name, ip)]));
+}
+function probeIn(name: string, ip: string, from?: string): Outcome {
+  const r = sh('incus', ['exec', name, '--', 'curl', '-s', '-o', '/dev/null', '-m', '3', ...(from ? ['--interface', from] : []), `http://${ip}:${PORT}/`]);
+  return r.status === 0 ? 'reached' : r.status === 7 ? 'refused' : 'no answer';
 }
 const RESTRICTED = { private: 'refused', metadata: 'refused', cgnat: 'refused', internet: 'reached', internet2: 'reached' };
 
@@ -90,6 +100,8 @@ threading.Event().wait()`;
 
 after(async () => {
   sh('incus', ['delete', '-f', NAME], 120_000);
+  for (const n of sh('incus', ['list', '-c', 'n', '-f', 'csv']).stdout.split('\n').filter((x) => x.startsWith(PREFIX))) sh('incus', ['delete', '-f', n], 120_000);
+  await stopGuard();
   listeners?.kill('SIGTERM');
   await stopFirewalld();
   rmSync(root, { recursive: true, force: true });
@@ -181,7 +193,7 @@ test('backend firewalld: a clear error without firewalld; restricted mode as a z
   assert.equal(probe(HOSTS.private), 'refused', 'nor does the real one');
 
   // What `coi clean --orphans` sees: this scope's objects by container; another scope sees none of them.
-  assert.deepEqual([...(await listSandboxPolicies(fwcmd, SCOPE)).entries()], [[NAME, names]]);
+  assert.deepEqual([...(await listSandboxPolicies(fwcmd, SCOPE)).entries()], [[NAME, { names, zone: true, policy: true }]]);
   assert.equal((await listSandboxPolicies(fwcmd, `${SCOPE}x`)).size, 0);
 
   await removeSandboxPolicy(fwcmd, names);
@@ -190,4 +202,154 @@ test('backend firewalld: a clear error without firewalld; restricted mode as a z
   assert.ok(!fw('--permanent', '--get-zones').includes(names.zone), 'zone gone');
   assert.ok(!sh('nft', ['list', 'table', 'inet', 'firewalld']).stdout.includes(names.zone), 'and from firewalld\'s live rules');
   assert.equal(probe(HOSTS.private), 'reached', 'and the container is no longer fenced by it');
+});
+
+// ── the guard with backend = "firewalld", end to end ────────────────────────
+
+/** Sandboxes of the end-to-end test: their own prefix and a guard scope of their own, fenced by this test's guard only. */
+const GSCOPE = `fwg${randomBytes(3).toString('hex')}`;
+const PREFIX = `coi-fwg${randomBytes(2).toString('hex')}-`;
+const guardSocket = path.join(root, 'guard.sock');
+const guardLog = path.join(root, 'guard.log');
+let guard: ChildProcess | undefined;
+
+async function startGuard(): Promise<void> {
+  const fd = openSync(guardLog, 'a');
+  guard = spawn(process.execPath, [HELPER, 'guard', 'run'], {
+    env: { ...process.env, COI_GUARD_SOCKET: guardSocket, COI_GUARD_SCOPE: GSCOPE, COI_NET_STATE_DIR: path.join(root, 'state'), COI_NET_CACHE_DIR: path.join(root, 'cache'), COI_GUARD_MONITOR: '0', COI_LOG_LEVEL: 'debug' },
+    stdio: ['ignore', fd, fd],
+  });
+  const probeClient = new GuardClient({ socketPath: guardSocket, reconnect: true });
+  probeClient.connect({ timeoutMs: 500 }).catch(() => undefined);
+  try {
+    await probeClient.waitConnected(20_000);
+  } finally {
+    probeClient.close();
+  }
+}
+
+async function stopGuard(): Promise<void> {
+  if (!guard || guard.exitCode !== null) return;
+  guard.kill('SIGTERM');
+  const t = setTimeout(() => guard?.kill('SIGKILL'), 10_000);
+  await new Promise((r) => guard!.once('exit', r));
+  clearTimeout(t);
+  // Its nft tables stay in place by design; this scope's are the test's to remove.
+  const t2 = tablesFor(GSCOPE);
+  sh('nft', ['delete', 'table', 'inet', t2.filter]);
+  sh('nft', ['delete', 'table', 'netdev', t2.ingress]);
+}
+
+function coiRun(args: string[], home: string, cwd: string): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [HELPER, ...args], {
+    cwd,
+    encoding: 'utf8',
+    timeout: 240_000,
+    env: { ...process.env, HOME: home, COI_CONTAINER_PREFIX: PREFIX, COI_GUARD_SOCKET: guardSocket, COI_GUARD_SCOPE: GSCOPE },
+  });
+  return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+function ourInstances(): string[] {
+  return sh('incus', ['list', '-c', 'n', '-f', 'csv']).stdout.split('\n').filter((x) => x.startsWith(PREFIX));
+}
+
+const permanent = () => new Set([...fw('--permanent', '--get-zones').split(/\s+/), ...fw('--permanent', '--get-policies').split(/\s+/)]);
+
+/** Bounded wait for the guard's reaction to an Incus event (a firewall-cmd --reload takes seconds). */
+async function waitGone(objects: string[], what: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  let left = objects.filter((o) => permanent().has(o));
+  while (left.length > 0 && Date.now() < deadline) {
+    await wait(500);
+    const now = permanent();
+    left = objects.filter((o) => now.has(o));
+  }
+  assert.deepEqual(left, [], `${what}: the sandbox's zone and policy are gone from firewalld's permanent configuration`);
+}
+
+test('guard, backend = "firewalld": refused without firewalld; a launch gets a zone + policy that hold (against ip addr add, after --reload, blocked while firewalld is down), open mode too; removed on coi kill, on incus delete behind our back and by coi clean --orphans', async () => {
+  // The first test leaves firewalld running: this one starts without it, on a saved configuration as found.
+  await stopFirewalld();
+  await startGuard();
+  const home = path.join(root, 'home');
+  const ws = path.join(root, 'ws');
+  mkdirSync(path.join(home, '.coi'), { recursive: true });
+  mkdirSync(path.join(ws, '.coi'), { recursive: true });
+  writeFileSync(path.join(home, '.coi', 'config.toml'), '[container]\nimage = "coi-base"\n\n[tool]\nname = "shell"\n');
+  writeFileSync(path.join(ws, '.coi', 'config.toml'), '[network]\nbackend = "firewalld"\n');
+
+  // No firewalld: the launch is refused, saying why and what to do, and nothing is left behind (let alone running).
+  const refused = coiRun(['shell', '--background'], home, ws);
+  assert.notEqual(refused.code, 0, `the launch without firewalld succeeded: ${refused.stdout}`);
+  assert.match(refused.stderr, /firewalld is not running/);
+  assert.match(refused.stderr, /Start firewalld/);
+  assert.deepEqual(ourInstances(), [], 'no sandbox is left after the refused launch');
+
+  await startFirewalld();
+  const launched = coiRun(['shell', '--background'], home, ws);
+  assert.equal(launched.code, 0, `coi shell failed: ${launched.stderr}`);
+  const name = launched.stdout.trim();
+  assert.ok(name.startsWith(PREFIX), `launched ${name}`);
+  const names = firewalldNames(name, GSCOPE);
+  assert.match(sh('incus', ['config', 'device', 'get', name, 'eth0', 'security.mac_filtering']).stdout, /true/, 'the NIC is locked to its MAC');
+  assert.ok(permanent().has(names.zone) && permanent().has(names.policy), 'its zone and policy are in the permanent configuration');
+  assert.ok(fw('--get-active-policies').includes(names.policy), 'and live');
+  // The guard's own tables only count it: firewalld decides.
+  const t = tablesFor(GSCOPE);
+  assert.match(sh('nft', ['list', 'table', 'netdev', t.ingress]).stdout, new RegExp(`coi:sandbox key=${name} iface=\\S+ mode=restricted backend=firewalld`));
+  assert.doesNotMatch(sh('nft', ['list', 'table', 'inet', t.filter]).stdout, new RegExp(`chain sb_${name}`));
+
+  for (let i = 0; i < 60 && !/\d+\.\d+\.\d+\.\d+/.test(sh('incus', ['list', name, '-c', '4', '-f', 'csv']).stdout); i++) await wait(500);
+  assert.deepEqual(table(name), RESTRICTED, 'restricted by firewalld');
+  const dns = sh('incus', ['exec', name, '--', 'sh', '-c', 'timeout 5 getent hosts coi-test-name.invalid; echo rc=$?']).stdout;
+  assert.match(dns, /rc=2/, `DNS to the gateway answers: ${dns}`);
+  const add = sh('incus', ['exec', name, '--', 'ip', 'addr', 'add', '10.213.0.78/24', 'dev', 'eth0']);
+  assert.equal(add.status, 0, add.stderr);
+  assert.notEqual(probeIn(name, HOSTS.private, '10.213.0.78'), 'reached', 'a forged source address does not reach the private host');
+  sh('firewall-cmd', ['--reload']);
+  assert.deepEqual(table(name), RESTRICTED, 'after firewall-cmd --reload');
+
+  // firewalld stops and takes its rules with it: the guard blocks the sandbox again, and lifts the block once
+  // firewalld runs again with the sandbox's objects (from its permanent configuration).
+  const bootChain = () => sh('nft', ['list', 'table', 'netdev', t.ingress]).stdout.includes(`chain boot_${name} `);
+  await stopFirewalld();
+  for (const deadline = Date.now() + 30_000; !bootChain() && Date.now() < deadline; ) await wait(250);
+  assert.ok(bootChain(), 'the guard put the boot block back when firewalld stopped');
+  assert.equal(probeIn(name, HOSTS.internet), 'no answer', 'nothing leaves the sandbox while firewalld is down');
+  await startFirewalld();
+  for (const deadline = Date.now() + 60_000; bootChain() && Date.now() < deadline; ) await wait(250);
+  assert.ok(!bootChain(), 'the guard lifted the boot block once firewalld ran again');
+  assert.deepEqual(table(name), RESTRICTED, 'firewalld restarted: restricted again');
+
+  // coi kill: gone.
+  const killed = coiRun(['kill', name], home, ws);
+  assert.equal(killed.code, 0, killed.stderr);
+  await waitGone([names.zone, names.policy], 'after coi kill');
+
+  // open under firewalld: everything reached; then incus delete behind our back: gone too.
+  // From the user's own config: an untrusted project may not open the network.
+  writeFileSync(path.join(home, '.coi', 'config.toml'), '[container]\nimage = "coi-base"\n\n[tool]\nname = "shell"\n\n[network]\nmode = "open"\n');
+  const second = coiRun(['shell', '--background'], home, ws);
+  assert.equal(second.code, 0, `coi shell failed: ${second.stderr}`);
+  const name2 = second.stdout.trim();
+  const names2 = firewalldNames(name2, GSCOPE);
+  assert.ok(permanent().has(names2.policy), 'the second sandbox has its policy');
+  for (let i = 0; i < 60 && !/\d+\.\d+\.\d+\.\d+/.test(sh('incus', ['list', name2, '-c', '4', '-f', 'csv']).stdout); i++) await wait(500);
+  assert.deepEqual(table(name2), { private: 'reached', metadata: 'reached', cgnat: 'reached', internet: 'reached', internet2: 'reached' }, 'open: everything reached');
+  assert.match(sh('nft', ['list', 'table', 'netdev', t.ingress]).stdout, new RegExp(`coi:sandbox key=${name2} iface=\\S+ mode=open backend=firewalld`), 'and still counted');
+  assert.equal(sh('incus', ['delete', '--force', name2], 120_000).status, 0);
+  await waitGone([names2.zone, names2.policy], 'after incus delete --force');
+
+  // What a crash leaves (objects of this scope for a sandbox that does not exist): coi clean --orphans removes them.
+  const ghost = `${PREFIX}ghost-1`;
+  const gateway = sh('incus', ['network', 'get', BRIDGE, 'ipv4.address']).stdout.trim().split('/')[0]!;
+  const objs = sandboxObjects({ container: ghost, hostIface: 'coighost', mode: 'restricted', gatewayV4: gateway, allowLocalNetwork: false, allowCidrs: [], resolvedIps: [] }, '10:66:6a:00:00:99', GSCOPE);
+  await installSandboxPolicy(fwcmd, objs);
+  assert.ok(permanent().has(objs.names.policy));
+  const clean = coiRun(['clean', '--orphans'], home, ws);
+  assert.equal(clean.code, 0, clean.stderr);
+  assert.match(clean.stdout, new RegExp(`removed the network rules of ${ghost} \\(2 object\\(s\\)\\)`));
+  assert.ok(!permanent().has(objs.names.policy) && !permanent().has(objs.names.zone), 'coi clean --orphans removed them');
+  assert.deepEqual(ourInstances(), []);
 });

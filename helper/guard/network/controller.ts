@@ -20,6 +20,11 @@
  * - Allowlists: resolves names on the host with their TTLs, caches them on
  *   disk, writes them into the container's /etc/hosts.
  * - Packet events: our rules' kernel log lines, published to subscribers.
+ * - `backend = "firewalld"` sandboxes: each reconcile also computes their
+ *   zones and policies from the listing (desiredFirewalld) and has
+ *   FirewalldSandboxes install or remove the difference; until a sandbox's are
+ *   live its boot block stays in our tables, and it comes back when firewalld
+ *   stops (a 5 s poll of the process list).
  *
  * Stopping the guard leaves the rules in place: sandboxes stay fenced while it
  * is down, and a launch without a guard fails.
@@ -48,13 +53,13 @@ import {
   TimingOptions,
   writeCache,
 } from './allowlist';
-import { Desired, desiredState, gatewayOf, inScope, ManagedSandbox, managedSandboxOf, Problem } from './desired';
+import { Desired, desiredFirewalld, desiredState, gatewayOf, inScope, ManagedSandbox, managedSandboxOf, Problem } from './desired';
 import type { PacketEvent } from './kmsg';
 import { KmsgReader } from './kmsg-reader';
 import { sandboxKey, TableNames, tablesFor } from './names';
 import { chooseTag, HOST_TAG, tagsInUse } from './marks';
 import { applyRulesetFile, listInstalledRules, listRulesetText, NftExec, nftExec } from './nft';
-import { FirewallCmdExec, FirewalldZoneKeeper } from './firewalld-runner';
+import { FirewallCmdExec, FirewalldSandboxes, firewalldPid, FirewalldZoneKeeper } from './firewalld-runner';
 import { findOrphans, InstalledRules } from './parse';
 import { renderRuleset } from './render';
 import type { ResolvedIp } from './types';
@@ -88,7 +93,9 @@ export interface NetworkControllerOptions {
   now?: () => number;
   /**
    * firewall-cmd, to keep the sandbox bridges in a firewalld zone that passes
-   * their traffic while a firewalld runs; absent = never touch firewalld.
+   * their traffic while a firewalld runs, and to install the zones and
+   * policies of `backend = "firewalld"` sandboxes; absent = never touch
+   * firewalld (such sandboxes then stay blocked).
    */
   firewalld?: FirewallCmdExec;
 }
@@ -156,6 +163,12 @@ export class NetworkController {
   private tag = HOST_TAG;
   private readonly firewalld: FirewalldZoneKeeper | undefined;
   private firewalldTimer: NodeJS.Timeout | undefined;
+  /** `backend = "firewalld"` sandboxes' zones and policies. */
+  private readonly fwSandboxes: FirewalldSandboxes | undefined;
+  /** The firewalld pid the last poll saw (null: not polled yet). */
+  private fwSeenPid: number | undefined | null = null;
+  /** The next sync lists firewalld's objects first (firewalld new, guard start, clean-up, periodic check). */
+  private fwRelist = true;
   /** The bridges the sandboxes were attached to at the last reconcile. */
   private sandboxBridges = new Set<string>();
 
@@ -165,6 +178,7 @@ export class NetworkController {
     this.timing = o.timing ?? DEFAULT_TIMING;
     this.now = o.now ?? Date.now;
     this.firewalld = o.firewalld ? new FirewalldZoneKeeper({ cmd: o.firewalld, log: o.log }) : undefined;
+    this.fwSandboxes = o.firewalld ? new FirewalldSandboxes({ cmd: o.firewalld, scope: o.scope, log: o.log }) : undefined;
   }
 
   /** The set-up's bridge and every bridge a sandbox is on. */
@@ -188,11 +202,19 @@ export class NetworkController {
       this.kmsg.start();
     }
     await this.reconcile('guard start').catch(() => undefined);
-    this.sweepTimer = setInterval(() => void this.reconcile('periodic check').catch(() => undefined), SWEEP_MS);
+    this.sweepTimer = setInterval(() => {
+      // An administrator may have deleted or edited our objects: look, not trust memory.
+      this.fwRelist = true;
+      void this.reconcile('periodic check').catch(() => undefined);
+    }, SWEEP_MS);
     this.sweepTimer.unref();
     if (this.firewalld) {
       await this.firewalld.check(this.bridgeNames());
-      this.firewalldTimer = setInterval(() => void this.firewalld!.check(this.bridgeNames()), FIREWALLD_POLL_MS);
+      this.fwSeenPid = await firewalldPid();
+      this.firewalldTimer = setInterval(() => {
+        void this.firewalld!.check(this.bridgeNames());
+        void this.watchFirewalld();
+      }, FIREWALLD_POLL_MS);
       this.firewalldTimer.unref();
     }
   }
@@ -221,6 +243,19 @@ export class NetworkController {
       await fs.rm(this.ownerFile, { force: true });
     }
     throw new CoiError(ErrorCodes.ALREADY_EXISTS, `could not claim ${this.ownerFile}`);
+  }
+
+  /**
+   * A firewalld that stopped took the zones and policies of the firewalld
+   * sandboxes with it: they are blocked again at once. One that started (or
+   * restarted) is listed, so its objects are live again or repaired.
+   */
+  private async watchFirewalld(): Promise<void> {
+    const pid = await firewalldPid();
+    if (pid === this.fwSeenPid) return;
+    this.fwSeenPid = pid;
+    this.fwRelist = true;
+    await this.reconcile(pid === undefined ? 'firewalld stopped' : `firewalld runs (pid ${pid})`).catch(() => undefined);
   }
 
   /** Stops timers and the kernel log; the rules stay in force. */
@@ -355,11 +390,33 @@ export class NetworkController {
       const gateways = await this.gatewaysOf(sandboxes);
       const resolved = new Map<string, ResolvedIp[]>();
       for (const a of this.allowlists.values()) resolved.set(a.container, allowedIps(a.names, this.timing));
-      const desired = desiredState(sandboxes, { gateways, resolved });
-      const script = renderRuleset(desired.state, { now: this.now(), tables: this.tables, tag: this.tag });
-      const t1 = Date.now();
-      await applyRulesetFile(script, this.o.stateDir, this.nft);
-      const nftMs = Date.now() - t1;
+      // backend = "firewalld": blocked by the guard's tables until firewalld's own objects are live.
+      const fw = desiredFirewalld(sandboxes, gateways, this.o.scope);
+      const fwProblems = new Map<string, Omit<Problem, 'container'>>([...fw.problems].map(([c, problem]) => [c, { problem }]));
+      if (!this.fwSandboxes) for (const c of fw.objects.keys()) fwProblems.set(c, { problem: 'this guard manages no firewalld objects (it runs without firewall-cmd)' });
+      let nftMs = 0;
+      const apply = async (live: ReadonlySet<string>): Promise<Desired> => {
+        const d = desiredState(sandboxes, { gateways, resolved, firewalld: { live, problems: fwProblems } });
+        const script = renderRuleset(d.state, { now: this.now(), tables: this.tables, tag: this.tag });
+        const t1 = Date.now();
+        await applyRulesetFile(script, this.o.stateDir, this.nft);
+        nftMs += Date.now() - t1;
+        return d;
+      };
+      const liveBefore = this.fwSandboxes?.live(fw.objects) ?? new Set<string>();
+      let desired = await apply(liveBefore);
+      if (this.fwSandboxes && (fw.objects.size > 0 || this.fwRelist || (await this.fwSandboxes.objects()).size > 0)) {
+        const relist = this.fwRelist;
+        this.fwRelist = false;
+        const r = await this.fwSandboxes.sync(fw.objects, { relist });
+        if (r.error) {
+          if (relist) this.fwRelist = true; // not listed: try again next time
+          for (const c of fw.objects.keys()) if (!r.live.has(c)) fwProblems.set(c, { problem: r.error.message, ...(r.error.remedy ? { remedy: r.error.remedy } : {}) });
+          if (fw.objects.size === 0) this.o.log.warn(`firewalld: ${r.error.message}`);
+        }
+        const changed = r.live.size !== liveBefore.size || [...r.live].some((c) => !liveBefore.has(c));
+        if (changed || r.error) desired = await apply(r.live);
+      }
       const now = this.now();
       for (const c of this.knownNames()) if (!flight.listed.has(c)) this.departed.set(c, now);
       for (const [c, since] of this.departed) if (flight.listed.has(c) || now - since > DEPARTED_MS) this.departed.delete(c);
@@ -452,14 +509,14 @@ export class NetworkController {
     await this.firewalld?.check(this.bridgeNames(sb.bridge));
     const desired = await this.reconcile(`secure ${name}`);
     const problem = [...desired.blocked, ...desired.unfenced].find((p) => p.container === name);
-    if (problem) throw new CoiError(ErrorCodes.NOT_PERMITTED, `cannot fence ${name}: ${problem.problem}; its network is blocked`);
+    if (problem) throw new CoiError(ErrorCodes.NOT_PERMITTED, `cannot fence ${name}: ${problem.problem}; its network is blocked`, problem.remedy ? { remedy: problem.remedy } : {});
     if (!desired.fenced.includes(name)) throw new CoiError(ErrorCodes.INTERNAL, `the rules applied for ${name} do not include it`);
     if (sb.label.mode === 'allowlist' || sb.label.hosts) {
       // Written again at every start: the instance may be a new one under an old name.
       this.hostsWritten.delete(name);
       await this.writeHosts(name, sb.label).catch((e: unknown) => warnings.push(`could not write the allowed names into ${name}'s /etc/hosts: ${toCoiError(e).message}`));
     }
-    this.o.log.info(`fenced ${name} (${sb.label.mode}, ${sb.hostIface})`);
+    this.o.log.info(`fenced ${name} (${sb.label.mode}, ${sb.hostIface}${sb.label.backend ? `, by ${sb.label.backend}` : ''})`);
     return { name, mode: sb.label.mode, hostIface: sb.hostIface, resolved, warnings };
   }
 
@@ -607,18 +664,35 @@ export class NetworkController {
     return all.filter((i) => inScope(i, this.o.scope)).map((i) => i.name);
   }
 
-  /** Rules and caches of sandboxes that no longer exist; removed unless dryRun. */
+  /** firewalld's zones and policies of this scope whose sandbox no longer exists, as `firewalld <kind> <name>`, by container. */
+  private async firewalldOrphans(live: readonly string[]): Promise<Array<{ container: string; objects: string[] }>> {
+    if (!this.fwSandboxes) return [];
+    const objects = await this.fwSandboxes.objects({ relist: true }).catch(() => new Map());
+    const alive = new Set(live);
+    return [...objects.entries()]
+      .filter(([c]) => !alive.has(c))
+      .map(([container, i]) => ({ container, objects: [...(i.zone ? [`firewalld zone ${i.names.zone}`] : []), ...(i.policy ? [`firewalld policy ${i.names.policy}`] : [])] }));
+  }
+
+  /** Rules, firewalld objects and caches of sandboxes that no longer exist; removed unless dryRun. */
   async cleanOrphans(dryRun: boolean): Promise<{ removed: Array<{ container: string; objects: string[] }>; caches: string[] }> {
     const [installed, live] = await Promise.all([this.installed(), this.liveContainers()]);
     const orphans = findOrphans(installed, live);
+    const fwOrphans = await this.firewalldOrphans(live);
     const caches = await staleCacheFiles(this.o.cacheDir, live);
     if (!dryRun) {
-      if (orphans.length > 0) await this.reconcile('coi clean --orphans');
+      if (orphans.length > 0 || fwOrphans.length > 0) {
+        this.fwRelist = true;
+        await this.reconcile('coi clean --orphans');
+      }
       for (const f of caches) await fs.rm(f, { force: true });
-      const still = findOrphans(await this.installed(), await this.liveContainers());
-      if (still.length > 0) throw new CoiError(ErrorCodes.INTERNAL, `rules of ${still.map((s) => s.key).join(', ')} are still installed after the clean-up`);
+      const nowLive = await this.liveContainers();
+      const still = [...findOrphans(await this.installed(), nowLive).map((s) => s.key), ...(await this.firewalldOrphans(nowLive)).map((o) => o.container)];
+      if (still.length > 0) throw new CoiError(ErrorCodes.INTERNAL, `rules of ${[...new Set(still)].join(', ')} are still installed after the clean-up`);
     }
-    return { removed: orphans.map((o) => ({ container: o.key, objects: o.objects })), caches };
+    const byContainer = new Map<string, string[]>();
+    for (const o of [...orphans.map((x) => ({ container: x.key, objects: x.objects })), ...fwOrphans]) byContainer.set(o.container, [...(byContainer.get(o.container) ?? []), ...o.objects]);
+    return { removed: [...byContainer.entries()].map(([container, objects]) => ({ container, objects })), caches };
   }
 }
 

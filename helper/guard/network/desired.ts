@@ -14,9 +14,12 @@
  * `host_name`, several NICs) gets a problem, and the guard refuses to secure it,
  * so the launch that asked stops before starting it.
  */
+import type { Remedy } from '../../errors';
+import { toCoiError } from '../../errors';
 import type { Devices, InstanceFull } from '../../incus/types';
 import { LABELS } from '../../sandbox/labels';
 import { NetworkLabel, parseNetworkLabel } from '../../sandbox/network-label';
+import { antiSpoofingProblem, sandboxObjects, SandboxFirewalldObjects } from './firewalld-policy';
 import { formatIpv4, parseIpv4 } from './ipv4';
 import type { BootBlock, NetworkState, ResolvedIp, SandboxNetwork } from './types';
 
@@ -37,11 +40,16 @@ export interface ManagedSandbox {
   unfenceable?: string;
   /** No NIC at all: nothing to fence. */
   noNetwork: boolean;
+  /** The NIC as Incus expands it, and its MAC (`volatile.<nic>.hwaddr`): what firewalld matches. */
+  nic?: Readonly<Record<string, string>>;
+  hwaddr?: string;
 }
 
 export interface Problem {
   container: string;
   problem: string;
+  /** What fixes it, when the host can (start firewalld, say). */
+  remedy?: Remedy;
 }
 
 /** Is this instance one of ours, for a guard of this scope? */
@@ -71,6 +79,9 @@ export function managedSandboxOf(inst: InstanceFull, scope: string): ManagedSand
     return sb;
   }
   const [devName, nic] = list[0]!;
+  sb.nic = nic;
+  const hwaddr = inst.config[`volatile.${devName}.hwaddr`] ?? nic.hwaddr;
+  if (hwaddr) sb.hwaddr = hwaddr;
   const hostName = nic.host_name;
   if (!hostName) sb.unfenceable = `its interface ${devName} has no fixed host-side name (host_name), so no rule can be bound to it`;
   else if (!IFACE.test(hostName)) sb.unfenceable = `its interface ${devName} has an invalid host_name ${JSON.stringify(hostName)}`;
@@ -92,6 +103,12 @@ export interface DesiredContext {
   gateways: ReadonlyMap<string, string>;
   /** Container → the addresses its allowlist's names resolved to. */
   resolved: ReadonlyMap<string, readonly ResolvedIp[]>;
+  /**
+   * `backend = "firewalld"` sandboxes: those whose zone and policy are live
+   * (the guard's tables then only count them), and why others' cannot be.
+   * The rest of them stay boot-blocked. Absent = no firewalld objects are live.
+   */
+  firewalld?: { live: ReadonlySet<string>; problems: ReadonlyMap<string, Omit<Problem, 'container'>> };
 }
 
 export interface Desired {
@@ -120,39 +137,91 @@ export function desiredState(sandboxes: readonly ManagedSandbox[], ctx: DesiredC
       continue;
     }
     ifaceOwner.set(sb.hostIface, sb.container);
-    const block = (problem: string) => {
+    const block = (problem: string, remedy?: Remedy) => {
       const b: BootBlock = { container: sb.container, hostIface: sb.hostIface! };
       out.state.blockAll.push(b);
-      out.blocked.push({ container: sb.container, problem });
+      out.blocked.push({ container: sb.container, problem, ...(remedy ? { remedy } : {}) });
     };
     if (!sb.label) {
       block(sb.labelError ?? 'no network settings');
       continue;
     }
-    const label = sb.label;
-    let gateway = '';
-    if (label.mode !== 'open') {
-      const gw = sb.bridge ? ctx.gateways.get(sb.bridge) : undefined;
-      if (!gw) {
-        block(sb.bridge ? `the gateway address of its network ${sb.bridge} is unknown` : 'its interface is attached to no known network');
+    const net = sandboxNetworkOf(sb, ctx.gateways, ctx.resolved);
+    if (typeof net === 'string') {
+      block(net);
+      continue;
+    }
+    if (sb.label.backend === 'firewalld') {
+      // Blocked by the guard until firewalld's own objects for it are live: never a gap between the two.
+      const p = ctx.firewalld?.problems.get(sb.container);
+      if (p) {
+        block(p.problem, p.remedy);
         continue;
       }
-      gateway = gw;
+      if (!ctx.firewalld?.live.has(sb.container)) {
+        block('its firewalld zone and policy are not in place yet');
+        continue;
+      }
+      net.backend = 'firewalld';
     }
-    const net: SandboxNetwork = {
-      container: sb.container,
-      hostIface: sb.hostIface,
-      mode: label.mode,
-      gatewayV4: gateway,
-      allowLocalNetwork: label.mode === 'restricted' && label.allowLocal,
-      allowCidrs: label.mode === 'allowlist' ? [...label.cidrs] : [],
-      resolvedIps: label.mode === 'allowlist' ? [...(ctx.resolved.get(sb.container) ?? [])] : [],
-    };
-    if (label.mode === 'allowlist' && label.ports.length > 0) net.allowedPorts = [...label.ports];
-    if (label.metadata && label.mode !== 'open') net.allowMetadata = true;
-    if (label.hosts && label.mode !== 'open') net.allowHosts = label.hosts.map((h) => ({ ip: h.ip, ports: [...h.ports] }));
     out.state.sandboxes.push(net);
     out.fenced.push(sb.container);
+  }
+  return out;
+}
+
+/** The rules input of one fenceable sandbox with a label, or why it has none. */
+function sandboxNetworkOf(sb: ManagedSandbox, gateways: ReadonlyMap<string, string>, resolved: ReadonlyMap<string, readonly ResolvedIp[]>): SandboxNetwork | string {
+  const label = sb.label!;
+  let gateway = '';
+  if (label.mode !== 'open') {
+    const gw = sb.bridge ? gateways.get(sb.bridge) : undefined;
+    if (!gw) return sb.bridge ? `the gateway address of its network ${sb.bridge} is unknown` : 'its interface is attached to no known network';
+    gateway = gw;
+  }
+  const net: SandboxNetwork = {
+    container: sb.container,
+    hostIface: sb.hostIface!,
+    mode: label.mode,
+    gatewayV4: gateway,
+    allowLocalNetwork: label.mode === 'restricted' && label.allowLocal,
+    allowCidrs: label.mode === 'allowlist' ? [...label.cidrs] : [],
+    resolvedIps: label.mode === 'allowlist' ? [...(resolved.get(sb.container) ?? [])] : [],
+  };
+  if (label.mode === 'allowlist' && label.ports.length > 0) net.allowedPorts = [...label.ports];
+  if (label.metadata && label.mode !== 'open') net.allowMetadata = true;
+  if (label.hosts && label.mode !== 'open') net.allowHosts = label.hosts.map((h) => ({ ip: h.ip, ports: [...h.ports] }));
+  return net;
+}
+
+export interface FirewalldDesired {
+  /** Container → its zone and policy as they should be. */
+  objects: Map<string, SandboxFirewalldObjects>;
+  /** Container → why it cannot have any (it stays blocked). */
+  problems: Map<string, string>;
+}
+
+/**
+ * The firewalld objects of every `backend = "firewalld"` sandbox this guard
+ * fences, from the instance listing alone. Sandboxes that cannot be fenced at
+ * all (desiredState says why) are left out: they are never started.
+ */
+export function desiredFirewalld(sandboxes: readonly ManagedSandbox[], gateways: ReadonlyMap<string, string>, scope: string): FirewalldDesired {
+  const out: FirewalldDesired = { objects: new Map(), problems: new Map() };
+  for (const sb of sandboxes) {
+    if (sb.label?.backend !== 'firewalld' || sb.noNetwork || sb.unfenceable || !sb.hostIface) continue;
+    const net = sandboxNetworkOf(sb, gateways, new Map());
+    if (typeof net === 'string') continue; // blocked by desiredState for this reason already
+    const spoof = antiSpoofingProblem(sb.nic ?? {}, sb.hwaddr);
+    if (spoof) {
+      out.problems.set(sb.container, `backend = "firewalld" matches a sandbox by its MAC, but ${spoof}`);
+      continue;
+    }
+    try {
+      out.objects.set(sb.container, sandboxObjects(net, sb.hwaddr!, scope));
+    } catch (e) {
+      out.problems.set(sb.container, toCoiError(e).message);
+    }
   }
   return out;
 }

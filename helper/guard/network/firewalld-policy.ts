@@ -1,7 +1,9 @@
 /**
- * `[network] backend = "firewalld"`, pure: a sandbox's restricted mode as
- * firewalld objects instead of the guard's own nft tables, for hosts whose
- * policy is that firewalld owns every rule.
+ * `[network] backend = "firewalld"`, pure: a sandbox's restricted (or open)
+ * mode as firewalld objects instead of the guard's own nft tables, for hosts
+ * whose policy is that firewalld owns every rule; and what to change when the
+ * installed objects differ from the desired ones (diffFirewalld, planSync).
+ * Allowlist mode has no firewalld form yet and is refused.
  *
  * How a sandbox is recognised. firewalld assigns traffic to a zone by the
  * input interface or by the source (address, MAC, ipset). Binding the
@@ -17,7 +19,7 @@
  * (`antiSpoofingProblem`), so a rule is never keyed on something root inside
  * can change.
  *
- * Per sandbox, two permanent objects:
+ * Per sandbox, two permanent objects (open: both accept everything):
  *  - zone `coiz-<hash>`: source = the NIC's MAC. It decides what reaches the
  *    host itself (firewalld's HOST): DHCP, and DNS to the gateway, nothing
  *    else (the zone's `default` target rejects the rest).
@@ -33,7 +35,8 @@
  * Names: zones may have 17 characters and policies 18 (firewalld's chain name
  * limits), a zone and a policy may not share a name, and the `short`
  * description says which guard scope and container the objects belong to, so
- * `coi clean --orphans` of one guard never takes another's.
+ * `coi clean --orphans` of one guard never takes another's, and a hash of
+ * their content, so a listing alone says whether they are current.
  */
 import { createHash } from 'node:crypto';
 import { CoiError, ErrorCodes } from '../../errors';
@@ -70,15 +73,20 @@ export function isCoiObjectName(name: string): boolean {
   return NAME.test(name);
 }
 
-/** The `short` description of a sandbox's objects: says whose they are. */
-export function ownerDescription(container: string, scope: string): string {
-  return `coi sandbox ${container} scope=${scope}`;
+/**
+ * The `short` description of a sandbox's objects: says whose they are and,
+ * with `version` (a hash of their content), whether they are the current ones,
+ * so a guard can tell from a listing alone what needs replacing.
+ */
+export function ownerDescription(container: string, scope: string, version?: string): string {
+  return `coi sandbox ${container} scope=${scope}${version ? ` v=${version}` : ''}`;
 }
 
-/** The container a `short` description names, when it is of this scope; undefined otherwise. */
-export function ownerOf(short: string, scope: string): string | undefined {
-  const m = /^coi sandbox (\S+) scope=(\S*)$/.exec(short.trim());
-  return m && m[2] === scope ? m[1] : undefined;
+/** The container (and content version) a `short` description names, when it is of this scope; undefined otherwise. */
+export function ownerOf(short: string, scope: string): { container: string; version?: string } | undefined {
+  const m = /^coi sandbox (\S+) scope=(\S*?)(?: v=([0-9a-f]{12}))?$/.exec(short.trim());
+  if (!m || m[2] !== scope) return undefined;
+  return { container: m[1]!, ...(m[3] ? { version: m[3] } : {}) };
 }
 
 /**
@@ -116,21 +124,27 @@ function acceptRules(ip: string, ports: readonly number[]): string[] {
   });
 }
 
-/** Only restricted mode has a firewalld form so far; the others are refused rather than approximated. */
+/** restricted and open have a firewalld form; allowlist is refused rather than approximated. */
 function assertSupported(sb: SandboxNetwork): void {
-  if (sb.mode !== 'restricted') throw invalid(`sandbox ${sb.container}: network mode ${sb.mode} is not available with backend = "firewalld" (only restricted is)`);
+  if (sb.mode !== 'restricted' && sb.mode !== 'open') throw invalid(`sandbox ${sb.container}: network mode ${sb.mode} is not available with backend = "firewalld" (restricted and open are)`);
 }
 
 /** The zone of one sandbox: its MAC, and what it may send to the host itself. */
-export function sandboxZoneXml(sb: SandboxNetwork, mac: string, scope: string): string {
+export function sandboxZoneXml(sb: SandboxNetwork, mac: string, scope: string, version?: string): string {
   assertSupported(sb);
   const m = mac.toLowerCase();
   if (!MAC.test(m)) throw invalid(`sandbox ${sb.container}: ${JSON.stringify(mac)} is not a MAC address`);
+  const short = `  <short>${esc(ownerDescription(sb.container, scope, version))}</short>`;
+  if (sb.mode === 'open') {
+    // Nothing refused, the host included, as with the nft backend; the zone still says so explicitly,
+    // whatever zone the bridge is in.
+    return ['<?xml version="1.0" encoding="utf-8"?>', '<zone target="ACCEPT">', short, `  <source address="${m}"/>`, '</zone>', ''].join('\n');
+  }
   const gw = ipv4(sb.gatewayV4, 'gateway');
   const lines = [
     '<?xml version="1.0" encoding="utf-8"?>',
     '<zone target="default">',
-    `  <short>${esc(ownerDescription(sb.container, scope))}</short>`,
+    short,
     `  <source address="${m}"/>`,
     // DHCP comes from 0.0.0.0 to the broadcast address, so it cannot be tied to the gateway.
     '  <service name="dhcp"/>',
@@ -144,9 +158,17 @@ export function sandboxZoneXml(sb: SandboxNetwork, mac: string, scope: string): 
 }
 
 /** The policy of one sandbox: what it may send anywhere but the host. */
-export function sandboxPolicyXml(sb: SandboxNetwork, scope: string): string {
+export function sandboxPolicyXml(sb: SandboxNetwork, scope: string, version?: string): string {
   assertSupported(sb);
   const { zone } = firewalldNames(sb.container, scope);
+  const head = [
+    '<?xml version="1.0" encoding="utf-8"?>',
+    `<policy target="ACCEPT" priority="${POLICY_PRIORITY}">`,
+    `  <short>${esc(ownerDescription(sb.container, scope, version))}</short>`,
+    `  <ingress-zone name="${zone}"/>`,
+    '  <egress-zone name="ANY"/>',
+  ];
+  if (sb.mode === 'open') return [...head, '</policy>', ''].join('\n');
   const exceptions = [
     ...(sb.allowMetadata ? acceptRules('169.254.169.254', []) : []),
     ...(sb.allowHosts ?? []).flatMap((h) => acceptRules(h.ip, h.ports)),
@@ -157,11 +179,7 @@ export function sandboxPolicyXml(sb: SandboxNetwork, scope: string): string {
     return `<rule priority="${PRIO_REJECT}" family="ipv4"><destination address="${formatCidr4(cidr)}"/><reject type="icmp-admin-prohibited"/></rule>`;
   });
   const lines = [
-    '<?xml version="1.0" encoding="utf-8"?>',
-    `<policy target="ACCEPT" priority="${POLICY_PRIORITY}">`,
-    `  <short>${esc(ownerDescription(sb.container, scope))}</short>`,
-    `  <ingress-zone name="${zone}"/>`,
-    '  <egress-zone name="ANY"/>',
+    ...head,
     ...exceptions.map((r) => `  ${r}`),
     ...blocked.map((r) => `  ${r}`),
     `  <rule priority="${PRIO_REJECT}" family="ipv6"><reject/></rule>`,
@@ -169,6 +187,79 @@ export function sandboxPolicyXml(sb: SandboxNetwork, scope: string): string {
     '',
   ];
   return lines.join('\n');
+}
+
+/** A sandbox's zone and policy as firewalld should have them. */
+export interface SandboxFirewalldObjects {
+  names: FirewalldNames;
+  zoneXml: string;
+  policyXml: string;
+  /** A hash of the content, recorded in both objects' `short`. */
+  version: string;
+}
+
+/** Both objects of a sandbox, each carrying the version of the pair. */
+export function sandboxObjects(sb: SandboxNetwork, mac: string, scope: string): SandboxFirewalldObjects {
+  const version = createHash('sha256')
+    .update(`${sandboxZoneXml(sb, mac, scope)}\0${sandboxPolicyXml(sb, scope)}`, 'utf8')
+    .digest('hex')
+    .slice(0, 12);
+  return { names: firewalldNames(sb.container, scope), zoneXml: sandboxZoneXml(sb, mac, scope, version), policyXml: sandboxPolicyXml(sb, scope, version), version };
+}
+
+/** What firewalld's permanent configuration holds of one sandbox (this guard's scope). */
+export interface InstalledFirewalld {
+  names: FirewalldNames;
+  zone: boolean;
+  policy: boolean;
+  /** When zone and policy are both there with the same version. */
+  version?: string;
+}
+
+/**
+ * Which sandboxes need their objects (re)installed, and which objects go:
+ * those of containers that should have none (deleted, behind our back too,
+ * or no longer with this backend). Pure.
+ */
+export function diffFirewalld(
+  installed: ReadonlyMap<string, InstalledFirewalld>,
+  desired: ReadonlyMap<string, Pick<SandboxFirewalldObjects, 'version'>>,
+): { install: string[]; remove: string[] } {
+  const install = [...desired.entries()].filter(([c, d]) => installed.get(c)?.version !== d.version).map(([c]) => c);
+  const remove = [...installed.keys()].filter((c) => !desired.has(c));
+  return { install: install.sort(), remove: remove.sort() };
+}
+
+/** The containers whose installed objects are the desired ones. */
+export function liveFirewalld(installed: ReadonlyMap<string, InstalledFirewalld>, desired: ReadonlyMap<string, Pick<SandboxFirewalldObjects, 'version'>>): Set<string> {
+  return new Set([...desired.entries()].filter(([c, d]) => installed.get(c)?.version === d.version).map(([c]) => c));
+}
+
+/**
+ * One batch of firewall-cmd calls for a diff, with ONE reload at the end (each
+ * reload costs seconds): deletions only of objects that exist (policy before
+ * zone: a zone a policy names cannot be deleted), then the new objects from
+ * their files.
+ */
+export function planSync(
+  installed: ReadonlyMap<string, InstalledFirewalld>,
+  install: ReadonlyArray<{ container: string; names: FirewalldNames; zoneFile: string; policyFile: string }>,
+  remove: readonly string[],
+): FirewallCmd[] {
+  const out: FirewallCmd[] = [];
+  const del = (c: string) => {
+    const i = installed.get(c);
+    if (i?.policy) out.push(['--permanent', `--delete-policy=${i.names.policy}`]);
+    if (i?.zone) out.push(['--permanent', `--delete-zone=${i.names.zone}`]);
+  };
+  for (const c of remove) del(c);
+  for (const x of install) {
+    del(x.container);
+    out.push(['--permanent', `--new-zone-from-file=${x.zoneFile}`, `--name=${x.names.zone}`]);
+    out.push(['--permanent', `--new-policy-from-file=${x.policyFile}`, `--name=${x.names.policy}`]);
+  }
+  if (out.length > 0) out.push(['--reload']);
+  return out;
 }
 
 /**

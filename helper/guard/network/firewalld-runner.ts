@@ -18,7 +18,20 @@ import { CoiError, ErrorCodes, toCoiError } from '../../errors';
 import { tryRun } from '../../host/run';
 import type { Log } from '../../log';
 import { BridgeZoneFacts, FirewallCmd, parseZoneInfo, parseZoneOf, planBridgeZone, TRUSTED_ZONE, ZoneInfo, zoneBlocks } from './firewalld';
-import { FirewalldNames, firewalldNames, isCoiObjectName, isNothingToDelete, ownerOf, planInstall, planRemove } from './firewalld-policy';
+import {
+  diffFirewalld,
+  FirewalldNames,
+  firewalldNames,
+  InstalledFirewalld,
+  isCoiObjectName,
+  isNothingToDelete,
+  liveFirewalld,
+  ownerOf,
+  planInstall,
+  planRemove,
+  planSync,
+  SandboxFirewalldObjects,
+} from './firewalld-policy';
 
 export interface FirewallCmdResult {
   exitCode: number;
@@ -146,15 +159,23 @@ export interface SandboxPolicyFiles {
   policyXml: string;
 }
 
+function notRunning(why: string): CoiError {
+  return new CoiError(ErrorCodes.COMMAND_FAILED, `network.backend = "firewalld", but firewalld is not running (${why}); the sandbox is not started unfenced`, {
+    remedy: { title: 'Start firewalld', shell: 'sudo systemctl start firewalld' },
+  });
+}
+
 /** Refuses, with a remedy, when no firewalld answers or bridged traffic would bypass it. */
 export async function assertFirewalldUsable(cmd: FirewallCmdExec, procSys = '/proc/sys'): Promise<void> {
   const state = await cmd(['--state']).catch((e: unknown) => ({ exitCode: -1, stdout: '', stderr: toCoiError(e).message }));
   if (state.exitCode !== 0 || state.stdout.trim() !== 'running') {
-    throw new CoiError(ErrorCodes.COMMAND_FAILED, `network.backend = "firewalld", but firewalld is not running (firewall-cmd --state: ${(state.stdout + state.stderr).trim() || `exit ${state.exitCode}`}); the sandbox is not started unfenced`, {
-      remedy: { title: 'Start firewalld', shell: 'sudo systemctl start firewalld' },
-    });
+    throw notRunning(`firewall-cmd --state: ${(state.stdout + state.stderr).trim() || `exit ${state.exitCode}`}`);
   }
-  // Sandboxes and the gateway share one bridge: without br_netfilter, traffic bridged between them never reaches firewalld.
+  await assertBridgeNetfilter(procSys);
+}
+
+/** Sandboxes and the gateway share one bridge: without br_netfilter, traffic bridged between them never reaches firewalld. */
+export async function assertBridgeNetfilter(procSys = '/proc/sys'): Promise<void> {
   for (const f of ['bridge-nf-call-iptables', 'bridge-nf-call-ip6tables']) {
     const v = (await fs.readFile(`${procSys}/net/bridge/${f}`, 'utf8').catch(() => '')).trim();
     if (v !== '1') {
@@ -165,10 +186,30 @@ export async function assertFirewalldUsable(cmd: FirewallCmdExec, procSys = '/pr
   }
 }
 
+/** How long a reload whose D-Bus reply timed out may take to finish. */
+const RELOAD_GRACE_MS = 120_000;
+
+/**
+ * A reload on a loaded host can outlast firewall-cmd's D-Bus reply timeout
+ * (25 s) and still complete. firewalld answers one D-Bus call at a time, so
+ * a `--state` that answers "running" afterwards means the reload is done.
+ */
+async function awaitReload(cmd: FirewallCmdExec, out: string): Promise<boolean> {
+  if (!/did not receive a reply|timed? ?out/i.test(out)) return false;
+  const deadline = Date.now() + RELOAD_GRACE_MS;
+  while (Date.now() < deadline) {
+    const s = await cmd(['--state']).catch(() => undefined);
+    if (s?.exitCode === 0 && s.stdout.trim() === 'running') return true;
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+  return false;
+}
+
 async function runAll(cmd: FirewallCmdExec, plan: readonly FirewallCmd[]): Promise<void> {
   for (const args of plan) {
     const r = await cmd(args);
     const out = `${r.stderr}${r.stdout}`;
+    if (r.exitCode !== 0 && args[0] === '--reload' && (await awaitReload(cmd, out))) continue;
     if (r.exitCode !== 0 && !isNothingToDelete(args, out)) {
       throw new CoiError(ErrorCodes.COMMAND_FAILED, `firewall-cmd ${args.join(' ')}: ${out.trim() || `exit ${r.exitCode}`}`);
     }
@@ -195,18 +236,165 @@ export async function removeSandboxPolicy(cmd: FirewallCmdExec, names: Firewalld
   await runAll(cmd, planRemove(names));
 }
 
-/** The guard's zones and policies of this scope in the permanent configuration, by container. */
-export async function listSandboxPolicies(cmd: FirewallCmdExec, scope: string): Promise<Map<string, FirewalldNames>> {
-  const out = new Map<string, FirewalldNames>();
+/** The guard's zones and policies of this scope in the permanent configuration, by container. Throws when firewalld does not answer. */
+export async function listSandboxPolicies(cmd: FirewallCmdExec, scope: string): Promise<Map<string, InstalledFirewalld>> {
+  const out = new Map<string, InstalledFirewalld>();
   const [zones, policies] = await Promise.all([cmd(['--permanent', '--get-zones']), cmd(['--permanent', '--get-policies'])]);
+  for (const r of [zones, policies]) {
+    // An empty listing from a firewalld still starting would make every object look gone.
+    if (r.exitCode !== 0) throw new CoiError(ErrorCodes.COMMAND_FAILED, `firewall-cmd cannot list firewalld's zones and policies: ${(r.stderr || r.stdout).trim() || `exit ${r.exitCode}`}`);
+  }
   const names = [...zones.stdout.split(/\s+/), ...policies.stdout.split(/\s+/)].filter(isCoiObjectName);
+  const versions = new Map<string, Array<string | undefined>>();
   for (const name of names) {
     const kind = name.startsWith('coiz-') ? 'zone' : 'policy';
     const r = await cmd(['--permanent', `--${kind}=${name}`, '--get-short']);
-    const container = r.exitCode === 0 ? ownerOf(r.stdout, scope) : undefined;
+    const owner = r.exitCode === 0 ? ownerOf(r.stdout, scope) : undefined;
     // The names derive from scope and container: one that does not match is not this guard's to touch.
-    if (container === undefined || firewalldNames(container, scope)[kind] !== name) continue;
-    out.set(container, firewalldNames(container, scope));
+    if (owner === undefined || firewalldNames(owner.container, scope)[kind] !== name) continue;
+    const had = out.get(owner.container) ?? { names: firewalldNames(owner.container, scope), zone: false, policy: false };
+    had[kind] = true;
+    out.set(owner.container, had);
+    versions.set(owner.container, [...(versions.get(owner.container) ?? []), owner.version]);
+  }
+  for (const [c, i] of out) {
+    const v = versions.get(c) ?? [];
+    if (i.zone && i.policy && v.length === 2 && v[0] !== undefined && v[0] === v[1]) i.version = v[0];
   }
   return out;
+}
+
+/**
+ * The guard's side of `backend = "firewalld"`: keeps firewalld's permanent
+ * configuration holding exactly the zones and policies of this scope's
+ * firewalld sandboxes (desiredFirewalld), and says whose are live.
+ *
+ * What is installed is known from a listing, taken whenever firewalld is new
+ * (started, restarted: another pid) or a relist is asked for, and from what
+ * this guard installed since; between listings nothing is asked of firewalld
+ * unless something changed (each firewall-cmd call costs about half a second).
+ */
+export class FirewalldSandboxes {
+  private pid: number | undefined;
+  private installed = new Map<string, InstalledFirewalld>();
+  /** One listing or sync at a time: each replaces what the other believes is installed. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private serial<T>(f: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(f, f);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  constructor(
+    private readonly o: {
+      cmd: FirewallCmdExec;
+      scope: string;
+      log: Log;
+      pid?: () => Promise<number | undefined>;
+      procSys?: string;
+    },
+  ) {}
+
+  /** The containers whose desired objects are live, as of the last sync. */
+  live(desired: ReadonlyMap<string, SandboxFirewalldObjects>): Set<string> {
+    return this.pid === undefined ? new Set() : liveFirewalld(this.installed, desired);
+  }
+
+  /** What this scope has in firewalld, as of the last sync (a listing first when `relist`). */
+  objects(opts: { relist?: boolean } = {}): Promise<ReadonlyMap<string, InstalledFirewalld>> {
+    return this.serial(async () => {
+      if (opts.relist) await this.relist();
+      return this.installed;
+    });
+  }
+
+  private async relist(): Promise<boolean> {
+    const pid = await (this.o.pid ?? firewalldPid)();
+    if (pid === undefined) {
+      this.pid = undefined;
+      this.installed = new Map();
+      return false;
+    }
+    try {
+      this.installed = await listSandboxPolicies(this.o.cmd, this.o.scope);
+      this.pid = pid;
+    } catch (e) {
+      this.pid = undefined;
+      this.installed = new Map();
+      throw e;
+    }
+    return true;
+  }
+
+  /**
+   * Installs what is missing or outdated and removes what belongs to no
+   * desired sandbox, with one reload. Returns the containers whose objects
+   * are live, and, when some are not, why (with a remedy). Never throws.
+   */
+  sync(desired: ReadonlyMap<string, SandboxFirewalldObjects>, opts: { relist?: boolean } = {}): Promise<{ live: Set<string>; error?: CoiError; removed: string[] }> {
+    return this.serial(() => this.syncNow(desired, opts));
+  }
+
+  private async syncNow(desired: ReadonlyMap<string, SandboxFirewalldObjects>, opts: { relist?: boolean }): Promise<{ live: Set<string>; error?: CoiError; removed: string[] }> {
+    try {
+      const pid = await (this.o.pid ?? firewalldPid)();
+      if (pid === undefined || pid !== this.pid || opts.relist) {
+        if (!(await this.relist())) {
+          return { live: new Set(), removed: [], ...(desired.size > 0 ? { error: notRunning('no firewalld process') } : {}) };
+        }
+      }
+      // Cheap (a file read), so checked at every sync: with it off, installed objects decide nothing.
+      if (desired.size > 0) {
+        const off = await assertBridgeNetfilter(this.o.procSys).then(
+          () => undefined,
+          (e: unknown) => toCoiError(e),
+        );
+        if (off) return { live: new Set(), error: off, removed: [] };
+      }
+      const { install, remove } = diffFirewalld(this.installed, desired);
+      if (install.length === 0 && remove.length === 0) return { live: this.live(desired), removed: [] };
+      await assertFirewalldUsable(this.o.cmd, this.o.procSys);
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'coi-firewalld-'));
+      try {
+        const files = [];
+        for (const c of install) {
+          const d = desired.get(c)!;
+          const zoneFile = path.join(dir, `${d.names.zone}.xml`);
+          const policyFile = path.join(dir, `${d.names.policy}.xml`);
+          await fs.writeFile(zoneFile, d.zoneXml, { mode: 0o600 });
+          await fs.writeFile(policyFile, d.policyXml, { mode: 0o600 });
+          files.push({ container: c, names: d.names, zoneFile, policyFile });
+        }
+        try {
+          await runAll(this.o.cmd, planSync(this.installed, files, remove));
+        } catch (e) {
+          // Half done: only a listing says what is there now.
+          await this.relist().catch(() => undefined);
+          throw e;
+        }
+      } finally {
+        await fs.rm(dir, { recursive: true, force: true });
+      }
+      for (const c of remove) this.installed.delete(c);
+      for (const c of install) {
+        const d = desired.get(c)!;
+        this.installed.set(c, { names: d.names, zone: true, policy: true, version: d.version });
+      }
+      // Live means in firewalld's runtime, not merely saved: a boot block is lifted on nothing less.
+      const rt = await this.o.cmd(['--get-policies']);
+      const running = new Set(rt.stdout.split(/\s+/));
+      const missing = install.filter((c) => !running.has(desired.get(c)!.names.policy));
+      if (rt.exitCode !== 0 || missing.length > 0) {
+        // Saved but not running: not live, and replaced at the next sync.
+        for (const c of rt.exitCode !== 0 ? install : missing) this.installed.set(c, { names: desired.get(c)!.names, zone: true, policy: true });
+        throw new CoiError(ErrorCodes.COMMAND_FAILED, `firewalld saved the policies of ${(rt.exitCode !== 0 ? install : missing).join(', ')} but does not run them after its reload${rt.exitCode !== 0 ? ` (firewall-cmd --get-policies: ${(rt.stderr || rt.stdout).trim()})` : ''}`);
+      }
+      if (install.length) this.o.log.info(`firewalld: zone and policy of ${install.join(', ')} installed`);
+      if (remove.length) this.o.log.info(`firewalld: zone and policy of ${remove.join(', ')} removed (no such sandbox of this backend any more)`);
+      return { live: this.live(desired), removed: remove };
+    } catch (e) {
+      return { live: this.live(desired), error: toCoiError(e), removed: [] };
+    }
+  }
 }

@@ -29,6 +29,8 @@ export interface InstalledSandbox {
   /** From the ingress or boot rule's comment. */
   hostIface?: string;
   mode?: NetworkMode;
+  /** Its rules are firewalld's: the guard's chain only counts. */
+  backend?: 'firewalld';
   /** A boot block (everything dropped) is installed. */
   bootBlocked: boolean;
   /** Its ingress chain (identity, accounting, stateless drops) is installed. */
@@ -150,6 +152,7 @@ export function parseInstalledRules(input: unknown, tableNames: TableNames = DEF
       if (f.iface !== undefined) s.hostIface = f.iface;
       if (m[1] === COMMENT_SANDBOX) {
         if (f.mode !== undefined && (NETWORK_MODES as readonly string[]).includes(f.mode)) s.mode = f.mode as NetworkMode;
+        if (f.backend === 'firewalld') s.backend = 'firewalld';
         const c = counterOf(obj);
         if (c) {
           s.packets = c.packets;

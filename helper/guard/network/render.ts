@@ -140,7 +140,7 @@ interface Prepared {
   s: SandboxNetwork;
   key: string;
   gateway: string;
-  /** 1-based id in the mark; 0 for open sandboxes, which the inet table never sees. */
+  /** 1-based id in the mark; 0 for sandboxes the inet table never sees (countsOnly). */
   id: number;
   nets: Cidr4[];
   dns: Array<{ ip: number; timeoutS?: number }>;
@@ -298,14 +298,19 @@ function block(lines: string[], indent: string): string[] {
   return lines.map((l) => (l === '' ? '' : indent + l));
 }
 
+/** Sandboxes the inet table never sees: open ones, and those firewalld decides for (only counted here). */
+function countsOnly(s: SandboxNetwork): boolean {
+  return s.mode === 'open' || s.backend === 'firewalld';
+}
+
 function ingressChain(p: Prepared, mark: string): string[] {
   const { s, key } = p;
   const body: string[] = [
     `type filter hook ingress device "${s.hostIface}" priority ${INGRESS_PRIORITY}; policy accept;`,
     // First rule: identity for the parser (nft -j omits chain comments and devices) and the accounting counter.
-    `counter comment "${COMMENT_SANDBOX} key=${key} iface=${s.hostIface} mode=${s.mode}"`,
+    `counter comment "${COMMENT_SANDBOX} key=${key} iface=${s.hostIface} mode=${s.mode}${s.backend ? ` backend=${s.backend}` : ''}"`,
   ];
-  if (s.mode !== 'open') {
+  if (!countsOnly(s)) {
     body.push(
       ...dropLogged(key, 'ether type { 8021q, 8021ad }', RULES.vlan),
       ...dropLogged(key, 'meta protocol ip6', RULES.ipv6),
@@ -430,7 +435,7 @@ export function renderRuleset(state: NetworkState, opts: RenderOptions): string 
   const tag = opts.tag ?? HOST_TAG;
   if (!Number.isInteger(tag) || tag < 1 || tag > MAX_TAG || tag % 2 === 0) throw invalid(`mark tag ${tag} is not an odd number from 1 to ${MAX_TAG}`);
   let nextId = 1;
-  const prepared: Prepared[] = base.map((p) => ({ ...p, id: p.s.mode === 'open' ? 0 : nextId++ }));
+  const prepared: Prepared[] = base.map((p) => ({ ...p, id: countsOnly(p.s) ? 0 : nextId++ }));
   const filtered = prepared.filter((p) => p.id > 0);
   if (filtered.length > MAX_ID) throw invalid(`at most ${MAX_ID} sandboxes with filtered networks are supported, ${filtered.length} requested`);
   const mark = (p: Prepared) => hex(markOf(tag, p.id));

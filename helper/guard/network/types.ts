@@ -35,6 +35,11 @@ export interface SandboxNetwork {
   allowMetadata?: boolean;
   /** `[[network.hosts]]`: these addresses reachable in restricted and allowlist, on `ports` when not empty. */
   allowHosts?: HostAllow[];
+  /**
+   * `backend = "firewalld"`: firewalld's zone and policy decide (firewalld-policy.ts);
+   * the guard's tables only count the sandbox's frames.
+   */
+  backend?: 'firewalld';
 }
 
 export interface HostAllow {

@@ -190,6 +190,24 @@ describe('health evaluation', () => {
     assert.match(checkOf(f, 'firewalld').check.message, /unknown \(no D-Bus\)/);
   });
 
+  test('firewalld: with backend = "firewalld" configured or on a sandbox, firewalld not running or bridge-nf-call off fails, with the fix', () => {
+    const f = healthy();
+    f.instances = [{ name: 'coi-1-1', status: 'Running', config: { 'user.coi.network': '{"v":1,"mode":"restricted","allowLocal":false,"cidrs":[],"domains":[],"ports":[],"refreshMin":30,"backend":"firewalld"}' } }];
+    let c = checkOf(f, 'firewalld').check;
+    assert.equal(c.status, 'failed');
+    assert.match(c.message, /firewalld is not running, and sandbox coi-1-1 relies on it/);
+    assert.equal(c.remedy?.shell, 'sudo systemctl start firewalld');
+    f.instances = [];
+    assert.equal(checkOf(f, 'firewalld').check.status, 'ok', 'nobody relies on it: its absence is fine');
+    if (f.config.ok) f.config.networkBackend = 'firewalld';
+    f.firewalld = { running: true, zoneOfBridge: 'trusted', explicit: true, blocks: [] };
+    assert.equal(checkOf(f, 'firewalld').check.status, 'ok');
+    f.sysctl.bridgeNfCallIptables = '0';
+    c = checkOf(f, 'firewalld').check;
+    assert.equal(c.status, 'failed');
+    assert.match(c.message, /bridge-nf-call-iptables is 0, and the configuration \(network.backend = "firewalld"\) relies on firewalld/);
+  });
+
   test('orphans are a fixable warning that names each; missing nft fails', () => {
     const f = healthy();
     f.orphans = { sandboxes: [{ name: 'coi-1-1', reason: 'launch was interrupted' }], veths: ['coi0123456789a'], locks: [] };

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { settingsFromConfig } from '../../../helper/sandbox/from-config';
 import { withWorld } from '../config/world';
 
-test('[[network.hosts]] and block_metadata_endpoint = false from the user config reach the label; backend = "firewalld" is warned about, not ignored', async () => {
+test('[[network.hosts]], block_metadata_endpoint = false and backend = "firewalld" from the user config reach the label', async () => {
   await withWorld(async (w) => {
     w.write(
       'home/.coi/config.toml',
@@ -13,12 +13,14 @@ test('[[network.hosts]] and block_metadata_endpoint = false from the user config
     const s = settingsFromConfig(await w.load(), {});
     assert.deepEqual(s.network.hosts, [{ ip: '10.99.0.2', names: ['db.lan'], ports: [5432] }]);
     assert.equal(s.network.metadata, true);
-    assert.match((s.networkWarnings ?? []).join('\n'), /backend = "firewalld" is not supported yet: this sandbox is fenced by the guard's own nftables tables/);
+    assert.equal(s.network.backend, 'firewalld');
+    assert.deepEqual(s.networkWarnings, []);
   });
   await withWorld(async (w) => {
     const s = settingsFromConfig(await w.load(), {});
     assert.equal(s.network.hosts, undefined);
     assert.equal(s.network.metadata, undefined);
+    assert.equal(s.network.backend, undefined);
     assert.deepEqual(s.networkWarnings, []);
   });
 });

@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
+import { CoiError } from '../../../helper/errors';
 import { buildInstanceSpec } from '../../../helper/sandbox/spec';
 import { DEFAULT_NETWORK, encodeNetworkLabel, NetworkConfig, networkLabelFromConfig, parseNetworkLabel } from '../../../helper/sandbox/network-label';
 
@@ -92,4 +93,43 @@ test('the instance carries the label (and a test guard\'s scope), and its NIC a 
   assert.equal(spec.config?.['user.coi.network'], '{"v":1,"mode":"open","allowLocal":false,"cidrs":[],"domains":[],"ports":[],"refreshMin":30}');
   assert.equal(spec.config?.['user.coi.guard-scope'], undefined);
   assert.match(spec.devices?.eth0?.host_name ?? '', /^coi[0-9a-f]{11}$/);
+  assert.equal(spec.devices?.eth0?.['security.mac_filtering'], undefined, 'the nft backend needs no anti-spoofing keys');
+});
+
+test('backend = "firewalld": recorded in the label, the NIC locked to its MAC and addresses at creation; allowlist refused with a remedy', () => {
+  const fw = networkLabelFromConfig(cfg({ backend: 'firewalld' }));
+  assert.deepEqual(fw, { label: { ...DEFAULT_NETWORK, backend: 'firewalld' }, warnings: [] });
+  assert.equal(encodeNetworkLabel(fw.label), '{"v":1,"mode":"restricted","allowLocal":false,"cidrs":[],"domains":[],"ports":[],"refreshMin":30,"backend":"firewalld"}');
+  assert.deepEqual(parseNetworkLabel(encodeNetworkLabel(fw.label)), { ok: true, label: fw.label, missing: false });
+  assert.equal(networkLabelFromConfig(cfg({ backend: 'nftables' })).label.backend, undefined, 'the default backend leaves the label as it was');
+  assert.equal(networkLabelFromConfig(cfg({ backend: 'firewalld', mode: 'open' })).label.backend, 'firewalld');
+  assert.throws(
+    () => networkLabelFromConfig(cfg({ backend: 'firewalld', mode: 'allowlist' })),
+    (e: unknown) => e instanceof CoiError && /allowlist" is not available with network.backend = "firewalld"/.test(e.message) && !!e.remedy?.shell?.includes('backend = "nftables"'),
+  );
+  assert.equal(parseNetworkLabel('{"v":1,"mode":"restricted","allowLocal":false,"cidrs":[],"domains":[],"ports":[],"refreshMin":30,"backend":"iptables"}').ok, false);
+  const spec = buildInstanceSpec({
+    name: 'coi-12345678-1',
+    image: 'coi-base',
+    pool: 'coi',
+    bridge: 'coibr0',
+    workspace: '/w',
+    slot: 1,
+    kind: 'shell',
+    tool: 'shell',
+    persistent: false,
+    session: 's',
+    profile: 'default',
+    ownerUid: 1000,
+    ownerHome: '/home/alice',
+    launcherPid: 1,
+    idmap: { kind: 'shift' },
+    protectedPaths: [],
+    mounts: [],
+    nesting: false,
+    now: new Date(0),
+    network: fw.label,
+  });
+  const nic = spec.devices?.eth0 ?? {};
+  assert.deepEqual([nic['security.mac_filtering'], nic['security.ipv4_filtering'], nic['security.ipv6_filtering']], ['true', 'true', 'true']);
 });

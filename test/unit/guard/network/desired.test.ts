@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
-import { desiredState, gatewayOf, inScope, managedSandboxOf } from '../../../../helper/guard/network/desired';
+import { desiredFirewalld, desiredState, gatewayOf, inScope, managedSandboxOf } from '../../../../helper/guard/network/desired';
+import { firewalldNames } from '../../../../helper/guard/network/firewalld-policy';
 import { tablesFor } from '../../../../helper/guard/network/names';
 import { renderRuleset } from '../../../../helper/guard/network/render';
 import type { InstanceFull } from '../../../../helper/incus/types';
@@ -88,4 +89,46 @@ test('gatewayOf reads a bridge\'s ipv4.address', () => {
   assert.equal(gatewayOf('10.213.0.1/24'), '10.213.0.1');
   assert.equal(gatewayOf('none'), undefined);
   assert.equal(gatewayOf(undefined), undefined);
+});
+
+test('backend = "firewalld": objects from the listing (MAC, anti-spoofing keys, gateway); blocked by the guard until they are live, then only counted', () => {
+  const fwl: NetworkLabel = { ...restricted, backend: 'firewalld' };
+  const safe = { type: 'nic', network: 'coibr0', 'security.mac_filtering': 'true', 'security.ipv4_filtering': 'true', 'security.ipv6_filtering': 'true' };
+  const sandboxes = [
+    inst('fw', { label: fwl, config: { 'volatile.eth0.hwaddr': '10:66:6a:00:00:01' }, nics: { eth0: { ...safe, host_name: 'v-fw' } } }),
+    inst('fw-open', { label: { ...fwl, mode: 'open' }, config: { 'volatile.eth0.hwaddr': '10:66:6a:00:00:02' }, nics: { eth0: { ...safe, host_name: 'v-fwo' } } }),
+    inst('spoofable', { label: fwl, config: { 'volatile.eth0.hwaddr': '10:66:6a:00:00:03' }, nics: { eth0: { type: 'nic', network: 'coibr0', host_name: 'v-sp' } } }),
+    inst('fw-allow', { label: { ...fwl, mode: 'allowlist' }, config: { 'volatile.eth0.hwaddr': '10:66:6a:00:00:04' }, nics: { eth0: { ...safe, host_name: 'v-fwa' } } }),
+    inst('nft', {}),
+  ].map((i) => managedSandboxOf(i, '')!);
+  const fw = desiredFirewalld(sandboxes, gateways, 'sc');
+  assert.deepEqual([...fw.objects.keys()].sort(), ['fw', 'fw-open']);
+  assert.deepEqual(fw.objects.get('fw')!.names, firewalldNames('fw', 'sc'));
+  assert.ok(fw.objects.get('fw')!.zoneXml.includes('<source address="10:66:6a:00:00:01"/>'));
+  assert.ok(fw.objects.get('fw')!.zoneXml.includes('<destination address="10.213.0.1"/>'), 'DNS to the bridge\'s gateway');
+  assert.match(fw.problems.get('spoofable')!, /matches a sandbox by its MAC, but its interface lacks security\.mac_filtering=true/);
+  assert.match(fw.problems.get('fw-allow')!, /allowlist is not available with backend = "firewalld"/);
+
+  // Nothing live yet: every firewalld sandbox is boot-blocked; the nft one is fenced as always.
+  const problems = new Map([...fw.problems].map(([c, problem]) => [c, { problem }]));
+  const before = desiredState(sandboxes, { gateways, resolved: new Map(), firewalld: { live: new Set(), problems } });
+  assert.deepEqual(before.fenced, ['nft']);
+  assert.deepEqual(before.state.blockAll.map((b) => b.container), ['fw', 'fw-allow', 'fw-open', 'spoofable']);
+  assert.match(before.blocked.find((b) => b.container === 'fw')!.problem, /firewalld zone and policy are not in place yet/);
+
+  // Live: no boot block, and the guard's tables only count (no decisions in the inet table).
+  problems.set('fw-open', { problem: 'firewalld is not running', remedy: { title: 'Start firewalld' } } as never);
+  const after = desiredState(sandboxes, { gateways, resolved: new Map(), firewalld: { live: new Set(['fw']), problems } });
+  assert.deepEqual(after.fenced, ['fw', 'nft']);
+  assert.equal(after.state.sandboxes.find((x) => x.container === 'fw')?.backend, 'firewalld');
+  assert.deepEqual(after.blocked.find((b) => b.container === 'fw-open')?.remedy, { title: 'Start firewalld' });
+  const script = renderRuleset(after.state, { now: 0 });
+  assert.match(script, /chain in_fw \{\n\t\ttype filter hook ingress device "v-fw" priority -500; policy accept;\n\t\tcounter comment "coi:sandbox key=fw iface=v-fw mode=restricted backend=firewalld"\n\t\}/);
+  assert.doesNotMatch(script, /chain sb_fw /);
+  assert.doesNotMatch(script, /chain boot_fw /);
+  assert.match(script, /chain sb_nft /);
+  assert.match(script, /chain boot_fw-open /);
+
+  // Without a label saying firewalld, no objects: a sandbox switched back to nftables loses its objects.
+  assert.equal(desiredFirewalld([managedSandboxOf(inst('nft'), '')!], gateways, '').objects.size, 0);
 });

@@ -2,13 +2,17 @@ import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 import {
   antiSpoofingProblem,
+  diffFirewalld,
   firewalldNames,
   isCoiObjectName,
   isNothingToDelete,
+  liveFirewalld,
   ownerDescription,
   ownerOf,
   planInstall,
   planRemove,
+  planSync,
+  sandboxObjects,
   sandboxPolicyXml,
   sandboxZoneXml,
 } from '../../../../helper/guard/network/firewalld-policy';
@@ -39,11 +43,68 @@ test('names fit firewalld limits (zone 17, policy 18), differ from each other, a
   for (const other of ['public', 'trusted', 'coiz-xyz', 'coiz-0123456789ab', 'allow-host-ipv6']) assert.equal(isCoiObjectName(other), false, other);
 });
 
-test('the owner description round-trips for its scope only', () => {
-  assert.equal(ownerOf(ownerDescription('coi-ab12-1', 'x'), 'x'), 'coi-ab12-1');
-  assert.equal(ownerOf(`${ownerDescription('coi-ab12-1', '')}\n`, ''), 'coi-ab12-1');
+test('the owner description round-trips for its scope only, with the content version when given', () => {
+  assert.deepEqual(ownerOf(ownerDescription('coi-ab12-1', 'x'), 'x'), { container: 'coi-ab12-1' });
+  assert.deepEqual(ownerOf(`${ownerDescription('coi-ab12-1', '')}\n`, ''), { container: 'coi-ab12-1' });
+  assert.deepEqual(ownerOf(ownerDescription('coi-ab12-1', '', '0123456789ab'), ''), { container: 'coi-ab12-1', version: '0123456789ab' });
+  assert.equal(ownerOf(ownerDescription('coi-ab12-1', 'x', '0123456789ab'), ''), undefined);
   assert.equal(ownerOf(ownerDescription('coi-ab12-1', 'x'), ''), undefined);
   assert.equal(ownerOf('Public zone', ''), undefined);
+});
+
+test('a sandbox\'s objects carry one version, the hash of their content: any change of settings changes it', () => {
+  const o = sandboxObjects(SB, MAC, 's1');
+  assert.match(o.version, /^[0-9a-f]{12}$/);
+  assert.deepEqual(o.names, firewalldNames(SB.container, 's1'));
+  assert.ok(o.zoneXml.includes(`<short>coi sandbox coi-ab12-1 scope=s1 v=${o.version}</short>`));
+  assert.ok(o.policyXml.includes(`<short>coi sandbox coi-ab12-1 scope=s1 v=${o.version}</short>`));
+  assert.deepEqual(sandboxObjects(SB, MAC, 's1'), o, 'stable');
+  for (const other of [sandboxObjects({ ...SB, allowLocalNetwork: true }, MAC, 's1'), sandboxObjects(SB, '10:66:6a:83:43:d5', 's1'), sandboxObjects({ ...SB, mode: 'open' }, MAC, 's1'), sandboxObjects({ ...SB, gatewayV4: '10.213.0.9' }, MAC, 's1')]) {
+    assert.notEqual(other.version, o.version);
+  }
+});
+
+test('open: the zone and the policy accept everything, still bound to the MAC', () => {
+  const open = { ...SB, mode: 'open' as const, gatewayV4: '' };
+  assert.equal(sandboxZoneXml(open, MAC, ''), ['<?xml version="1.0" encoding="utf-8"?>', '<zone target="ACCEPT">', '  <short>coi sandbox coi-ab12-1 scope=</short>', '  <source address="10:66:6a:83:43:d4"/>', '</zone>', ''].join('\n'));
+  const p = sandboxPolicyXml(open, '');
+  assert.match(p, /<policy target="ACCEPT" priority="-100">/);
+  assert.doesNotMatch(p, /<rule/);
+});
+
+test('diff: install what is missing, partial or of another version; remove what no desired sandbox has; live = installed at the desired version', () => {
+  const n = (c: string) => firewalldNames(c, '');
+  const installed = new Map([
+    ['same', { names: n('same'), zone: true, policy: true, version: 'aaaaaaaaaaaa' }],
+    ['old', { names: n('old'), zone: true, policy: true, version: 'bbbbbbbbbbbb' }],
+    ['half', { names: n('half'), zone: true, policy: false }],
+    ['gone', { names: n('gone'), zone: true, policy: true, version: 'cccccccccccc' }],
+  ]);
+  const desired = new Map([
+    ['same', { version: 'aaaaaaaaaaaa' }],
+    ['old', { version: 'dddddddddddd' }],
+    ['half', { version: 'eeeeeeeeeeee' }],
+    ['new', { version: 'ffffffffffff' }],
+  ]);
+  assert.deepEqual(diffFirewalld(installed, desired), { install: ['half', 'new', 'old'], remove: ['gone'] });
+  assert.deepEqual([...liveFirewalld(installed, desired)], ['same']);
+  assert.deepEqual(diffFirewalld(installed, new Map()), { install: [], remove: ['gone', 'half', 'old', 'same'] }, 'no firewalld sandbox left: everything of this scope goes');
+
+  const plan = planSync(installed, [
+    { container: 'half', names: n('half'), zoneFile: '/t/hz', policyFile: '/t/hp' },
+    { container: 'new', names: n('new'), zoneFile: '/t/nz', policyFile: '/t/np' },
+  ], ['gone']);
+  assert.deepEqual(plan, [
+    ['--permanent', `--delete-policy=${n('gone').policy}`],
+    ['--permanent', `--delete-zone=${n('gone').zone}`],
+    ['--permanent', `--delete-zone=${n('half').zone}`],
+    ['--permanent', '--new-zone-from-file=/t/hz', `--name=${n('half').zone}`],
+    ['--permanent', '--new-policy-from-file=/t/hp', `--name=${n('half').policy}`],
+    ['--permanent', '--new-zone-from-file=/t/nz', `--name=${n('new').zone}`],
+    ['--permanent', '--new-policy-from-file=/t/np', `--name=${n('new').policy}`],
+    ['--reload'],
+  ]);
+  assert.deepEqual(planSync(installed, [], []), [], 'nothing to do: not even a reload');
 });
 
 test('a NIC without Incus anti-spoofing, or without a MAC, is refused with the missing keys named', () => {
@@ -102,7 +163,6 @@ test('bad input is refused, never written into firewalld XML', () => {
   assert.throws(() => sandboxPolicyXml({ ...SB, allowHosts: [{ ip: '1.2.3.4"', ports: [] }] }, ''), /not an IPv4 address/);
   assert.throws(() => sandboxPolicyXml({ ...SB, allowHosts: [{ ip: '1.2.3.4', ports: [70000] }] }, ''), /not between 1 and 65535/);
   assert.throws(() => sandboxPolicyXml({ ...SB, mode: 'allowlist' }, ''), /allowlist is not available with backend = "firewalld"/);
-  assert.throws(() => sandboxZoneXml({ ...SB, mode: 'open' }, MAC, ''), /open is not available/);
   assert.ok(sandboxZoneXml({ ...SB, container: 'a<b&"c' }, MAC, '').includes('<short>coi sandbox a&lt;b&amp;&quot;c scope=</short>'));
 });
 
