@@ -73,8 +73,8 @@ export class MonitorSupervisor {
   private dnsFeed: DnsQueryFeed | undefined;
   /** Source address → the watched sandboxes whose NIC has it (see dns-feed.ts on attribution). */
   private addresses = new Map<string, string[]>();
-  /** Bridge → its query log, or null when it has none (checked once). */
-  private readonly bridgeLogs = new Map<string, string | null>();
+  /** Bridge → its query log, undefined when it has none (asked once per bridge). */
+  private readonly bridgeLogs = new Map<string, Promise<string | undefined>>();
 
   constructor(private readonly o: SupervisorOptions) {}
 
@@ -277,18 +277,29 @@ export class MonitorSupervisor {
     const devices = { ...(inst.devices ?? {}), ...(inst.expanded_devices ?? {}) };
     const bridges = new Set(Object.values(devices).flatMap((d) => (d.type === 'nic' && d.network ? [d.network] : [])));
     for (const b of bridges) {
-      if (!this.bridgeLogs.has(b)) {
-        const n = await this.o.incus.get<{ config?: Record<string, string> }>(this.o.incus.url(`/1.0/networks/${encodeURIComponent(b)}`)).catch(() => undefined);
-        const log = queryLogOf(n?.config?.['raw.dnsmasq']);
-        this.bridgeLogs.set(b, log?.path ?? null);
-        if (!log) this.o.log.warn(`monitor: the resolver of bridge ${b} does not log query names (raw.dnsmasq has no log-queries and log-facility=/file; coi setup sets them): DNS tunnels with short labels go unseen there`);
-        else this.o.log.info(`monitor: DNS query names of bridge ${b} from ${log.path}`);
+      let known = this.bridgeLogs.get(b);
+      if (!known) {
+        known = this.queryLogOfBridge(b);
+        this.bridgeLogs.set(b, known);
       }
-      const p = this.bridgeLogs.get(b);
+      const p = await known;
       if (p) feed.watch(p);
     }
     feed.addressesChanged();
     await this.refreshAddresses();
+  }
+
+  private async queryLogOfBridge(b: string): Promise<string | undefined> {
+    const n = await this.o.incus.get<{ config?: Record<string, string> }>(this.o.incus.url(`/1.0/networks/${encodeURIComponent(b)}`)).catch(() => undefined);
+    if (!n) {
+      // Asked again by the next sandbox on it.
+      this.bridgeLogs.delete(b);
+      return undefined;
+    }
+    const log = queryLogOf(n.config?.['raw.dnsmasq']);
+    if (!log) this.o.log.warn(`monitor: the resolver of bridge ${b} does not log query names (raw.dnsmasq has no log-queries and log-facility=/file; coi setup sets them): DNS tunnels with short labels go unseen there`);
+    else this.o.log.info(`monitor: DNS query names of bridge ${b} from ${log.path}`);
+    return log?.path;
   }
 
   /** Re-reads the addresses Incus reports for each watched sandbox's NICs. */
