@@ -79,6 +79,7 @@ export interface LoopDeps {
 const MAX_RECENT = 50;
 /** Older names are let go: the detector looks no further back. */
 const DNS_WINDOW_MS = DEFAULT_DNS_OPTIONS.windowMs;
+const DNS_JUDGE_EVERY_MS = 1_000;
 
 export class MonitorLoop {
   private stateValue: LoopState = 'waiting';
@@ -95,6 +96,7 @@ export class MonitorLoop {
   private dnsQueries: DnsQuery[] = [];
   /** New names since the last poll: the window is judged again only then. */
   private dnsDirty = false;
+  private dnsJudgedAt = 0;
   private readonly recentRecords: AuditRecord[] = [];
   private readonly pendingAppends = new Set<Promise<void>>();
   private pendingPeek = new Set<number>();
@@ -346,8 +348,10 @@ export class MonitorLoop {
     const packets = this.packets;
     this.packets = [];
     let dnsQueries: DnsQuery[] | undefined;
-    if (this.dnsDirty) {
+    // At most once a second: the whole window is looked at each time, and a tunnel takes seconds anyway.
+    if (this.dnsDirty && snap.takenAt - this.dnsJudgedAt >= DNS_JUDGE_EVERY_MS) {
       this.dnsDirty = false;
+      this.dnsJudgedAt = snap.takenAt;
       const since = snap.takenAt - DNS_WINDOW_MS;
       this.dnsQueries = this.dnsQueries.filter((q) => q.time >= since);
       dnsQueries = this.dnsQueries;

@@ -115,28 +115,46 @@ export function labelShape(part: string): LabelShape {
  * required on top (repeated characters are not data).
  */
 export function randomLabel(part: string, minLength = DEFAULT_DNS_OPTIONS.randomLabelMin): boolean {
-  if (part.length < minLength) return false;
+  return judgeLabel(part, minLength) !== undefined;
+}
+
+/** The label's entropy when it looks random, else undefined. */
+function judgeLabel(part: string, minLength: number): number | undefined {
+  if (part.length < minLength) return undefined;
   const s = labelShape(part);
   const hex = /^[0-9a-f]+$/.test(part);
   // Against the most a string of this length over its alphabet can have (hex: 4 bits a character).
-  if (s.entropy < 0.75 * Math.log2(Math.min(part.length, hex ? 16 : 36))) return false;
-  if (hex && part.length >= 12 && s.digits >= 3 && s.letters >= 2) return true;
-  if (s.digits >= 2 && s.letters >= 3 && s.switches >= 3) return true;
-  return s.digits <= 1 && part.length >= 12 && s.vowels < 0.3 && s.longestConsonantRun >= 4;
+  if (s.entropy < 0.75 * Math.log2(Math.min(part.length, hex ? 16 : 36))) return undefined;
+  if (hex && part.length >= 12 && s.digits >= 3 && s.letters >= 2) return s.entropy;
+  if (s.digits >= 2 && s.letters >= 3 && s.switches >= 3) return s.entropy;
+  return s.digits <= 1 && part.length >= 12 && s.vowels < 0.3 && s.longestConsonantRun >= 4 ? s.entropy : undefined;
 }
+
+/**
+ * Scores of subdomains already judged: the window is looked at again at every
+ * poll with new names, and each old name costs a lookup instead of a score.
+ */
+const scored = new Map<string, { bits: number; maxEntropy: number }>();
+const SCORED_MAX = 16_384;
 
 /** Bits a name's subdomain carries in random-looking parts (length × entropy of each), 0 for a readable one. */
 export function randomBitsOf(sub: string, minLength = DEFAULT_DNS_OPTIONS.randomLabelMin): { bits: number; maxEntropy: number } {
+  const key = `${minLength}:${sub}`;
+  const known = scored.get(key);
+  if (known) return known;
   let bits = 0;
   let maxEntropy = 0;
   // Hyphens and underscores join readable parts (ec2-54-12-34-56, my-lb-1234567890): each part on its own.
   for (const part of sub.split(/[.\-_]+/)) {
-    if (!randomLabel(part, minLength)) continue;
-    const h = entropy(part);
+    const h = judgeLabel(part, minLength);
+    if (h === undefined) continue;
     bits += part.length * h;
     maxEntropy = Math.max(maxEntropy, h);
   }
-  return { bits, maxEntropy };
+  const r = { bits, maxEntropy };
+  if (scored.size >= SCORED_MAX) scored.clear();
+  scored.set(key, r);
+  return r;
 }
 
 const SECOND_LEVEL = new Set(['co', 'com', 'net', 'org', 'gov', 'edu', 'ac', 'or', 'ne', 'go', 'gob', 'mil', 'nic', 'ltd', 'plc', 'sch']);
