@@ -55,6 +55,7 @@ export interface SupervisorOptions {
 
 /** The host's guard empties the shared DNS query log at this size (dns-feed.ts). */
 const DNS_LOG_MAX_BYTES = 64 * 1024 * 1024;
+const BRIDGE_RECHECK_MS = 60_000;
 
 interface Entry {
   loop: MonitorLoop;
@@ -73,8 +74,8 @@ export class MonitorSupervisor {
   private dnsFeed: DnsQueryFeed | undefined;
   /** Source address → the watched sandboxes whose NIC has it (see dns-feed.ts on attribution). */
   private addresses = new Map<string, string[]>();
-  /** Bridge → its query log, undefined when it has none (asked once per bridge). */
-  private readonly bridgeLogs = new Map<string, Promise<string | undefined>>();
+  /** Bridge → its query log, undefined when it has none, and when that was asked. */
+  private readonly bridgeLogs = new Map<string, { at: number; path: Promise<string | undefined> }>();
 
   constructor(private readonly o: SupervisorOptions) {}
 
@@ -278,11 +279,12 @@ export class MonitorSupervisor {
     const bridges = new Set(Object.values(devices).flatMap((d) => (d.type === 'nic' && d.network ? [d.network] : [])));
     for (const b of bridges) {
       let known = this.bridgeLogs.get(b);
-      if (!known) {
-        known = this.queryLogOfBridge(b);
+      // Asked again now and then: `coi setup` may have turned the log on (or someone off) since.
+      if (!known || Date.now() - known.at > BRIDGE_RECHECK_MS) {
+        known = { at: Date.now(), path: this.queryLogOfBridge(b) };
         this.bridgeLogs.set(b, known);
       }
-      const p = await known;
+      const p = await known.path;
       if (p) feed.watch(p);
     }
     feed.addressesChanged();
