@@ -9,8 +9,9 @@
  * character base32 labels under a short test domain, a dozen a minute. What
  * is asserted is what a person sees: the HIGH pushed on the `threat` topic,
  * the container frozen, the audit line with the names as evidence. Also: a
- * sandbox's `dns_query_threshold` gives a WARNING at its rate, and ordinary
- * lookups with git work stay at INFO.
+ * sandbox's `dns_query_threshold` gives a WARNING at its rate, a query to
+ * another resolver (a test host) a WARNING, and ordinary lookups with git work
+ * stay at INFO.
  */
 import { strict as assert } from 'node:assert';
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -25,7 +26,7 @@ import { readFreezer } from '../../helper/host/freezer';
 import type { IncusClient } from '../../helper/incus/client';
 import type { GuardEvent, ThreatEventWire, ThreatRecord } from '../../helper/protocol/methods';
 import { tmuxSession } from '../../helper/sandbox/naming';
-import { SETUP_NAMES } from '../../helper/setup/names';
+import { DEAD_END_HOSTS, SETUP_NAMES } from '../../helper/setup/names';
 import { coi, HELPER, requireIncus, sleep } from './support';
 
 const PREFIX = `coi-td${randomBytes(2).toString('hex')}-`;
@@ -171,7 +172,7 @@ describe('DNS tunnels by name, from the bridge resolver\'s log', () => {
     assert.match(probe.stdout, /status: (REFUSED|NXDOMAIN|NOERROR|SERVFAIL)/, `the bridge's resolver answers: ${probe.stdout}${probe.stderr}`);
   });
 
-  test('ordinary lookups (npm registry, git hosts, CDN hashes, AWS hosts) with git work stay at INFO; a sandbox\'s dns_query_threshold gives a WARNING at its rate', async () => {
+  test('ordinary lookups (npm registry, git hosts, CDN hashes, AWS hosts) with git work stay at INFO; a sandbox\'s dns_query_threshold gives a WARNING at its rate, another resolver a WARNING', async () => {
     const benign = [
       'registry.npmjs.org', 'github.com', 'codeload.github.com', 'objects.githubusercontent.com', 'd2c8v52ll5s99u.cloudfront.net',
       'd1a2b3c4.cloudfront.net', 'ec2-54-12-34-56.compute-1.amazonaws.com', 's3.us-east-1.amazonaws.com', 'pypi.org', 'deb.debian.org',
@@ -207,6 +208,13 @@ describe('DNS tunnels by name, from the bridge resolver\'s log', () => {
     assert.match(w.description, /queries per minute \(limit 20\)/);
     assert.equal((w.evidence as { dns?: { domain?: string } }).dns?.domain, 'npmjs.org');
     assert.equal(readFreezer(names.rate!), 'thawed', 'a WARNING does not freeze');
+
+    // A resolver other than the sandbox's own (a test host with no DNS server: the query goes unanswered):
+    // its names never reach the log the monitor reads, so the firewall's note of the packet says so.
+    await runScript(names.rate!, ws('rate'), 'other.sh', `dig +tries=1 +time=1 @${DEAD_END_HOSTS.internet} elsewhere.example > /dev/null; echo done\n`);
+    const other = await waitFor('a WARNING for DNS to another resolver', () => threatsOf(names.rate!).find((r) => r.evidence.rule === 'dns-tunnel/other-resolver'));
+    assert.equal(other.level, 'warning');
+    assert.equal(other.evidence.network?.remote, DEAD_END_HOSTS.internet);
 
     await sleep(1_000); // a few polls of the benign sandbox's loop after its names were read
     const above = threatsOf(names.benign!).filter((r) => r.level !== 'info');

@@ -148,3 +148,14 @@ test('dnsmasq log: the file comes from the bridge\'s raw.dnsmasq, only when quer
   assert.equal(queryLogOf('log-queries\nlog-facility=DAEMON'), undefined, 'syslog');
   assert.equal(queryLogOf(undefined), undefined);
 });
+
+test('dns: a query the firewall noted going to another resolver than the gateway is a WARNING naming that resolver (its names are not seen)', () => {
+  const s = snap([init], { takenAt: now });
+  const packets = [{ time: now - 5, rule: 'dnsext', action: 'log' as const, proto: 'udp', src: '10.213.0.120', dst: '8.8.8.8', dport: 53 }];
+  const [e, ...rest] = runDetectors(s, undefined, { packets, newId: () => 'x' }, [dnsTunnelDetector]);
+  assert.equal(rest.length, 0);
+  assert.equal(e?.level, 'warning');
+  assert.equal(e?.title, 'DNS to another resolver');
+  assert.equal(e?.evidence.rule, 'dns-tunnel/other-resolver');
+  assert.equal(e?.evidence.network?.remote, '8.8.8.8');
+});

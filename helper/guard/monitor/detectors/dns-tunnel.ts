@@ -265,7 +265,7 @@ export function analyzeDnsQueries(queries: readonly DnsQuery[], now: number, opt
 
 export interface NotedDnsFinding {
   level: Severity;
-  rule: 'long-first-label' | 'long-query' | 'query-rate';
+  rule: 'long-first-label' | 'long-query' | 'query-rate' | 'other-resolver';
   resolver: string;
   source?: string;
   count: number;
@@ -277,6 +277,14 @@ const NOTED: Record<string, { level: Severity; rule: NotedDnsFinding['rule']; wh
   dnslabel: { level: 'high', rule: 'long-first-label', why: 'with a first label of 52-63 characters: data, not a host name' },
   dnslong: { level: 'high', rule: 'long-query', why: 'long enough to carry a name of 100+ characters' },
   dnsrate: { level: 'warning', rule: 'query-rate', why: 'beyond 120 queries a minute' },
+  dnsext: { level: 'warning', rule: 'other-resolver', why: 'instead of its own resolver, whose log is where the monitor reads the names: these it cannot judge by name' },
+};
+
+const NOTED_TITLE: Record<NotedDnsFinding['rule'], string> = {
+  'long-first-label': 'DNS tunnelling',
+  'long-query': 'DNS tunnelling',
+  'query-rate': 'High DNS query rate',
+  'other-resolver': 'DNS to another resolver',
 };
 
 /**
@@ -313,7 +321,7 @@ export const dnsTunnelDetector: Detector = {
       make({
         level: f.level,
         category: 'dns_tunnel',
-        title: f.level === 'high' ? 'DNS tunnelling' : 'High DNS query rate',
+        title: NOTED_TITLE[f.rule],
         description: `${f.count} DNS quer${f.count === 1 ? 'y' : 'ies'} to ${displaySafe(f.resolver, 64)} ${f.why}.`,
         evidence: {
           dns: { domain: '', queries: f.count, windowMs: f.windowMs, examples: [], resolver: f.resolver, ...(f.source ? { source: f.source } : {}) },
