@@ -310,7 +310,12 @@ export class MonitorSupervisor {
     await Promise.all(
       [...this.loops.keys()].map(async (name) => {
         const st = await this.o.incus.get<InstanceState>(this.o.incus.url(`/1.0/instances/${encodeURIComponent(name)}/state`)).catch(() => undefined);
-        for (const [nic, n] of Object.entries(st?.network ?? {})) {
+        if (!st) {
+          // A failed look keeps what was known: its queries must not go unattributed meanwhile.
+          for (const [a, names] of this.addresses) if (names.includes(name)) next.set(a, [...new Set([...(next.get(a) ?? []), name])]);
+          return;
+        }
+        for (const [nic, n] of Object.entries(st.network ?? {})) {
           if (nic === 'lo') continue;
           for (const a of n.addresses ?? []) {
             if ((a.family !== 'inet' && a.family !== 'inet6') || a.scope === 'local' || a.scope === 'link') continue;
