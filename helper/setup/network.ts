@@ -59,27 +59,49 @@ export function pickSubnet(hostRoutes: string[]): Subnet {
 }
 
 /**
+ * Where the bridge's dnsmasq writes the names it is asked for: inside Incus's
+ * own directory of that network, which Incus creates before it starts
+ * dnsmasq. A directory of ours could be missing at that moment (a fresh boot,
+ * a clean-up), and dnsmasq refuses to start without its log file: the bridge,
+ * and every sandbox's DHCP and DNS with it, would be down.
+ */
+export function dnsQueryLogPath(bridge: string = SETUP_NAMES.bridge, incusDir = '/var/lib/incus'): string {
+  return `${incusDir}/networks/${bridge}/coi-dns-queries.log`;
+}
+
+/**
+ * dnsmasq lines that make it log every query with its source address and port
+ * (`extra`), to a file the guard's monitor tails: the names a sandbox looks up
+ * are read on the host, never inside the container (see
+ * guard/monitor/dns-feed.ts for why this feed and not another).
+ */
+export function dnsQueryLogLines(logPath: string): string[] {
+  return ['log-queries=extra', `log-facility=${logPath}`];
+}
+
+/**
  * Bridge config. Normal: NAT, so agents reach the internet on a user's machine.
  * Dead end (CI, tests): no NAT, DHCP hands out the test namespace as the router,
  * and dnsmasq forwards no query upstream — nothing a container sends can leave
  * the machine. Routing stays on because br_netfilter would otherwise make
  * Incus's own rules refuse bridged traffic to the test hosts (testbed §3); the
- * forward-drop table below keeps routed traffic in.
+ * forward-drop table below keeps routed traffic in. Both log DNS queries.
  */
-export function bridgeConfig(subnet: Subnet, deadEnd: boolean): Record<string, string> {
+export function bridgeConfig(subnet: Subnet, deadEnd: boolean, queryLog: string = dnsQueryLogPath()): Record<string, string> {
   const common = {
     'ipv4.address': `${subnet.host}/${subnet.prefix}`,
     'ipv4.dhcp': 'true',
     'ipv6.address': 'none',
     'user.coi.managed': 'true',
   };
-  if (!deadEnd) return { ...common, 'ipv4.nat': 'true', 'user.coi.mode': 'nat' };
+  const log = dnsQueryLogLines(queryLog);
+  if (!deadEnd) return { ...common, 'ipv4.nat': 'true', 'raw.dnsmasq': log.join('\n'), 'user.coi.mode': 'nat' };
   return {
     ...common,
     'ipv4.nat': 'false',
     'ipv4.routing': 'true',
     'ipv4.dhcp.ranges': `${subnet.base}.100-${subnet.base}.250`,
-    'raw.dnsmasq': `dhcp-option=option:router,${subnet.deadEndGateway}\nno-resolv`,
+    'raw.dnsmasq': [`dhcp-option=option:router,${subnet.deadEndGateway}`, 'no-resolv', ...log].join('\n'),
     'user.coi.mode': 'dead-end',
   };
 }

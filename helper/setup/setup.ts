@@ -19,7 +19,7 @@ import { run, tryRun, which } from '../host/run';
 import { aptMirror, baseImageRecipe, BaseImageRecipe, imageMetadata } from './image-recipe';
 import { incusInstallPlan, parseOsRelease } from './install';
 import { SETUP_NAMES } from './names';
-import { bridgeConfig, configDiff, deadEndForwardDrop, deadEndNamespaceCommands, pickSubnet, Subnet, subnetFromBridgeAddress } from './network';
+import { bridgeConfig, configDiff, dnsQueryLogPath, deadEndForwardDrop, deadEndNamespaceCommands, pickSubnet, Subnet, subnetFromBridgeAddress } from './network';
 
 export interface SetupOptions {
   /** Tests and CI: no NAT, a gateway namespace that forwards nothing. */
@@ -166,7 +166,7 @@ async function ensureBridge(opts: SetupOptions, ctx: SetupContext, did: (s: stri
   const mode = opts.deadEndNetwork ? 'dead-end (no NAT, test gateway)' : 'NAT';
   if (existing) {
     const subnet = subnetFromBridgeAddress(existing.config['ipv4.address']) ?? pickSubnet(await hostRoutes());
-    const want = bridgeConfig(subnet, opts.deadEndNetwork);
+    const want = bridgeConfig(subnet, opts.deadEndNetwork, queryLogPath(ctx.env));
     // Keys that only one mode uses must go when switching modes.
     const stale = Object.keys(existing.config).filter((k) => ['ipv4.routing', 'ipv4.dhcp.ranges', 'raw.dnsmasq'].includes(k) && !(k in want));
     const diff = configDiff(existing.config, want);
@@ -184,11 +184,16 @@ async function ensureBridge(opts: SetupOptions, ctx: SetupContext, did: (s: stri
   await ctx.incus.run('POST', ctx.incus.url('/1.0/networks'), {
     name: SETUP_NAMES.bridge,
     type: 'bridge',
-    config: bridgeConfig(subnet, opts.deadEndNetwork),
+    config: bridgeConfig(subnet, opts.deadEndNetwork, queryLogPath(ctx.env)),
     description: 'COI sandboxes',
   });
   did(`bridge ${SETUP_NAMES.bridge}: created (${subnet.host}/${subnet.prefix}, ${mode})`);
   return subnet;
+}
+
+/** incusd runs on this host (set-up runs beside it), so its directory is INCUS_DIR or the default. */
+function queryLogPath(env: NodeJS.ProcessEnv): string {
+  return dnsQueryLogPath(SETUP_NAMES.bridge, env.INCUS_DIR || '/var/lib/incus');
 }
 
 async function hostRoutes(): Promise<string[]> {

@@ -26,8 +26,9 @@ import type { FreezeResult } from '../../host/freezer';
 import type { Log } from '../../log';
 import { AuditAction, AuditRecord, auditRecord } from './audit';
 import { Deduplicator } from './dedup';
+import { DEFAULT_DNS_OPTIONS } from './detectors/dns-tunnel';
 import { ALL_DETECTORS, INSTANT_DETECTORS, processStormDetector, runDetectors } from './detectors';
-import type { KernelActivity, NetworkPacket, NetworkPolicyContext, Severity, ThreatEvent } from './detectors/types';
+import type { DnsQuery, KernelActivity, NetworkPacket, NetworkPolicyContext, Severity, ThreatEvent } from './detectors/types';
 import { elapsedMs, Snapshot } from './model';
 import type { MonitorPolicy } from './policy';
 import type { KillOutcome } from './responder';
@@ -76,6 +77,9 @@ export interface LoopDeps {
 }
 
 const MAX_RECENT = 50;
+/** Older names are let go: the detector looks no further back. */
+const DNS_WINDOW_MS = DEFAULT_DNS_OPTIONS.windowMs;
+const DNS_JUDGE_EVERY_MS = 1_000;
 
 export class MonitorLoop {
   private stateValue: LoopState = 'waiting';
@@ -88,6 +92,11 @@ export class MonitorLoop {
   private prev: Snapshot | undefined;
   private history: Snapshot[] = [];
   private packets: NetworkPacket[] = [];
+  /** The names this sandbox asked its resolver for within the DNS detector's window. */
+  private dnsQueries: DnsQuery[] = [];
+  /** New names since the last poll: the window is judged again only then. */
+  private dnsDirty = false;
+  private dnsJudgedAt = 0;
   private readonly recentRecords: AuditRecord[] = [];
   private readonly pendingAppends = new Set<Promise<void>>();
   private pendingPeek = new Set<number>();
@@ -177,11 +186,21 @@ export class MonitorLoop {
     this.d.collector.reset();
     this.prev = undefined;
     this.history = [];
+    this.dnsQueries = [];
     if (this.stateValue === 'frozen') this.stateValue = 'watching';
   }
 
   onPacket(p: NetworkPacket): void {
     if (this.packets.length < 10_000) this.packets.push(p);
+  }
+
+  /** A DNS query this sandbox sent (from the resolver's log on the host). */
+  onDnsQuery(q: DnsQuery): void {
+    if (this.stateValue !== 'watching' && this.stateValue !== 'waiting') return;
+    this.dnsQueries.push(q);
+    // Bounded: a flood is judged by its last 5000 names (the rate rule needs no more).
+    if (this.dnsQueries.length > 6_000) this.dnsQueries = this.dnsQueries.slice(-5_000);
+    this.dnsDirty = true;
   }
 
   /** An event of the container's kernel trace. */
@@ -328,10 +347,20 @@ export class MonitorLoop {
     if (storm.length) this.handle(storm, snap);
     const packets = this.packets;
     this.packets = [];
+    let dnsQueries: DnsQuery[] | undefined;
+    // At most once a second: the whole window is looked at each time, and a tunnel takes seconds anyway.
+    if (this.dnsDirty && snap.takenAt - this.dnsJudgedAt >= DNS_JUDGE_EVERY_MS) {
+      this.dnsDirty = false;
+      this.dnsJudgedAt = snap.takenAt;
+      const since = snap.takenAt - DNS_WINDOW_MS;
+      this.dnsQueries = this.dnsQueries.filter((q) => q.time >= since);
+      dnsQueries = this.dnsQueries;
+    }
     const events = runDetectors(snap, this.prev, {
       thresholds: this.d.policy.thresholds,
       history: this.history,
       ...(packets.length ? { packets } : {}),
+      ...(dnsQueries?.length ? { dnsQueries } : {}),
       ...(this.d.network ? { network: this.d.network } : {}),
       ...(this.d.newId ? { newId: this.d.newId } : {}),
     }, ALL_DETECTORS.filter((d) => d !== processStormDetector));
@@ -375,6 +404,9 @@ export class MonitorLoop {
       if (!r.ok) response.error = `freezer: ${r.error ?? 'failed'}`;
       this.stateValue = kill ? 'killing' : 'frozen';
       if (kill) this.clearTimers();
+      // Judged and contained: after a resume the same names must not freeze it again.
+      this.dnsQueries = [];
+      this.dnsDirty = false;
     }
 
     for (const p of plans) {

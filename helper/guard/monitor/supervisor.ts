@@ -15,7 +15,7 @@ import { toCoiError } from '../../errors';
 import { readFreezer, writeFreezer } from '../../host/freezer';
 import type { IncusClient } from '../../incus/client';
 import { lifecycleOf } from '../../incus/events';
-import type { InstanceFull, RawEvent } from '../../incus/types';
+import type { InstanceFull, InstanceState, RawEvent } from '../../incus/types';
 import type { Log } from '../../log';
 import type { MonitorStatus, ThreatEventWire } from '../../protocol/methods';
 import { LABELS } from '../../sandbox/labels';
@@ -25,6 +25,8 @@ import { auditLocation, AuditLocation, ensureAuditDir, FALLBACK_AUDIT_ROOT } fro
 import { ProcessCollector } from './collector';
 import { runDetectors } from './detectors';
 import type { NetworkPacket } from './detectors/types';
+import { DnsQueryFeed } from './dns-feed';
+import { queryLogOf } from './dns-log';
 import { formatEndpoint } from './ip';
 import { LoopState, MonitorLoop } from './loop';
 import { capArgv, Snapshot } from './model';
@@ -47,7 +49,13 @@ export interface SupervisorOptions {
   intervalMs?: number;
   /** Follow processes through the kernel's trace events (tracefs). Default true. */
   execEvents?: boolean;
+  /** Read the names sandboxes look up from their bridge's dnsmasq log (dns-feed.ts). Default true. */
+  dnsNames?: boolean;
 }
+
+/** The host's guard empties the shared DNS query log at this size (dns-feed.ts). */
+const DNS_LOG_MAX_BYTES = 64 * 1024 * 1024;
+const BRIDGE_RECHECK_MS = 60_000;
 
 interface Entry {
   loop: MonitorLoop;
@@ -63,6 +71,11 @@ export class MonitorSupervisor {
   private tracefs: string | undefined;
   private traceUnavailable: string | undefined = 'not started';
   private stopped = false;
+  private dnsFeed: DnsQueryFeed | undefined;
+  /** Source address → the watched sandboxes whose NIC has it (see dns-feed.ts on attribution). */
+  private addresses = new Map<string, string[]>();
+  /** Bridge → its query log, undefined when it has none, and when that was asked. */
+  private readonly bridgeLogs = new Map<string, { at: number; path: Promise<string | undefined> }>();
 
   constructor(private readonly o: SupervisorOptions) {}
 
@@ -77,11 +90,22 @@ export class MonitorSupervisor {
         this.o.log.warn(`monitor: no kernel trace (${r.unavailable}); polling only`);
       }
     } else this.traceUnavailable = 'disabled';
+    if (this.o.dnsNames !== false) {
+      const hostGuard = (this.o.socketPath ?? DEFAULT_GUARD_SOCKET) === DEFAULT_GUARD_SOCKET;
+      this.dnsFeed = new DnsQueryFeed({
+        log: this.o.log,
+        lookup: (a) => this.addresses.get(a) ?? [],
+        refresh: () => this.refreshAddresses(),
+        deliver: (c, q) => this.loops.get(c)?.loop.onDnsQuery(q),
+        ...(hostGuard ? { truncateAtBytes: DNS_LOG_MAX_BYTES } : {}),
+      });
+    }
     await this.sweep();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.dnsFeed?.stop();
     await Promise.allSettled([...this.starting.values()]);
     await Promise.allSettled([...this.loops.values()].map((e) => this.end(e.loop.container, 'the guard is stopping')));
   }
@@ -240,10 +264,69 @@ export class MonitorSupervisor {
     if (frozen) notes.push('it is frozen');
     if (audit.location?.source === 'fallback') notes.push(`the audit log is in ${audit.location.dir}`);
     loop.start({ frozen, ...(notes.length ? { note: notes.join('; ') } : {}) });
+    void this.followDns(inst).catch((e: unknown) => this.o.log.warn(`monitor: DNS names of ${name}: ${toCoiError(e).message}`));
     this.o.log.info(`monitor: watching ${name} (owner uid ${owner}, audit ${audit.path ?? 'NONE'})`);
     if (inst.status === 'Running' && frozen) {
       await incusFreeze(this.o.incus, name).catch((e: unknown) => this.o.log.warn(`monitor: ${name} is frozen in its cgroup but Incus would not record it: ${toCoiError(e).message}`));
     }
+  }
+
+  /** Follows the query log of the sandbox's bridge(s), and learns its addresses. */
+  private async followDns(inst: InstanceFull): Promise<void> {
+    const feed = this.dnsFeed;
+    if (!feed) return;
+    const devices = { ...(inst.devices ?? {}), ...(inst.expanded_devices ?? {}) };
+    const bridges = new Set(Object.values(devices).flatMap((d) => (d.type === 'nic' && d.network ? [d.network] : [])));
+    for (const b of bridges) {
+      let known = this.bridgeLogs.get(b);
+      // Asked again now and then: `coi setup` may have turned the log on (or someone off) since.
+      if (!known || Date.now() - known.at > BRIDGE_RECHECK_MS) {
+        known = { at: Date.now(), path: this.queryLogOfBridge(b) };
+        this.bridgeLogs.set(b, known);
+      }
+      const p = await known.path;
+      if (p) feed.watch(p);
+    }
+    feed.addressesChanged();
+    await this.refreshAddresses();
+  }
+
+  private async queryLogOfBridge(b: string): Promise<string | undefined> {
+    const n = await this.o.incus.get<{ config?: Record<string, string> }>(this.o.incus.url(`/1.0/networks/${encodeURIComponent(b)}`)).catch(() => undefined);
+    if (!n) {
+      // Asked again by the next sandbox on it.
+      this.bridgeLogs.delete(b);
+      return undefined;
+    }
+    const log = queryLogOf(n.config?.['raw.dnsmasq']);
+    if (!log) this.o.log.warn(`monitor: the resolver of bridge ${b} does not log query names (raw.dnsmasq has no log-queries and log-facility=/file; coi setup sets them): DNS tunnels with short labels go unseen there`);
+    else this.o.log.info(`monitor: DNS query names of bridge ${b} from ${log.path}`);
+    return log?.path;
+  }
+
+  /** Re-reads the addresses Incus reports for each watched sandbox's NICs. */
+  private async refreshAddresses(): Promise<void> {
+    const next = new Map<string, string[]>();
+    await Promise.all(
+      [...this.loops.keys()].map(async (name) => {
+        const st = await this.o.incus.get<InstanceState>(this.o.incus.url(`/1.0/instances/${encodeURIComponent(name)}/state`)).catch(() => undefined);
+        if (!st) {
+          // A failed look keeps what was known: its queries must not go unattributed meanwhile.
+          for (const [a, names] of this.addresses) if (names.includes(name)) next.set(a, [...new Set([...(next.get(a) ?? []), name])]);
+          return;
+        }
+        for (const [nic, n] of Object.entries(st.network ?? {})) {
+          if (nic === 'lo') continue;
+          for (const a of n.addresses ?? []) {
+            if ((a.family !== 'inet' && a.family !== 'inet6') || a.scope === 'local' || a.scope === 'link') continue;
+            const list = next.get(a.address) ?? [];
+            if (!list.includes(name)) list.push(name);
+            next.set(a.address, list);
+          }
+        }
+      }),
+    );
+    this.addresses = next;
   }
 
   private publish(name: string, ownerUid: number, auditPath: string | undefined, r: AuditRecord): void {

@@ -142,5 +142,7 @@ export const RULES = {
   dnslong: 'dnslong',
   /** Let through, noted: DNS queries beyond the sandbox's query rate. */
   dnsrate: 'dnsrate',
+  /** Let through, noted: a DNS query to a resolver other than the sandbox's gateway (whose log the monitor reads). */
+  dnsext: 'dnsext',
 } as const;
 export type RuleName = (typeof RULES)[keyof typeof RULES];

@@ -347,20 +347,22 @@ function bootChain(b: BootBlock): string[] {
  * here, on the packet, by nft; to any resolver, since a restricted sandbox may
  * also ask a public one.
  */
-function dnsNotes(key: string): string[] {
+function dnsNotes(key: string, gateway: string): string[] {
   const log = (rule: RuleName) => `limit name "${limitLog(key)}" log prefix "${logPrefix('log', key, rule)}" level info`;
   return [
     // A label length byte of 64+ is a compression pointer, which no query starts with.
     `udp dport 53 @th,${DNS_FIRST_LABEL_BITS},8 52-63 ${log(RULES.dnslabel)}`,
     `udp dport 53 udp length >= ${DNS_LONG_QUERY_BYTES} ${log(RULES.dnslong)}`,
     `udp dport 53 limit name "${limitDnsRate(key)}" ${log(RULES.dnsrate)}`,
+    // The monitor reads the names from the gateway resolver's log: a query elsewhere is one it cannot judge by name.
+    `meta l4proto { tcp, udp } th dport 53 ip daddr != ${gateway} ${log(RULES.dnsext)}`,
   ];
 }
 
 function restrictedChain(p: Prepared): string[] {
   const { key, gateway, s } = p;
   const body: string[] = [
-    ...dnsNotes(key),
+    ...dnsNotes(key, gateway),
     // The sandbox's own resolver and DHCP server. The DHCP client's first packets go to the limited broadcast.
     `ip daddr ${gateway} meta l4proto { tcp, udp } th dport 53 accept`,
     `udp sport 68 udp dport 67 ip daddr { ${gateway}, 255.255.255.255 } accept`,

@@ -284,3 +284,31 @@ test('a stop or delete of this container among Incus\'s running operations count
   assert.equal(isStopping([op('Executing command', 'coi-a-1'), op('Freezing instance', 'coi-a-1')], 'coi-a-1'), false);
   assert.equal(isStopping([], 'coi-a-1'), false);
 });
+
+test('DNS names from the resolver log: a tunnel freezes at the next poll with the names as evidence; names are not taken in while frozen', async () => {
+  const w = world();
+  w.loop.start();
+  const t0 = Date.now();
+  w.next({ ...snap([init, agent()]), takenAt: t0 });
+  w.loop.tick();
+  w.steps.length = 0;
+  const names = ['mfrggzdfmztwq2lknnwg', 'k3j5h7g9f2d4s6a8q2w4', 'ovzwc3tfon2gk4tfmq2a', 'p2x7k4m9q3w8e5r6t1y7', 'nbswy3dpeb3w64tmmq2x'].map((l, i) => `${l}.${i}.t.ex.io`);
+  for (const [i, name] of names.entries()) w.loop.onDnsQuery({ name, time: t0 + i });
+  w.next({ ...snap([init, agent()]), takenAt: t0 + 250 });
+  w.loop.tick();
+  assert.deepEqual(w.steps.slice(0, 3), ['freeze', 'publish:paused', 'append:paused']);
+  const high = w.pushed.find((r) => r.category === 'dns_tunnel')!;
+  assert.equal(high.evidence.rule, 'dns-tunnel/high-entropy');
+  assert.deepEqual((high.evidence as { dns?: { examples: string[] } }).dns?.examples, names);
+  // Frozen: nothing is taken in (and the judged names are let go, which only shows once the 30 s de-duplication has passed).
+  w.loop.onDnsQuery({ name: `zzzz${names[0]}`, time: t0 + 300 });
+  w.frozen.value = false;
+  w.loop.tick();
+  assert.equal(w.loop.state, 'watching');
+  w.steps.length = 0;
+  w.next({ ...snap([init, agent()]), takenAt: t0 + 40_000 });
+  w.loop.onDnsQuery({ name: 'registry.npmjs.org', time: t0 + 39_000 });
+  w.loop.tick();
+  assert.deepEqual(w.steps, []);
+  await w.loop.stop('done');
+});

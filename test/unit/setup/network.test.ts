@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 import { DEAD_END_HOSTS } from '../../../helper/setup/names';
+import { queryLogOf } from '../../../helper/guard/monitor/dns-log';
 import { bridgeConfig, cidrsOverlap, configDiff, deadEndForwardDrop, deadEndNamespaceCommands, pickSubnet, subnetFromBase, subnetFromBridgeAddress } from '../../../helper/setup/network';
 
 test('pickSubnet skips subnets the host already routes', () => {
@@ -23,12 +24,16 @@ test('a NAT bridge for users, a dead-end bridge for tests that forwards no DNS a
   const nat = bridgeConfig(s, false);
   assert.equal(nat['ipv4.nat'], 'true');
   assert.equal(nat['ipv6.address'], 'none');
-  assert.equal(nat['raw.dnsmasq'], undefined);
+  // Both modes log every query, with its source, to Incus's directory of the bridge (the monitor reads it).
+  assert.equal(nat['raw.dnsmasq'], 'log-queries=extra\nlog-facility=/var/lib/incus/networks/coibr0/coi-dns-queries.log');
+  assert.deepEqual(queryLogOf(nat['raw.dnsmasq']), { path: '/var/lib/incus/networks/coibr0/coi-dns-queries.log', extra: true });
   const dead = bridgeConfig(s, true);
   assert.equal(dead['ipv4.nat'], 'false');
   assert.equal(dead['ipv4.address'], '10.213.0.1/24');
   assert.match(dead['raw.dnsmasq']!, /dhcp-option=option:router,10\.213\.0\.2/);
   assert.match(dead['raw.dnsmasq']!, /^no-resolv$/m);
+  assert.match(dead['raw.dnsmasq']!, /^log-queries=extra$/m);
+  assert.equal(queryLogOf(bridgeConfig(s, true, '/srv/incus/networks/coibr0/q.log')['raw.dnsmasq'])?.path, '/srv/incus/networks/coibr0/q.log');
   assert.equal(dead['user.coi.mode'], 'dead-end');
 });
 

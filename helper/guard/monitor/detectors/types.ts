@@ -123,9 +123,14 @@ export interface NetworkPolicyContext {
 }
 
 export interface DnsQuery {
+  /** Lower-case, no final dot; empty when `unprintable`. */
   name: string;
   /** ms since epoch. */
   time: number;
+  /** A name the resolver could not print (8-bit bytes): data, not a host name. */
+  unprintable?: boolean;
+  /** A, AAAA, TXT, … when known. */
+  type?: string;
 }
 
 /**
@@ -185,7 +190,7 @@ export interface DetectorContext {
   /** Earlier snapshots of the same container, oldest first, not including `current`. */
   history?: readonly Snapshot[];
   network?: NetworkPolicyContext;
-  /** DNS queries seen (from the resolver log or nft), for the DNS detector. */
+  /** DNS queries of this sandbox by name (the bridge resolver's log), for the DNS detector. */
   dnsQueries?: readonly DnsQuery[];
   /** Packets the firewall logged for this container since the previous poll. */
   packets?: readonly NetworkPacket[];

@@ -65,9 +65,10 @@ test('restricted: DNS queries shaped like a tunnel are logged (not refused) befo
   const label = indexOfMatch(c, /^udp dport 53 @th,160,8 52-63 limit name "lg_web" log prefix "coi:log:web:dnslabel " level info$/);
   const long = indexOfMatch(c, /^udp dport 53 udp length >= 140 limit name "lg_web" log prefix "coi:log:web:dnslong " level info$/);
   const rate = indexOfMatch(c, /^udp dport 53 limit name "dq_web" limit name "lg_web" log prefix "coi:log:web:dnsrate " level info$/);
+  const other = indexOfMatch(c, /^meta l4proto \{ tcp, udp \} th dport 53 ip daddr != 10\.250\.0\.1 limit name "lg_web" log prefix "coi:log:web:dnsext " level info$/);
   const accept = indexOfMatch(c, /th dport 53 accept$/);
-  assert.ok(label < accept && long < accept && rate < accept, 'noted before the resolver is accepted');
-  for (const l of [label, long, rate]) assert.doesNotMatch(c[l]!, /accept|drop|goto|reject/, 'a note has no verdict');
+  assert.ok(label < accept && long < accept && rate < accept && other < accept, 'noted before the resolver is accepted');
+  for (const l of [label, long, rate, other]) assert.doesNotMatch(c[l]!, /accept|drop|goto|reject/, 'a note has no verdict');
   assert.match(script, /limit dq_web \{ rate over 120\/minute burst 60 packets \}/);
   // An allowlisted sandbox refuses all DNS (rule dns): nothing to note there.
   const al = renderRuleset({ sandboxes: [sb({ container: 'al', hostIface: 'v-al', mode: 'allowlist' })], blockAll: [] }, { now });
@@ -269,7 +270,7 @@ test('every log prefix the renderer writes is read back by the kernel-log parser
     { now },
   );
   const prefixes = [...script.matchAll(/log prefix "([^"]*)"/g)].map((m) => m[1]!);
-  assert.equal(prefixes.length, 13 + 5 + 1, 'restricted: 3 at ingress + 3 DNS notes + 7 ranges; allowlist: 3 + dns + notallowed; boot: 1');
+  assert.equal(prefixes.length, 14 + 5 + 1, 'restricted: 3 at ingress + 4 DNS notes + 7 ranges; allowlist: 3 + dns + notallowed; boot: 1');
   for (const p of prefixes) {
     const ev = parsePacketLogLine(`6,1,2,-;${p}IN=br0 OUT=eth0 SRC=10.0.0.5 DST=10.99.0.2 LEN=60 PROTO=TCP SPT=1 DPT=80 SYN`);
     assert.ok(ev, `parsed ${p}`);
