@@ -14,31 +14,21 @@
  * stay at INFO.
  */
 import { strict as assert } from 'node:assert';
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { GuardClient } from '../../helper/guard/client';
-import { auditLocation } from '../../helper/guard/monitor/audit-location';
 import { queryLogOf } from '../../helper/guard/monitor/dns-log';
 import { readFreezer } from '../../helper/host/freezer';
 import type { IncusClient } from '../../helper/incus/client';
-import type { GuardEvent, ThreatEventWire, ThreatRecord } from '../../helper/protocol/methods';
-import { tmuxSession } from '../../helper/sandbox/naming';
 import { DEAD_END_HOSTS, SETUP_NAMES } from '../../helper/setup/names';
-import { coi, HELPER, requireIncus, sleep } from './support';
+import { monitorHarness } from './monitor-harness';
+import { requireIncus, sleep } from './support';
 
-const PREFIX = `coi-td${randomBytes(2).toString('hex')}-`;
-const root = mkdtempSync('/tmp/coi-mondns-it-');
-chmodSync(root, 0o755);
-const socketPath = path.join(root, 'guard.sock');
-const SCOPE = `mdn${randomBytes(3).toString('hex')}`;
-const guardLog = path.join(root, 'guard.log');
+const h = monitorHarness('td');
+const { root, waitFor, threatsOf } = h;
+const auditRecords = (name: string) => h.auditLines(name).records;
 let c: IncusClient;
-let guard: ChildProcess | undefined;
-let client: GuardClient;
-const threats: ThreatEventWire[] = [];
 let resolver = '';
 const dig = (name: string, type = 'A') => `dig +tries=1 +time=1 @${resolver} -t ${type} "${name}" > /dev/null`;
 
@@ -46,60 +36,11 @@ const dig = (name: string, type = 'A') => `dig +tries=1 +time=1 @${resolver} -t 
 const homes = { main: path.join(root, 'home'), rate: path.join(root, 'home-rate') };
 const config = (nft = '') => `[container]\nimage = "coi"\n\n[tool]\nname = "shell"\n\n[monitoring]\nenabled = true\n${nft ? `\n[monitoring.nft]\n${nft}\n` : ''}`;
 
-function startGuard(): ChildProcess {
-  const fd = openSync(guardLog, 'a');
-  return spawn(process.execPath, [HELPER, 'guard', 'run'], {
-    env: { ...process.env, COI_GUARD_SOCKET: socketPath, COI_GUARD_SCOPE: SCOPE, COI_NET_STATE_DIR: path.join(root, 'net'), COI_NET_CACHE_DIR: path.join(root, 'net-cache'), COI_GUARD_MONITOR_PREFIX: PREFIX, COI_LOG_LEVEL: 'debug' },
-    stdio: ['ignore', fd, fd],
-  });
-}
-
-async function launch(ws: string, home: string): Promise<string> {
-  mkdirSync(ws, { recursive: true });
-  const r = await coi(['shell', '--background', '--workspace', ws], { HOME: home, COI_CONTAINER_PREFIX: PREFIX, COI_GUARD_SOCKET: socketPath, COI_GUARD_SCOPE: SCOPE }, 180_000);
-  if (r.code !== 0) throw new Error(`coi shell failed: ${r.stderr}`);
-  return r.stdout.trim();
-}
-
-/** Types a command into the agent's tmux pane, as the agent's own shell would run it. */
-async function type(name: string, text: string): Promise<void> {
-  const env = { HOME: '/home/code', USER: 'code' };
-  for (const keys of [['-l', text], ['Enter']]) {
-    const r = await c.exec(name, ['tmux', 'send-keys', '-t', tmuxSession(name), ...keys], { user: 1000, group: 1000, env });
-    assert.equal(r.exitCode, 0, r.stderr);
-  }
-}
-
-function tail(file: string, n: number): string {
-  try {
-    return readFileSync(file, 'utf8').split('\n').slice(-n).join('\n');
-  } catch {
-    return '';
-  }
-}
-
-async function waitFor<T>(what: string, f: () => T | undefined | Promise<T | undefined>, timeoutMs = 20_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n--- guard log (tail) ---\n${tail(guardLog, 30)}`);
-    await sleep(everyMs);
-  }
-}
-
-const threatsOf = (name: string): ThreatRecord[] => threats.filter((t) => t.container === name).map((t) => t.record);
-const auditFile = (name: string) => path.join(auditLocation(0).dir, `${name}.jsonl`);
-function auditRecords(name: string): ThreatRecord[] {
-  const text = existsSync(auditFile(name)) ? readFileSync(auditFile(name), 'utf8') : '';
-  return text.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as ThreatRecord);
-}
-
 /** Runs a script of the workspace in the agent's shell and waits for its exit code. */
 async function runScript(name: string, ws: string, file: string, body: string, timeoutMs = 60_000): Promise<string> {
   writeFileSync(path.join(ws, file), body);
   const done = path.join(ws, `${file}.exit`);
-  await type(name, `sh /workspace/${file} > /workspace/${file}.log 2>&1; echo $? > /workspace/${file}.exit`);
+  await h.type(c, name, `sh /workspace/${file} > /workspace/${file}.log 2>&1; echo $? > /workspace/${file}.exit`);
   return waitFor(`${file} to finish`, () => (existsSync(done) ? readFileSync(done, 'utf8').trim() || undefined : undefined), timeoutMs, 200);
 }
 
@@ -112,40 +53,10 @@ before(async () => {
   writeFileSync(path.join(homes.main, '.coi', 'config.toml'), config());
   mkdirSync(path.join(homes.rate, '.coi'), { recursive: true });
   writeFileSync(path.join(homes.rate, '.coi', 'config.toml'), config('dns_query_threshold = 20'));
-  guard = startGuard();
-  client = new GuardClient({ socketPath, reconnect: true });
-  client.on('event', (e: GuardEvent) => {
-    if (e.topic === 'threat') threats.push(e.event);
-  });
-  await client.subscribe(['threat']);
-  client.connect({ timeoutMs: 1_000 }).catch(() => undefined);
-  await client.waitConnected(20_000);
+  await h.connect();
 });
 
-after(async () => {
-  client?.close();
-  if (guard && guard.exitCode === null && guard.signalCode === null) {
-    const g = guard;
-    const exited = new Promise<void>((r) => g.once('exit', () => r()));
-    g.kill('SIGTERM');
-    await Promise.race([exited, sleep(5_000)]);
-    g.kill('SIGKILL');
-  }
-  for (const i of await c.listInstances().catch(() => [])) {
-    if (i.name.startsWith(PREFIX)) await c.deleteInstance(i.name, { force: true }).catch(() => undefined);
-  }
-  const keep = '/tmp/coi-monitor-dns-test-last';
-  rmSync(keep, { recursive: true, force: true });
-  mkdirSync(keep, { recursive: true });
-  if (existsSync(guardLog)) writeFileSync(path.join(keep, 'guard.log'), readFileSync(guardLog));
-  const dir = auditLocation(0).dir;
-  for (const f of existsSync(dir) ? readdirSync(dir) : []) {
-    if (!f.startsWith(PREFIX)) continue;
-    writeFileSync(path.join(keep, f), readFileSync(path.join(dir, f)));
-    rmSync(path.join(dir, f), { force: true });
-  }
-  rmSync(root, { recursive: true, force: true });
-});
+after(() => h.close(c, '/tmp/coi-monitor-dns-test-last'));
 
 describe('DNS tunnels by name, from the bridge resolver\'s log', () => {
   const names: Record<string, string> = {};
@@ -160,7 +71,7 @@ describe('DNS tunnels by name, from the bridge resolver\'s log', () => {
     git('add', '-A');
     git('commit', '-qm', 'initial');
     const list = [['benign', homes.main], ['tunnel', homes.main], ['rate', homes.rate]] as const;
-    const launched = await Promise.all(list.map(([k, h]) => launch(ws(k), h)));
+    const launched = await Promise.all(list.map(([k, home]) => h.launch(ws(k), home)));
     list.forEach(([k], i) => (names[k] = launched[i]!));
     for (const n of Object.values(names)) await waitFor(`${n} to be watched`, () => threatsOf(n).find((r) => r.title === 'Monitoring started'));
     // Queries go to the bridge's resolver by address (dig @…), not through /etc/resolv.conf: on this shared
@@ -238,7 +149,7 @@ describe('DNS tunnels by name, from the bridge resolver\'s log', () => {
         'touch /workspace/tunnel.done',
       ].join('\n'),
     );
-    await type(name, 'sh /workspace/tunnel.sh');
+    await h.type(c, name, 'sh /workspace/tunnel.sh');
     const high = await waitFor('a HIGH dns_tunnel threat', () => threatsOf(name).find((r) => r.category === 'dns_tunnel' && r.level === 'high' && Date.parse(r.timestamp) >= before - 1_000));
     assert.equal(high.evidence.rule, 'dns-tunnel/high-entropy', `caught by the names, not by a length rule: ${high.description}`);
     assert.equal(high.action, 'paused');

