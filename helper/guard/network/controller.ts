@@ -123,6 +123,8 @@ export class NetworkController {
   private readonly gateways = new Map<string, { ip: string | undefined; at: number }>();
   private running: Promise<Desired> | undefined;
   private queued: Promise<Desired> | undefined;
+  /** Instances whose instance-updated events are left to a reconcile still to come (see holdUpdates). */
+  private readonly holding = new Set<string>();
   private retryTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private kmsg: KmsgReader | undefined;
@@ -230,6 +232,12 @@ export class NetworkController {
     const m = /^\/1\.0\/instances\/([^/?]+)/.exec(lc.source);
     if (!m) return;
     const name = decodeURIComponent(m[1]!);
+    // An update the guard made itself, with a reconcile of its own to follow that has not listed yet: that
+    // one sees it. Reconciling for the event as well applied the rules twice per pool take.
+    if (lc.action === 'instance-updated' && this.holding.has(name)) {
+      this.o.log.debug(`network: ${lc.action} ${name} left to the reconcile that follows the guard's own update`);
+      return;
+    }
     void (async () => {
       if (!this.known(name)) {
         if (lc.action === 'instance-deleted') return;
@@ -275,8 +283,14 @@ export class NetworkController {
 
   private async reconcileNow(reason: string): Promise<Desired> {
     const at = new Date(this.now()).toISOString();
+    // This listing sees every update made so far: the holds have served.
+    this.holding.clear();
+    const t0 = Date.now();
+    let tList = 0;
+    let tNft = 0;
     try {
       const instances = await this.o.incus.listInstances({ recursion: 1, timeoutMs: 30_000 });
+      tList = Date.now() - t0;
       const sandboxes = instances.map((i) => managedSandboxOf(i, this.o.scope)).filter((s): s is ManagedSandbox => s !== undefined);
       this.sandboxBridges = new Set(sandboxes.flatMap((s) => (s.bridge ? [s.bridge] : [])));
       await this.syncAllowlists(sandboxes);
@@ -285,7 +299,9 @@ export class NetworkController {
       for (const a of this.allowlists.values()) resolved.set(a.container, allowedIps(a.names, this.timing));
       const desired = desiredState(sandboxes, { gateways, resolved });
       const script = renderRuleset(desired.state, { now: this.now(), tables: this.tables, tag: this.tag });
+      const tApply = Date.now();
       await applyRulesetFile(script, this.o.stateDir, this.nft);
+      tNft = Date.now() - tApply;
       this.fenced = new Set(desired.fenced);
       this.applied = new Map(desired.state.sandboxes.filter((n) => n.mode === 'allowlist').map((n) => [n.container, new Set(n.resolvedIps.map((r) => r.ip))]));
       for (const c of [...this.hostsWritten.keys()]) if (!sandboxes.some((s) => s.container === c)) this.hostsWritten.delete(c);
@@ -296,7 +312,7 @@ export class NetworkController {
       const key = problems.join('\n');
       if (key !== this.loggedProblems) for (const p of problems) this.o.log.warn(p);
       this.loggedProblems = key;
-      this.o.log.debug(`network rules applied (${reason}): ${desired.fenced.length} fenced, ${desired.blocked.length} blocked, ${desired.unfenced.length} unfenceable`);
+      this.o.log.debug(`network rules applied (${reason}): ${desired.fenced.length} fenced, ${desired.blocked.length} blocked, ${desired.unfenced.length} unfenceable; ${Date.now() - t0} ms (listing ${tList}, nft ${tNft})`);
       if (this.retryTimer) clearTimeout(this.retryTimer);
       this.retryTimer = undefined;
       return desired;
@@ -336,12 +352,31 @@ export class NetworkController {
     return out;
   }
 
+  /**
+   * For an update the guard is about to make itself and then secure (a pool
+   * take): its instance-updated event is left to the reconcile of that
+   * secure, which lists after the update. The hold ends when any reconcile
+   * starts listing, or with the returned release (the update failed).
+   */
+  holdUpdates(name: string): () => void {
+    this.holding.add(name);
+    return () => {
+      if (this.holding.delete(name)) void this.reconcile(`released hold on ${name}`).catch(() => undefined);
+    };
+  }
+
   // ── secure ─────────────────────────────────────────────────────────────────
 
-  async secure(name: string): Promise<{ name: string; mode: NetworkLabel['mode']; hostIface: string; resolved: Array<{ name: string; ips: string[]; error?: string }>; warnings: string[] }> {
+  /**
+   * `known`: the instance as the caller has just made it (a pool take: the
+   * member it read plus the update it applied), so as not to read it again.
+   * Only its labels are taken from it; what is fenced comes from the
+   * reconcile's own listing.
+   */
+  async secure(name: string, known?: InstanceFull): Promise<{ name: string; mode: NetworkLabel['mode']; hostIface: string; resolved: Array<{ name: string; ips: string[]; error?: string }>; warnings: string[] }> {
     let inst: InstanceFull;
     try {
-      inst = await this.o.incus.getInstance(name, { timeoutMs: 30_000 });
+      inst = known ?? (await this.o.incus.getInstance(name, { timeoutMs: 30_000 }));
     } catch (e) {
       const err = toCoiError(e);
       if (err.code === ErrorCodes.NOT_FOUND) throw new CoiError(ErrorCodes.NOT_FOUND, `cannot fence ${name}: no such instance`);
