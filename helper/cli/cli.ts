@@ -96,6 +96,10 @@ export async function runCli(argv: string[], ctx: CliContext = defaultContext())
     ctx.out(`${COI_VERSION}\n`);
     return 0;
   }
+  // One process, one command: zod's compiled parsers (generated and compiled per object schema on its
+  // first parse) cost a short command more than they save. Set before the command builds its schemas;
+  // not for the guard, a daemon that parses the same messages all day.
+  if (name !== 'guard') (require('zod') as typeof import('zod')).config({ jitless: true });
   const cmd = table.find((c) => c.name === name)?.load();
   if (!cmd) {
     ctx.err(formatErrorForTerminal(new CoiError(ErrorCodes.INVALID_INPUT, `unknown command "${name}"`, { remedy: { title: 'See the commands', shell: 'coi --help' } })) + '\n');

@@ -196,11 +196,17 @@ export class SandboxManager {
   async open(req: OpenRequest): Promise<SandboxInfo> {
     const workspace = resolveWorkspace(req.workspace, this.d.host.home);
     const tool = getTool(this.s.tool);
-    await this.refusePrivileged();
+    // Asked while the lock is taken and the instances listed (a warm launch waits for every round trip);
+    // nothing is created before it has answered.
+    const privileged = this.refusePrivileged();
+    privileged.catch(() => undefined);
     const hash = workspaceHash(workspace);
-    const lock = await acquireLock(path.join(this.d.host.home, '.coi', 'locks'), hash);
+    const lock = await acquireLock(path.join(this.d.host.home, '.coi', 'locks'), hash).catch(async (e: unknown) => {
+      await privileged;
+      throw e;
+    });
     try {
-      return await this.openLocked(req, workspace, hash, tool, new Set());
+      return await this.openLocked(req, workspace, hash, tool, new Set(), privileged);
     } finally {
       await lock.release();
     }
@@ -211,8 +217,8 @@ export class SandboxManager {
    * warm members the guard would not hand over (outdated, taken meanwhile),
    * whose slots count as occupied.
    */
-  private async openLocked(req: OpenRequest, workspace: string, hash: string, tool: ToolDef, avoid: Set<number>): Promise<SandboxInfo> {
-    let mine = (await this.d.incus.listInstances({ recursion: 1 })).filter((i) => slotOf(this.s.prefix, hash, i.name) !== undefined);
+  private async openLocked(req: OpenRequest, workspace: string, hash: string, tool: ToolDef, avoid: Set<number>, privileged: Promise<void> = Promise.resolve()): Promise<SandboxInfo> {
+    let mine = (await Promise.all([this.d.incus.listInstances({ recursion: 1 }), privileged]))[0].filter((i) => slotOf(this.s.prefix, hash, i.name) !== undefined);
     const persistent = req.kind === 'shell' && (this.s.persistent || (req.from?.persistent ?? false));
     const resumed = req.resume !== undefined ? await this.findSession(workspace, tool, req.resume) : undefined;
     // A persistent sandbox that still holds the session is restarted as it is.
@@ -272,7 +278,8 @@ export class SandboxManager {
       if (e instanceof PoolMiss) return this.openLocked(req, workspace, hash, tool, new Set([...avoid, choice.slot]));
       // The guard refilling the pool may have made this free slot's container between our look and our
       // create (it does not hold the workspace lock): look again, once.
-      if (pool && !warm && avoid.size === 0 && /already exists/i.test(toCoiError(e).message)) {
+      // (Incus says "already exists", or "busy running a create operation" while the guard is still creating it.)
+      if (pool && !warm && avoid.size === 0 && /already exists|busy running a "?create"? operation/i.test(toCoiError(e).message)) {
         this.d.log.debug(`${name} was made meanwhile (the pool refilling): choosing again`);
         return this.openLocked(req, workspace, hash, tool, new Set([0]));
       }
