@@ -383,7 +383,11 @@ async function ipv4Of(name: string): Promise<string> {
 }
 
 async function installed(): Promise<string[]> {
-  return (await listInstalledRules(nftExec(), TABLES)).sandboxes.map((s) => s.key).sort();
+  const keys = (await listInstalledRules(nftExec(), TABLES)).sandboxes.map((s) => s.key).sort();
+  if (!POOLED) return keys;
+  // Pooled: the members the guard refills after each take are no sandboxes of the test's (their rules, the strictest, are test 1's).
+  const untaken = new Set((await c.listInstances({ recursion: 1 })).filter((i) => /^(idle|filling)$/.test(i.config['user.coi.pool-state'] ?? '')).map((i) => i.name));
+  return keys.filter((k) => !untaken.has(k));
 }
 
 async function waitInstalled(want: string[], ms = 10_000): Promise<void> {
