@@ -718,6 +718,8 @@ describe('network isolation of real sandboxes', () => {
   test('coi clean --orphans removes rules of sandboxes that no longer exist', async () => {
     // The guard has settled (the last test's deletion applied, the allowlist refreshed with its long TTL) before we
     // plant anything: its next apply would remove the plant itself, which is right, but not what this test shows.
+    // Pooled: a refilling pool applies again and again (a member created, fenced, started); stop it first.
+    if (POOLED) await guardRequest(GuardPoolDrain, {});
     await waitInstalled([sb.r1, sb.a, sb.o]);
     await sleep(3_000);
     // What a crash could leave: a chain of a sandbox that is gone (put there behind the guard's back).
