@@ -1,6 +1,9 @@
 /** Entry point of dist/helper.js: the `coi` CLI, or with --stdio the extension's JSON-RPC server. */
-import { runCli } from './cli/cli';
-import { runStdioServer } from './server/stdio';
+// Loaded by mode (require: esbuild initialises each on first use): the CLI does not pay for the server's modules.
+/* eslint-disable @typescript-eslint/no-require-imports */
+const runCli = (argv: string[]): Promise<number> => (require('./cli/cli') as typeof import('./cli/cli')).runCli(argv);
+const runStdioServer = (): void => (require('./server/stdio') as typeof import('./server/stdio')).runStdioServer();
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 // A reader that went away (`coi list | head`) is not an error worth a stack trace.
 for (const stream of [process.stdout, process.stderr]) {

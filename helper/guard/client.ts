@@ -53,9 +53,14 @@ export class GuardClient extends EventEmitter<GuardClientEvents> {
   }
 
   /** Connects once. With `reconnect`, a failure here still schedules retries. */
-  async connect(opts: { timeoutMs?: number } = {}): Promise<void> {
+  /**
+   * `prove: false` skips the round trip that proves the guard accepted us: for
+   * a caller whose first request does that anyway (a refused peer's request
+   * fails), and that waits for every round trip.
+   */
+  async connect(opts: { timeoutMs?: number; prove?: boolean } = {}): Promise<void> {
     try {
-      await this.dial(opts.timeoutMs ?? 5_000);
+      await this.dial(opts.timeoutMs ?? 5_000, opts.prove ?? true);
     } catch (e) {
       if (this.opts.reconnect) this.scheduleReconnect();
       throw e;
@@ -103,7 +108,7 @@ export class GuardClient extends EventEmitter<GuardClientEvents> {
     this.teardown();
   }
 
-  private dial(timeoutMs: number): Promise<void> {
+  private dial(timeoutMs: number, prove = true): Promise<void> {
     return new Promise((resolve, reject) => {
       const socket = net.connect(this.socketPath);
       const timer = setTimeout(() => {
@@ -118,12 +123,12 @@ export class GuardClient extends EventEmitter<GuardClientEvents> {
         clearTimeout(timer);
         socket.removeAllListeners('error');
         socket.on('error', () => undefined);
-        void this.adopt(socket).then(resolve, reject);
+        void this.adopt(socket, prove).then(resolve, reject);
       });
     });
   }
 
-  private async adopt(socket: net.Socket): Promise<void> {
+  private async adopt(socket: net.Socket, prove: boolean): Promise<void> {
     const conn = createConnection(socket, socket, { log: this.log });
     onNotify(conn, GuardEventNotification, (e) => this.emit('event', e), (why) => this.log.warn(`dropped an invalid guard event: ${why}`));
     const lost = () => {
@@ -140,7 +145,7 @@ export class GuardClient extends EventEmitter<GuardClientEvents> {
     try {
       // A round trip proves the guard accepted us (it drops peers it refuses).
       if (this.topics.size > 0) await call(conn, GuardSubscribe, { topics: [...this.topics] });
-      else await call(conn, GuardInfo, {});
+      else if (prove) await call(conn, GuardInfo, {});
     } catch (e) {
       this.teardown();
       throw e instanceof CoiError ? e : guardUnreachable(this.socketPath, String(e));

@@ -84,6 +84,8 @@ interface Client {
   conn: MessageConnection;
   peer: PeerCredentials;
   topics: Set<EventTopic>;
+  /** Run once when the client goes (its connection closed, or it died). */
+  onGone: (() => void)[];
 }
 
 export class GuardServer {
@@ -112,6 +114,7 @@ export class GuardServer {
   readonly network: NetworkController | undefined;
   readonly monitor: MonitorSupervisor | undefined;
   readonly pool: PoolKeeper | undefined;
+  private stopping = false;
   /** A test's guard (COI_GUARD_SCOPE) acts on its own scope only, and never takes the host lock. */
   private readonly scoped: boolean;
 
@@ -136,7 +139,7 @@ export class GuardServer {
     }
     // A scoped guard (a test's) reaps only its own scope's sandboxes; the host's guard every managed one.
     // A sandbox the monitor is killing is stopped first and deleted after its forensic copy: not the Reaper's.
-    this.reaper = new Reaper(opts.incus, opts.log, undefined, scope ? (i) => inScope(i, scope) : undefined, (name) => this.monitor?.holds(name) ?? false);
+    this.reaper = new Reaper(opts.incus, opts.log, undefined, scope ? (i) => inScope(i, scope) : undefined, (name) => (this.monitor?.holds(name) ?? false) || (this.pool?.removing(name) ?? false));
     this.deadlines = new DeadlineKeeper(opts.incus, opts.log, (n) => this.broadcast({ topic: 'guard', event: n }));
     if (opts.network) {
       this.network = new NetworkController({ ...opts.network, incus: opts.incus, log: opts.log, onPacket: (e) => this.relayPacket(e) });
@@ -146,7 +149,8 @@ export class GuardServer {
         log: opts.log,
         scope,
         ...(opts.socketPath !== DEFAULT_GUARD_SOCKET ? { guardSocket: opts.socketPath } : {}),
-        secure: (name) => network.secure(name),
+        secure: (name, known) => network.secure(name, known),
+        holdUpdates: (name) => network.holdUpdates(name),
         // One keeper per scope: the primary guard's, or a test guard's for its own scope.
         active: () => this.dutiful,
         ...(opts.pool ?? {}),
@@ -210,6 +214,7 @@ export class GuardServer {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     this.broadcast({ topic: 'guard', event: { kind: 'stopping', message: 'guard is stopping' } });
     this.events?.close();
     this.network?.stop();
@@ -260,10 +265,13 @@ export class GuardServer {
     }
     const id = this.nextId++;
     const conn = createConnection(socket, socket, { log: this.opts.log });
-    const client: Client = { id, conn, peer, topics: new Set() };
+    const client: Client = { id, conn, peer, topics: new Set(), onGone: [] };
     this.clients.set(id, client);
     const drop = () => {
-      if (this.clients.delete(id)) this.opts.log.debug(`client ${id} (pid ${peer.pid}) disconnected`);
+      if (!this.clients.delete(id)) return;
+      this.opts.log.debug(`client ${id} (pid ${peer.pid}) disconnected`);
+      // A guard that is stopping drops its clients, not their sandboxes: those are theirs still.
+      if (!this.stopping) for (const f of client.onGone.splice(0)) f();
     };
     conn.onClose(drop);
     socket.on('close', drop);
@@ -336,7 +344,7 @@ export class GuardServer {
         setImmediate(() => this.opts.onShutdownRequested?.());
         return { stopping: true as const };
       })
-      .onRequest(GuardPoolTake, async ({ spec, size, name, adopt }) => {
+      .onRequest(GuardPoolTake, async ({ spec, size, name, adopt, endWithClient }) => {
         const pool = this.requirePool();
         // Members are made as root with the client's disks: only what the client may share itself.
         await vetPoolSpec(spec, client.peer);
@@ -346,7 +354,13 @@ export class GuardServer {
           pool.want(spec, size);
           return { taken: false };
         }
-        return pool.take(spec, size, name, client.peer.pid, adopt);
+        const r = await pool.take(spec, size, name, client.peer.pid, adopt);
+        if (r.taken && endWithClient) {
+          // Gone already (it died while we fenced): no close event is coming.
+          if (!this.clients.has(client.id)) void pool.endTaken(name, client.peer.pid);
+          else client.onGone.push(() => void pool.endTaken(name, client.peer.pid));
+        }
+        return r;
       })
       .onRequest(GuardPoolDrain, async ({ prefix }) => ({ deleted: this.dutiful ? await this.requirePool().drain(prefix) : [] }))
       .onRequest(GuardPoolStatus, async () => this.requirePool().status())

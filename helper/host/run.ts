@@ -4,6 +4,7 @@
  * its stderr, so a person can see what went wrong without a debugger.
  */
 import { execa } from 'execa';
+import { accessSync, constants } from 'node:fs';
 import { CoiError, ErrorCodes } from '../errors';
 
 export interface RunOptions {
@@ -68,7 +69,6 @@ export async function which(cmd: string): Promise<string | undefined> {
   for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').concat(['/usr/sbin', '/sbin', '/usr/libexec/incus'])) {
     const p = `${dir}/${cmd}`;
     try {
-      const { accessSync, constants } = await import('node:fs');
       accessSync(p, constants.X_OK);
       return p;
     } catch {

@@ -17,10 +17,20 @@ export interface PoolAccess {
    * guard make it the sandbox (`adopt`) and fence it. `taken: false` when the
    * guard would not (or cannot be reached): the launch goes cold.
    */
-  take(spec: PoolSpec, name?: string, adopt?: Adoption): Promise<TakeResult>;
+  take(spec: PoolSpec, name?: string, adopt?: Adoption, opts?: { endWithClient?: boolean }): Promise<TakeResult>;
 }
 
-export type TakeResult = { taken: boolean; mode?: string; warnings?: string[] };
+export type TakeResult = {
+  taken: boolean;
+  mode?: string;
+  warnings?: string[];
+  /**
+   * With `endWithClient`: closes the connection the guard watches, and with
+   * it hands the sandbox's deletion to the guard. False when that connection
+   * was lost before (the guard restarted): the caller ends the sandbox itself.
+   */
+  end?: () => boolean;
+};
 
 /** A warm member was not handed over: the launch chooses again. */
 export class PoolMiss extends Error {
@@ -33,19 +43,31 @@ export class PoolMiss extends Error {
 export function guardPool(socketPath: string, size: number, log: Log): PoolAccess {
   return {
     size,
-    async take(spec, name, adopt) {
+    async take(spec, name, adopt, opts = {}) {
       const g = new GuardClient({ socketPath });
+      let keep = false;
       try {
         try {
-          await g.connect({ timeoutMs: 3_000 });
+          // The take's answer proves the guard accepted us: no round trip before it.
+          await g.connect({ timeoutMs: 3_000, prove: false });
         } catch (e) {
           log.debug(`warm pool unavailable: ${(e as Error).message}`);
           return { taken: false };
         }
         try {
-          const r = await g.request(GuardPoolTake, { spec, size, ...(name ? { name } : {}), ...(adopt ? { adopt } : {}) });
+          const endWithClient = !!(opts.endWithClient && name && adopt);
+          const r = await g.request(GuardPoolTake, { spec, size, ...(name ? { name } : {}), ...(adopt ? { adopt } : {}), ...(endWithClient ? { endWithClient } : {}) });
           if (name && !r.taken) log.debug(`warm pool: ${name} not taken: ${r.reason ?? 'no reason given'}`);
-          return r;
+          if (!r.taken || !endWithClient) return r;
+          keep = true;
+          return {
+            ...r,
+            end: () => {
+              const open = g.connected;
+              g.close();
+              return open;
+            },
+          };
         } catch (e) {
           // Taken but not fenced is a failed launch (the guard deleted the member); a guard without
           // the pool (older) is no warm container.
@@ -55,7 +77,7 @@ export function guardPool(socketPath: string, size: number, log: Log): PoolAcces
           return { taken: false };
         }
       } finally {
-        g.close();
+        if (!keep) g.close();
       }
     },
   };

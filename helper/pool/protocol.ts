@@ -31,7 +31,20 @@ export type Adoption = z.infer<typeof adoption>;
  */
 export const GuardPoolTake = request(
   'guard/poolTake',
-  z.object({ spec: poolSpecSchema, size: z.number().int().min(0).max(32), name: instanceName.optional(), adopt: adoption.optional() }).strict(),
+  z
+    .object({
+      spec: poolSpecSchema,
+      size: z.number().int().min(0).max(32),
+      name: instanceName.optional(),
+      adopt: adoption.optional(),
+      /**
+       * An ephemeral `coi run`: the guard deletes the taken sandbox when this
+       * connection closes (the command ended, or the coi process died), so
+       * `coi run` returns with the command and nothing is left behind.
+       */
+      endWithClient: z.boolean().optional(),
+    })
+    .strict(),
   z.object({ taken: z.boolean(), reason: z.string().optional(), mode: z.string().optional(), warnings: z.array(z.string()).optional() }),
 );
 

@@ -243,6 +243,16 @@ export function memberOf(i: Pick<InstanceFull, 'name' | 'config' | 'status'>): M
   return m;
 }
 
+/**
+ * A warm `coi run` sandbox whose coi process is gone is being deleted by the
+ * guard (it watches the taker's connection): listed as stopping, never as a
+ * live sandbox, for the moment the delete takes.
+ */
+export function endingRun<T extends { kind: string; state: string; launcherPid?: number }>(info: T | undefined, config: Record<string, string> | undefined, alive: (pid: number) => boolean): T | undefined {
+  if (!info || info.kind !== 'run' || config?.[POOL_LABELS.state] !== 'taken' || info.launcherPid === undefined || alive(info.launcherPid)) return info;
+  return { ...info, state: 'stopping' };
+}
+
 /** Not a sandbox (yet): a member nobody has taken, which listings leave out. */
 export function isUntakenMember(config: Record<string, string> | undefined): boolean {
   const s = config?.[POOL_LABELS.state];

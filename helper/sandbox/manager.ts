@@ -26,7 +26,7 @@ import { sandboxContext, SandboxFacts } from '../tools/context';
 import { getTool, LaunchContext, PermissionMode, ToolDef } from '../tools/registry';
 import { waitBooted } from './boot';
 import { adoption, PoolAccess, PoolMiss } from '../pool/access';
-import { Member, memberOf, poolCleanable, PoolSpec, poolKey, poolSpecOf } from '../pool/spec';
+import { endingRun, Member, memberOf, poolCleanable, PoolSpec, poolKey, poolSpecOf } from '../pool/spec';
 import { idmapMode, IdmapMode, subidDelegates } from './idmap';
 import { LABELS, RuntimeLabel, SandboxInfo, sandboxFromInstance, SandboxKind } from './labels';
 import { acquireLock, pidAlive } from './lock';
@@ -163,6 +163,9 @@ export interface AttachSession extends InteractiveSession {
 }
 
 export class SandboxManager {
+  /** Warm one-shot sandboxes whose deletion the guard takes over when we let go (see run). */
+  private readonly warmEnds = new Map<string, () => boolean>();
+
   constructor(private readonly s: SandboxSettings, private readonly d: ManagerDeps) {}
 
   get settings(): SandboxSettings {
@@ -174,7 +177,7 @@ export class SandboxManager {
     const all = await this.d.incus.listInstances();
     return all
       .filter((i) => i.name.startsWith(this.s.prefix))
-      .map(sandboxFromInstance)
+      .map((i) => endingRun(sandboxFromInstance(i), i.config, pidAlive))
       .filter((x): x is SandboxInfo => x !== undefined)
       .sort((a, b) => a.workspace.localeCompare(b.workspace) || a.slot - b.slot);
   }
@@ -193,11 +196,17 @@ export class SandboxManager {
   async open(req: OpenRequest): Promise<SandboxInfo> {
     const workspace = resolveWorkspace(req.workspace, this.d.host.home);
     const tool = getTool(this.s.tool);
-    await this.refusePrivileged();
+    // Asked while the lock is taken and the instances listed (a warm launch waits for every round trip);
+    // nothing is created before it has answered.
+    const privileged = this.refusePrivileged();
+    privileged.catch(() => undefined);
     const hash = workspaceHash(workspace);
-    const lock = await acquireLock(path.join(this.d.host.home, '.coi', 'locks'), hash);
+    const lock = await acquireLock(path.join(this.d.host.home, '.coi', 'locks'), hash).catch(async (e: unknown) => {
+      await privileged;
+      throw e;
+    });
     try {
-      return await this.openLocked(req, workspace, hash, tool, new Set());
+      return await this.openLocked(req, workspace, hash, tool, new Set(), privileged);
     } finally {
       await lock.release();
     }
@@ -208,8 +217,8 @@ export class SandboxManager {
    * warm members the guard would not hand over (outdated, taken meanwhile),
    * whose slots count as occupied.
    */
-  private async openLocked(req: OpenRequest, workspace: string, hash: string, tool: ToolDef, avoid: Set<number>): Promise<SandboxInfo> {
-    let mine = (await this.d.incus.listInstances({ recursion: 1 })).filter((i) => slotOf(this.s.prefix, hash, i.name) !== undefined);
+  private async openLocked(req: OpenRequest, workspace: string, hash: string, tool: ToolDef, avoid: Set<number>, privileged: Promise<void> = Promise.resolve()): Promise<SandboxInfo> {
+    let mine = (await Promise.all([this.d.incus.listInstances({ recursion: 1 }), privileged]))[0].filter((i) => slotOf(this.s.prefix, hash, i.name) !== undefined);
     const persistent = req.kind === 'shell' && (this.s.persistent || (req.from?.persistent ?? false));
     const resumed = req.resume !== undefined ? await this.findSession(workspace, tool, req.resume) : undefined;
     // A persistent sandbox that still holds the session is restarted as it is.
@@ -269,7 +278,8 @@ export class SandboxManager {
       if (e instanceof PoolMiss) return this.openLocked(req, workspace, hash, tool, new Set([...avoid, choice.slot]));
       // The guard refilling the pool may have made this free slot's container between our look and our
       // create (it does not hold the workspace lock): look again, once.
-      if (pool && !warm && avoid.size === 0 && /already exists/i.test(toCoiError(e).message)) {
+      // (Incus says "already exists", or "busy running a create operation" while the guard is still creating it.)
+      if (pool && !warm && avoid.size === 0 && /already exists|busy running a "?create"? operation/i.test(toCoiError(e).message)) {
         this.d.log.debug(`${name} was made meanwhile (the pool refilling): choosing again`);
         return this.openLocked(req, workspace, hash, tool, new Set([0]));
       }
@@ -375,14 +385,23 @@ export class SandboxManager {
     if (idmap.kind === 'raw') await this.ensureDelegated();
     await preparePlaceholders(workspace, this.s.protectedPaths);
     const spec = this.specFor(name, workspace, slot, req, persistent, tool, idmap, resumed?.session_id ?? randomUUID());
+    // An ephemeral `coi run` with nothing to start: ready once fenced, and ended by the guard.
+    const oneShot = warm !== undefined && req.kind === 'run' && !req.startTool;
     if (warm) {
       // The guard hands the member over, applies this sandbox's labels, limits and network
       // label in one update and re-fences it before answering: the same handshake as below.
       this.d.progress?.(`taking warm ${name} from the pool`);
-      const r = await this.d.pool!.take(warm, name, adoption(spec));
+      if (oneShot) spec.config = { ...spec.config, [LABELS.phase]: 'ready' };
+      const r = await this.d.pool!.take(warm, name, adoption(spec), { endWithClient: oneShot });
       if (!r.taken) throw new PoolMiss();
+      if (r.end) this.warmEnds.set(name, r.end);
       this.d.progress?.(`fenced the network of ${name} (${r.mode ?? this.s.network.mode})`);
       for (const w of r.warnings ?? []) (this.d.warn ?? this.d.log.warn)(w);
+      if (oneShot) {
+        // What the take made of it, without reading it back: the command waits for nothing more.
+        const info = sandboxFromInstance({ name, status: 'Running', config: spec.config ?? {}, devices: spec.devices ?? {} } as InstanceFull);
+        if (info) return info;
+      }
     } else {
       if (req.from) {
         spec.source = { type: 'copy', source: `${req.from.instance}/${req.from.snapshot}` };
@@ -725,6 +744,8 @@ export class SandboxManager {
     if (argv.length === 0) throw new CoiError(ErrorCodes.INVALID_INPUT, 'coi run needs a command: coi run -- CMD ARGS… or coi run "shell command"');
     const sb = await this.open({ workspace, kind: 'run', startTool: false });
     this.d.progress?.(`running in ${sb.name}`);
+    const guardEnds = this.warmEnds.get(sb.name);
+    this.warmEnds.delete(sb.name);
     try {
       return await execStream(this.d.incus, sb.name, argv, {
         user: this.s.codeUid,
@@ -737,9 +758,13 @@ export class SandboxManager {
         ...(io.signal ? { signal: io.signal } : {}),
       });
     } finally {
-      if (this.d.pool && this.d.pool.size > 0) {
-        // Warm: the user waits for nothing more. Incus is asked to stop it (the request is
-        // queued before we exit) and the guard's reaper deletes the stopped sandbox.
+      if (guardEnds?.()) {
+        // Warm: closing the connection the guard watches hands it the deletion (it would do the
+        // same had we died); the user waits for nothing more.
+        this.d.progress?.(`the guard deletes ${sb.name}`);
+      } else if (this.d.pool && this.d.pool.size > 0) {
+        // Warm, but the guard's connection was lost (a restarted guard): Incus is asked to stop it
+        // (the request is queued before we exit) and the guard's reaper deletes the stopped sandbox.
         this.d.progress?.(`stopping ${sb.name}; the guard deletes it`);
         await this.d.incus
           .call('PUT', this.d.incus.url(`/1.0/instances/${encodeURIComponent(sb.name)}/state`), { action: 'stop', force: true })

@@ -21,6 +21,7 @@ test('the .vsix holds exactly package.json, README, the three bundles, the codic
     'extension/readme.md',
     'extension/dist/extension.js',
     'extension/dist/helper.js',
+    'extension/dist/helper-main.js',
     'extension/dist/webview.js',
     'extension/dist/codicons/codicon.css',
     'extension/dist/codicons/codicon.ttf',

@@ -154,6 +154,8 @@ export class NetworkController {
   private inFlight: { listed?: ReadonlySet<string> } | undefined;
   /** Sandboxes an apply knew and a later one no longer listed → since when (ms): their deletion event may come late. */
   private readonly departed = new Map<string, number>();
+  /** Instances whose instance-updated events are left to a reconcile still to come (see holdUpdates). */
+  private readonly holding = new Set<string>();
   private retryTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private kmsg: KmsgReader | undefined;
@@ -289,6 +291,12 @@ export class NetworkController {
     const m = /^\/1\.0\/instances\/([^/?]+)/.exec(lc.source);
     if (!m) return;
     const name = decodeURIComponent(m[1]!);
+    // An update the guard made itself, with a reconcile of its own to follow that has not listed yet: that
+    // one sees it. Reconciling for the event as well applied the rules twice per pool take.
+    if (lc.action === 'instance-updated' && this.holding.has(name)) {
+      this.o.log.debug(`network: ${lc.action} ${name} left to the reconcile that follows the guard's own update`);
+      return;
+    }
     void (async () => {
       if (!this.known(name)) {
         if (lc.action === 'instance-deleted') {
@@ -379,6 +387,8 @@ export class NetworkController {
     const reason = reasons.join('; ');
     const flight: { listed?: ReadonlySet<string> } = {};
     this.inFlight = flight;
+    // This listing sees every update made so far: the holds have served.
+    this.holding.clear();
     try {
       const t0 = Date.now();
       const instances = await this.o.incus.listInstances({ recursion: 1, timeoutMs: 30_000 });
@@ -473,12 +483,31 @@ export class NetworkController {
     return out;
   }
 
+  /**
+   * For an update the guard is about to make itself and then secure (a pool
+   * take): its instance-updated event is left to the reconcile of that
+   * secure, which lists after the update. The hold ends when any reconcile
+   * starts listing, or with the returned release (the update failed).
+   */
+  holdUpdates(name: string): () => void {
+    this.holding.add(name);
+    return () => {
+      if (this.holding.delete(name)) void this.reconcile(`released hold on ${name}`).catch(() => undefined);
+    };
+  }
+
   // ── secure ─────────────────────────────────────────────────────────────────
 
-  async secure(name: string): Promise<{ name: string; mode: NetworkLabel['mode']; hostIface: string; resolved: Array<{ name: string; ips: string[]; error?: string }>; warnings: string[] }> {
+  /**
+   * `known`: the instance as the caller has just made it (a pool take: the
+   * member it read plus the update it applied), so as not to read it again.
+   * Only its labels are taken from it; what is fenced comes from the
+   * reconcile's own listing.
+   */
+  async secure(name: string, known?: InstanceFull): Promise<{ name: string; mode: NetworkLabel['mode']; hostIface: string; resolved: Array<{ name: string; ips: string[]; error?: string }>; warnings: string[] }> {
     let inst: InstanceFull;
     try {
-      inst = await this.o.incus.getInstance(name, { timeoutMs: 30_000 });
+      inst = known ?? (await this.o.incus.getInstance(name, { timeoutMs: 30_000 }));
     } catch (e) {
       const err = toCoiError(e);
       if (err.code === ErrorCodes.NOT_FOUND) throw new CoiError(ErrorCodes.NOT_FOUND, `cannot fence ${name}: no such instance`);

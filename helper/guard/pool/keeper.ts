@@ -23,7 +23,7 @@ import { promises as fs } from 'node:fs';
 import { toCoiError } from '../../errors';
 import type { IncusClient } from '../../incus/client';
 import { lifecycleOf } from '../../incus/events';
-import type { RawEvent } from '../../incus/types';
+import type { InstanceFull, RawEvent } from '../../incus/types';
 import type { Log } from '../../log';
 import { waitBooted } from '../../sandbox/boot';
 import { LABELS } from '../../sandbox/labels';
@@ -39,8 +39,12 @@ export interface PoolKeeperOptions {
   scope: string;
   /** Set when the guard's socket is not the default (a test's guard): recorded on members. */
   guardSocket?: string;
-  /** The network handshake: resolves once the member's rules are in place. */
-  secure: (name: string) => Promise<unknown>;
+  /** The network handshake: resolves once the member's rules are in place (`known`: the instance as just updated, not read again). */
+  secure: (name: string, known?: InstanceFull) => Promise<unknown>;
+  /** Leaves the instance-updated event of the take's own update to the secure that follows it (one rules apply per take). */
+  holdUpdates?: (name: string) => () => void;
+  /** How long a take delays the refill it causes, so the launch that took is not slowed by it (ms; an ended sandbox refills sooner). */
+  refillDelayMs?: number;
   /** Whether this guard keeps the pool now (the primary, or a scoped test guard). */
   active: () => boolean;
   maxMembers?: number;
@@ -57,6 +61,7 @@ interface Demand {
 }
 
 const SWEEP_MS = 60_000;
+const REFILL_DELAY_MS = 1_500;
 const IMAGE_EVENTS = /^image-(alias-(created|updated|deleted|renamed)|deleted|created)$/;
 
 export class PoolKeeper {
@@ -64,6 +69,8 @@ export class PoolKeeper {
   private readonly filling = new Map<string, Promise<void>>();
   /** Members this process is creating now (their names). */
   private readonly making = new Set<string>();
+  /** Members and taken sandboxes this process is deleting now. */
+  private readonly deleting = new Set<string>();
   private takeChain: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -144,12 +151,20 @@ export class PoolKeeper {
     }
   }
 
+  /** Whether the keeper is deleting this instance now (the reaper then leaves it alone). */
+  removing(name: string): boolean {
+    return this.deleting.has(name);
+  }
+
   private async remove(name: string, why: string): Promise<void> {
+    this.deleting.add(name);
     try {
       await this.o.incus.deleteInstance(name, { force: true });
       this.o.log.info(`pool: deleted ${name}: ${why}`);
     } catch (e) {
       this.o.log.warn(`pool: could not delete ${name} (${why}): ${toCoiError(e).message}`);
+    } finally {
+      this.deleting.delete(name);
     }
   }
 
@@ -171,39 +186,74 @@ export class PoolKeeper {
    * fenced is deleted.
    */
   take(spec: PoolSpec, size: number, name: string, takerPid: number, adopt?: Adoption): Promise<{ taken: boolean; reason?: string; mode?: string; warnings?: string[] }> {
-    const run = async (): Promise<{ taken: boolean; reason?: string }> => {
+    const run = async (): Promise<{ taken: boolean; reason?: string; now?: InstanceFull }> => {
       const key = poolKey(spec);
-      const inst = await this.o.incus.getInstance(name, { timeoutMs: 30_000 }).catch(() => undefined);
+      // Both reads at once: the launch waits for them.
+      const [inst, fp] = await Promise.all([this.o.incus.getInstance(name, { timeoutMs: 30_000 }).catch(() => undefined), this.o.incus.imageAlias(spec.image).catch(() => undefined)]);
       const m = inst ? memberOf(inst) : undefined;
-      if (!m || m.key !== key || m.scope !== this.o.scope) return { taken: false, reason: `${name} is not a member of this pool` };
+      if (!inst || !m || m.key !== key || m.scope !== this.o.scope) return { taken: false, reason: `${name} is not a member of this pool` };
       if (m.state !== 'idle') return { taken: false, reason: `${name} is ${m.state === 'taken' ? 'taken already' : 'not ready yet'}` };
       if (m.status !== 'Running') return { taken: false, reason: `${name} is ${m.status.toLowerCase()}` };
-      const fp = await this.o.incus.imageAlias(spec.image).catch(() => undefined);
       if (fp !== m.fingerprint) {
         await this.remove(name, `its image ${spec.image} was rebuilt`);
         return { taken: false, reason: `${name} was made from an image ${spec.image} no longer points to` };
       }
-      await this.o.incus.run('PATCH', this.o.incus.url(`/1.0/instances/${encodeURIComponent(name)}`), {
-        config: { [LABELS.launcher]: String(takerPid), [LABELS.phase]: 'creating', ...(adopt?.config ?? {}), [POOL_LABELS.state]: 'taken' },
-        ...(adopt && Object.keys(adopt.devices).length > 0 ? { devices: adopt.devices } : {}),
-      });
+      const config = { [LABELS.launcher]: String(takerPid), [LABELS.phase]: 'creating', ...(adopt?.config ?? {}), [POOL_LABELS.state]: 'taken' };
+      const devices = adopt && Object.keys(adopt.devices).length > 0 ? adopt.devices : undefined;
+      // With an adoption, the secure below reconciles after this update: its event needs no apply of its own.
+      const release = adopt ? this.o.holdUpdates?.(name) : undefined;
+      try {
+        await this.o.incus.run('PATCH', this.o.incus.url(`/1.0/instances/${encodeURIComponent(name)}`), { config, ...(devices ? { devices } : {}) });
+      } catch (e) {
+        release?.();
+        throw e;
+      }
       this.o.log.info(`pool: ${name} taken by pid ${takerPid}`);
-      return { taken: true };
+      return { taken: true, now: { ...inst, config: { ...inst.config, ...config }, devices: { ...inst.devices, ...(devices ?? {}) } } };
     };
     const p = this.takeChain.then(run, run);
     this.takeChain = p.catch(() => undefined);
     return p
-      .then(async (r) => {
+      .then(async ({ now, ...r }) => {
         if (!r.taken || !adopt) return r;
         try {
-          const s = (await this.o.secure(name)) as { mode?: string; warnings?: string[] } | undefined;
+          const s = (await this.o.secure(name, now)) as { mode?: string; warnings?: string[] } | undefined;
           return { ...r, ...(s?.mode ? { mode: s.mode } : {}), warnings: s?.warnings ?? [] };
         } catch (e) {
           await this.remove(name, `it could not be fenced for its sandbox: ${toCoiError(e).message}`);
           throw e;
         }
       })
-      .finally(() => this.want(spec, size));
+      .finally(() => this.wantLater(spec, size));
+  }
+
+  /**
+   * The refill a take causes waits a moment: creating and starting a member
+   * takes both cores of a small machine for a second, which the launch that
+   * took would otherwise share. The sweep after an ended sandbox (its
+   * instance-deleted event) refills sooner.
+   */
+  private wantLater(spec: PoolSpec, size: number): void {
+    const delay = this.o.refillDelayMs ?? REFILL_DELAY_MS;
+    const key = poolKey(spec);
+    this.demands.set(key, { spec, size });
+    if (delay <= 0) return void this.fill(key);
+    const t = setTimeout(() => {
+      if (this.demands.has(key)) void this.fill(key);
+    }, delay);
+    t.unref();
+  }
+
+  /**
+   * Deletes a sandbox taken by `takerPid` for an ephemeral `coi run` whose
+   * connection closed: the command ended, or the coi process died. Only if it
+   * is still that taker's (the name may hold another container by now).
+   */
+  async endTaken(name: string, takerPid: number): Promise<void> {
+    const inst = await this.o.incus.getInstance(name, { timeoutMs: 30_000 }).catch(() => undefined);
+    const m = inst ? memberOf(inst) : undefined;
+    if (!m || m.state !== 'taken' || m.launcherPid !== takerPid || m.scope !== this.o.scope) return;
+    await this.remove(name, `its coi run (pid ${takerPid}) ended`);
   }
 
   /** Forgets the demand (of one prefix, or all) and deletes untaken members. */

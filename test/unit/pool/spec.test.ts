@@ -4,7 +4,7 @@ import { sandboxFromInstance } from '../../../helper/sandbox/labels';
 import { DEFAULT_NETWORK, parseNetworkLabel } from '../../../helper/sandbox/network-label';
 import { buildInstanceSpec, SandboxSpecInput } from '../../../helper/sandbox/spec';
 import { hostVethName } from '../../../helper/sandbox/naming';
-import { buildMember, devicesToAttach, memberOf, POOL_LABELS, poolCleanable, poolKey, poolSpecOf, poolSpecSchema } from '../../../helper/pool/spec';
+import { buildMember, endingRun, devicesToAttach, memberOf, POOL_LABELS, poolCleanable, poolKey, poolSpecOf, poolSpecSchema } from '../../../helper/pool/spec';
 import type { InstanceFull } from '../../../helper/incus/types';
 
 const input = (over: Partial<SandboxSpecInput> = {}): SandboxSpecInput => ({
@@ -112,4 +112,15 @@ test('memberOf ignores instances without pool labels, and the SSH proxy is attac
   assert.equal(memberOf({ name: 'x', status: 'Running', config: { 'user.coi.managed': 'true' } } as unknown as InstanceFull), undefined);
   const cold = buildInstanceSpec(input({ sshAgentSocket: '/tmp/agent.sock' }));
   assert.deepEqual(Object.keys(devicesToAttach(cold)), ['ssh-agent']);
+});
+
+test('a warm coi run whose coi process is gone is listed as stopping (the guard is deleting it), nothing else is', () => {
+  const run = { kind: 'run', state: 'running', launcherPid: 41 };
+  const taken = { [POOL_LABELS.state]: 'taken' };
+  const alive = (pid: number) => pid === 42;
+  assert.equal(endingRun(run, taken, alive)?.state, 'stopping');
+  assert.equal(endingRun({ ...run, launcherPid: 42 }, taken, alive)?.state, 'running', 'its coi run still runs');
+  assert.equal(endingRun({ ...run, kind: 'shell' }, taken, alive)?.state, 'running', 'a shell outlives its launcher');
+  assert.equal(endingRun(run, {}, alive)?.state, 'running', 'a cold run is deleted by its own coi, not the guard');
+  assert.equal(endingRun(undefined, taken, alive), undefined);
 });

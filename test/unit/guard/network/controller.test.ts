@@ -306,3 +306,38 @@ test('[[network.hosts]]: written into /etc/hosts of a restricted sandbox at secu
   assert.match(script, /ip daddr 169\.254\.169\.254 accept/);
   w.ctl.stop();
 });
+
+test('a pool take applies the rules once: the update the guard made itself is left to the secure that follows it', async () => {
+  const w = world();
+  w.instances.set('coi-a-1', { ...inst('coi-a-1', { ...restricted, mode: 'allowlist' }), status: 'Running' });
+  await w.ctl.secure('coi-a-1');
+  const updated = { type: 'lifecycle', timestamp: '2026-11-27T08:00:00Z', metadata: { action: 'instance-updated', source: '/1.0/instances/coi-a-1' } };
+  // A reconcile an event starts has begun by the next turn of the loop.
+  const nextTurn = () => new Promise((r) => setImmediate(r));
+  const applies = async (n: number) => {
+    for (let i = 0; i < 500 && w.scripts.length < n; i++) await new Promise((r) => setTimeout(r, 10));
+    return w.scripts.length;
+  };
+  const before = w.scripts.length;
+  // The take: hold, update (its event arrives), then secure with the instance as updated.
+  w.ctl.holdUpdates('coi-a-1');
+  const taken = { ...w.instances.get('coi-a-1')!, config: { ...w.instances.get('coi-a-1')!.config, 'user.coi.network': encodeNetworkLabel({ ...restricted, mode: 'open' }) } };
+  w.instances.set('coi-a-1', taken);
+  w.ctl.onIncusEvent(updated);
+  await nextTurn();
+  const r = await w.ctl.secure('coi-a-1', taken);
+  assert.equal(r.mode, 'open');
+  assert.equal(w.scripts.length, before + 1, 'one apply for the take (an apply for the event would have run before the secure\'s)');
+  assert.match(w.scripts[w.scripts.length - 1]!, /key=coi-a-1 iface=vcoi-a-1 mode=open/, 'and it is of the new mode');
+  // The hold ended with that apply: a later update is reconciled as usual.
+  w.ctl.onIncusEvent(updated);
+  assert.equal(await applies(before + 2), before + 2);
+  // An update that failed: releasing the hold reconciles, whatever happened meanwhile.
+  const release = w.ctl.holdUpdates('coi-a-1');
+  w.ctl.onIncusEvent(updated);
+  await nextTurn();
+  assert.equal(w.scripts.length, before + 2, 'held');
+  release();
+  assert.equal(await applies(before + 3), before + 3);
+  w.ctl.stop();
+});
