@@ -459,11 +459,15 @@ describe('the monitor on the agent image (python3, socat, npm, dig)', () => {
     assert.equal(r.code, 0, r.stderr);
     await waitFor('the first loop to finish', () => (existsSync(path.join(ws, 'label.done')) ? true : undefined), 30_000, 200);
 
+    // The first loop's queries after the resume are judged too, and may freeze it again: thawed before the second.
+    if (readFreezer(name) !== 'thawed') assert.equal((await coi(['resume', name], { HOME: homes.agent, COI_CONTAINER_PREFIX: h.prefix })).code, 0);
     const before2 = Date.now();
     await type(name, 'sh /workspace/long.sh');
-    const long = await waitFor('a HIGH for the long names', () => threatsOf(name).find((x) => x.category === 'dns_tunnel' && x.action === 'paused' && Date.parse(x.timestamp) >= before2 - 1_000), 20_000);
-    assert.ok(['dns-tunnel/long-query', 'dns-tunnel/long-label'].includes(long.evidence.rule), long.evidence.rule);
-    assert.equal(long.level, 'high');
+    // Only the second loop's names are 100+ characters: a late HIGH of the first (long labels) is not this one.
+    const ofLongNames = (x: ThreatRecord) =>
+      x.evidence.rule === 'dns-tunnel/long-query' || ((x.evidence as { dns?: { examples?: string[] } }).dns?.examples ?? []).some((n) => n.length >= 100);
+    const long = await waitFor('a HIGH for the long names', () => threatsOf(name).find((x) => x.category === 'dns_tunnel' && x.action === 'paused' && Date.parse(x.timestamp) >= before2 - 1_000 && ofLongNames(x)), 20_000);
+    assert.equal(long.level, 'high', `${long.evidence.rule}: ${long.description}`);
     await waitFor('the kernel\'s note of the long names', () => threatsOf(name).find((x) => x.evidence.rule === 'dns-tunnel/long-query' && Date.parse(x.timestamp) >= before2 - 1_000), 20_000);
     assert.ok(['frozen', 'freezing'].includes(readFreezer(name) ?? ''), 'frozen again');
   });
