@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 import { CoiError } from '../../../helper/errors';
 import { buildInstanceSpec } from '../../../helper/sandbox/spec';
-import { DEFAULT_NETWORK, encodeNetworkLabel, NetworkConfig, networkLabelFromConfig, parseNetworkLabel } from '../../../helper/sandbox/network-label';
+import { DEFAULT_NETWORK, encodeNetworkLabel, NetworkConfig, NetworkLabel, networkLabelFromConfig, parseNetworkLabel } from '../../../helper/sandbox/network-label';
 
 const cfg = (over: Partial<NetworkConfig> = {}): NetworkConfig => ({
   mode: 'restricted',
@@ -67,8 +67,9 @@ test('the label round-trips; a missing one means the defaults; anything else tha
   }
 });
 
-test('the instance carries the label (and a test guard\'s scope), and its NIC a fixed host-side name', () => {
-  const spec = buildInstanceSpec({
+/** The instance spec of a plain shell sandbox with this network label. */
+const specWith = (network: NetworkLabel) =>
+  buildInstanceSpec({
     name: 'coi-12345678-1',
     image: 'coi-base',
     pool: 'coi',
@@ -88,8 +89,11 @@ test('the instance carries the label (and a test guard\'s scope), and its NIC a 
     mounts: [],
     nesting: false,
     now: new Date(0),
-    network: { ...DEFAULT_NETWORK, mode: 'open' },
+    network,
   });
+
+test('the instance carries the label (and a test guard\'s scope), and its NIC a fixed host-side name', () => {
+  const spec = specWith({ ...DEFAULT_NETWORK, mode: 'open' });
   assert.equal(spec.config?.['user.coi.network'], '{"v":1,"mode":"open","allowLocal":false,"cidrs":[],"domains":[],"ports":[],"refreshMin":30}');
   assert.equal(spec.config?.['user.coi.guard-scope'], undefined);
   assert.match(spec.devices?.eth0?.host_name ?? '', /^coi[0-9a-f]{11}$/);
@@ -108,28 +112,7 @@ test('backend = "firewalld": recorded in the label, the NIC locked to its MAC an
     (e: unknown) => e instanceof CoiError && /allowlist" is not available with network.backend = "firewalld"/.test(e.message) && !!e.remedy?.shell?.includes('backend = "nftables"'),
   );
   assert.equal(parseNetworkLabel('{"v":1,"mode":"restricted","allowLocal":false,"cidrs":[],"domains":[],"ports":[],"refreshMin":30,"backend":"iptables"}').ok, false);
-  const spec = buildInstanceSpec({
-    name: 'coi-12345678-1',
-    image: 'coi-base',
-    pool: 'coi',
-    bridge: 'coibr0',
-    workspace: '/w',
-    slot: 1,
-    kind: 'shell',
-    tool: 'shell',
-    persistent: false,
-    session: 's',
-    profile: 'default',
-    ownerUid: 1000,
-    ownerHome: '/home/alice',
-    launcherPid: 1,
-    idmap: { kind: 'shift' },
-    protectedPaths: [],
-    mounts: [],
-    nesting: false,
-    now: new Date(0),
-    network: fw.label,
-  });
+  const spec = specWith(fw.label);
   const nic = spec.devices?.eth0 ?? {};
   assert.deepEqual([nic['security.mac_filtering'], nic['security.ipv4_filtering'], nic['security.ipv6_filtering']], ['true', 'true', 'true']);
 });
