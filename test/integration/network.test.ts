@@ -388,9 +388,17 @@ async function ipv4Of(name: string): Promise<string> {
 async function installed(): Promise<string[]> {
   const keys = (await listInstalledRules(nftExec(), TABLES)).sandboxes.map((s) => s.key).sort();
   if (!POOLED) return keys;
-  // Pooled: the members the guard refills after each take are no sandboxes of the test's (their rules, the strictest, are test 1's).
-  const untaken = new Set((await c.listInstances({ recursion: 1 })).filter((i) => /^(idle|filling)$/.test(i.config['user.coi.pool-state'] ?? '')).map((i) => i.name));
+  const untaken = await untakenPoolMembers();
   return keys.filter((k) => !untaken.has(k));
+}
+
+/**
+ * Pooled: the members the guard refills after each take are no sandboxes of the test's (their rules, the
+ * strictest, are test 1's), so every comparison of installed and live sandboxes leaves them out.
+ */
+async function untakenPoolMembers(): Promise<Set<string>> {
+  if (!POOLED) return new Set();
+  return new Set((await c.listInstances({ recursion: 1 })).filter((i) => /^(idle|filling)$/.test(i.config['user.coi.pool-state'] ?? '')).map((i) => i.name));
 }
 
 async function waitInstalled(want: string[], ms = 10_000): Promise<void> {
@@ -419,7 +427,8 @@ function namesInRuleset(): Set<string> {
 
 /** The instances of this test's scope that exist now: the sandboxes that should have rules. */
 async function liveInScope(): Promise<string[]> {
-  return (await c.listInstances({ recursion: 1 })).filter((i) => i.config[LABELS.guardScope] === SCOPE).map((i) => i.name).sort();
+  const untaken = await untakenPoolMembers();
+  return (await c.listInstances({ recursion: 1 })).filter((i) => i.config[LABELS.guardScope] === SCOPE && !untaken.has(i.name)).map((i) => i.name).sort();
 }
 
 /**
@@ -547,7 +556,7 @@ describe('network isolation of real sandboxes', () => {
     assert.deepEqual([modes[sb.r1], modes[sb.r2], modes[sb.a], modes[sb.o]], ['restricted', 'restricted', 'allowlist', 'open']);
     const status = await guardRequest(GuardNetworkStatus, {});
     // Pooled: the guard's refilled warm members (untaken) have rules too.
-    const untaken = new Set((await c.listInstances({ recursion: 1 })).filter((i) => /^(idle|filling)$/.test(i.config['user.coi.pool-state'] ?? '')).map((i) => i.name));
+    const untaken = await untakenPoolMembers();
     assert.deepEqual(status.installed.map((s) => s.container).filter((n) => !untaken.has(n)).sort(), Object.values(sb).sort());
     assert.deepEqual(status.orphans, []);
     for (const s of status.installed) assert.equal(s.hostIface, hostVethName(s.container));
