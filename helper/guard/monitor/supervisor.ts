@@ -15,7 +15,7 @@ import { toCoiError } from '../../errors';
 import { readFreezer, writeFreezer } from '../../host/freezer';
 import type { IncusClient } from '../../incus/client';
 import { lifecycleOf } from '../../incus/events';
-import type { InstanceFull, InstanceState, RawEvent } from '../../incus/types';
+import type { InstanceFull, RawEvent } from '../../incus/types';
 import type { Log } from '../../log';
 import type { MonitorStatus, ThreatEventWire } from '../../protocol/methods';
 import { LABELS } from '../../sandbox/labels';
@@ -309,7 +309,7 @@ export class MonitorSupervisor {
     const next = new Map<string, string[]>();
     await Promise.all(
       [...this.loops.keys()].map(async (name) => {
-        const st = await this.o.incus.get<InstanceState>(this.o.incus.url(`/1.0/instances/${encodeURIComponent(name)}/state`)).catch(() => undefined);
+        const st = await this.o.incus.getState(name).catch(() => undefined);
         if (!st) {
           // A failed look keeps what was known: its queries must not go unattributed meanwhile.
           for (const [a, names] of this.addresses) if (names.includes(name)) next.set(a, [...new Set([...(next.get(a) ?? []), name])]);
