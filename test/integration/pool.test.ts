@@ -166,6 +166,10 @@ describe('warm pool', () => {
     assert.ok(next && next !== oldFp, 'the agent image is another image');
     await c.run('PUT', c.url(`/1.0/images/aliases/${IMAGE}`), { target: next, description: 'pool test, rebuilt' });
     await until('the outdated member to be deleted', async () => ((await c.instanceExists(old!.name)) ? undefined : true), 60_000);
+    // The alias change sends several events, each a sweep: one delete, not one per sweep racing the others.
+    const log = readFileSync(guardLog, 'utf8');
+    assert.doesNotMatch(log, new RegExp(`could not delete ${old!.name}`));
+    assert.equal(log.split(`pool: deleted ${old!.name}:`).length - 1, 1, 'deleted once');
     const r = await coi(['run', 'command -v claude >/dev/null && echo new-image'], ws);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'new-image\n', 'the command ran on the rebuilt image');

@@ -69,8 +69,16 @@ export class PoolKeeper {
   private readonly filling = new Map<string, Promise<void>>();
   /** Members this process is creating now (their names). */
   private readonly making = new Set<string>();
-  /** Members and taken sandboxes this process is deleting now. */
-  private readonly deleting = new Set<string>();
+  /**
+   * Members and taken sandboxes this process is deleting now. One delete per
+   * instance: Incus serialises concurrent force-deletes of one instance behind
+   * each other's stop and delete, and under load that took a minute (an image
+   * rebuild sends several events, each a sweep).
+   */
+  private readonly deleting = new Map<string, Promise<void>>();
+  /** The sweep running now, and whether another event asked for one meanwhile. */
+  private sweeping: Promise<void> | undefined;
+  private sweepAgain = false;
   private takeChain: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -113,8 +121,25 @@ export class PoolKeeper {
     return all.map(memberOf).filter((m): m is Member => m !== undefined && m.scope === this.o.scope);
   }
 
-  /** Deletes what must go, finds demand again from labels, refills. */
-  async sweep(): Promise<void> {
+  /**
+   * Deletes what must go, finds demand again from labels, refills. Sweeps
+   * asked for while one runs fold into one more after it.
+   */
+  sweep(): Promise<void> {
+    if (this.sweeping) {
+      this.sweepAgain = true;
+      return this.sweeping;
+    }
+    this.sweeping = (async () => {
+      do {
+        this.sweepAgain = false;
+        await this.sweepOnce();
+      } while (this.sweepAgain && !this.stopped);
+    })().finally(() => (this.sweeping = undefined));
+    return this.sweeping;
+  }
+
+  private async sweepOnce(): Promise<void> {
     if (this.stopped || !this.o.active()) return;
     try {
       const members = await this.members();
@@ -156,16 +181,21 @@ export class PoolKeeper {
     return this.deleting.has(name);
   }
 
-  private async remove(name: string, why: string): Promise<void> {
-    this.deleting.add(name);
-    try {
-      await this.o.incus.deleteInstance(name, { force: true });
-      this.o.log.info(`pool: deleted ${name}: ${why}`);
-    } catch (e) {
-      this.o.log.warn(`pool: could not delete ${name} (${why}): ${toCoiError(e).message}`);
-    } finally {
-      this.deleting.delete(name);
-    }
+  private remove(name: string, why: string): Promise<void> {
+    const running = this.deleting.get(name);
+    if (running) return running;
+    const p = (async () => {
+      try {
+        await this.o.incus.deleteInstance(name, { force: true });
+        this.o.log.info(`pool: deleted ${name}: ${why}`);
+      } catch (e) {
+        this.o.log.warn(`pool: could not delete ${name} (${why}): ${toCoiError(e).message}`);
+      } finally {
+        this.deleting.delete(name);
+      }
+    })();
+    this.deleting.set(name, p);
+    return p;
   }
 
   /** Records the demand (size 0 forgets it) and starts filling. */
