@@ -30,7 +30,13 @@ before(async () => {
 
 after(async () => {
   await vs?.stop();
-  if (guard?.pid && guard.exitCode === null) guard.kill('SIGTERM');
+  if (guard?.pid && guard.exitCode === null) {
+    const exited = new Promise((r) => guard!.once('exit', r));
+    guard.kill('SIGTERM');
+    await exited;
+  }
+  // Its tables outlive the guard by design; scope e2e is this test's own.
+  for (const [family, table] of [['inet', 'coi_guard_e2e'], ['netdev', 'coi_guard_ingress_e2e']]) execFileSync('nft', ['-f', '-'], { input: `table ${family} ${table}\ndelete table ${family} ${table}\n` });
   rmSync(guardDir, { recursive: true, force: true });
 });
 

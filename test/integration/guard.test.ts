@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { GuardClient } from '../../helper/guard/client';
 import type { GuardEvent } from '../../helper/protocol/methods';
+import { markOf } from '../../helper/guard/network/marks';
 import { SETUP_NAMES } from '../../helper/setup/names';
 import { cleanupLabelled, HELPER, requireIncus, TEST_LABEL, uniqueName } from './support';
 import type { IncusClient } from '../../helper/incus/client';
@@ -117,4 +118,46 @@ test('a peer that is neither root nor in the admin group is refused, even when t
     setTimeout(() => { console.log('TIMEOUT'); process.exit(0); }, 10000);`;
   const r = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, '-e', script], { encoding: 'utf8', timeout: 20_000 });
   assert.equal(r.stdout.trim(), 'REFUSED', `nobody must not be served: ${r.stdout} ${r.stderr}`);
+});
+
+// Tables of test guards that died pile up on a machine that runs the tests again and again, each holding one of
+// the 31 mark tags. Here every tag is taken: 29 by dead guards' scopes with nothing left in them, one by a live
+// guard, one by a scope that still has an instance (its tables are that sandbox's only fence).
+test('a guard that finds every mark tag taken removes the tables of dead guards\' empty scopes and starts; live ones keep theirs', async (t) => {
+  if (guard) {
+    guard.kill('SIGTERM');
+    await new Promise((r) => guard!.once('exit', r));
+    guard = undefined;
+  }
+  const dead = spawnSync('true').pid!;
+  const alive = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1e6)', 'guard', 'run'], { stdio: 'ignore' });
+  t.after(() => alive.kill('SIGKILL'));
+  const scopes = Array.from({ length: 31 }, (_, i) => `z${runId}${i.toString(32)}`);
+  const [liveScope, usedScope] = [scopes[29]!, scopes[30]!];
+  const table = (scope: string, tag: number, owner: number | undefined) =>
+    `table inet coi_guard_${scope} {\n${owner ? `\tcomment "coi guard pid ${owner}"\n` : ''}\tchain sb_x { }\n\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tmeta mark and 0xffff0000 vmap { 0x${markOf(tag, 1).toString(16).padStart(8, '0')} : jump sb_x }\n\t}\n}\ntable netdev coi_guard_ingress_${scope} {\n${owner ? `\tcomment "coi guard pid ${owner}"\n` : ''}}\n`;
+  const script = scopes.map((s, i) => table(s, 3 + 2 * i, s === liveScope ? alive.pid : i % 2 === 0 ? dead : undefined)).join('');
+  const removeAll = () => spawnSync('nft', ['-f', '-'], { input: scopes.flatMap((s) => [`table inet coi_guard_${s}`, `delete table inet coi_guard_${s}`, `table netdev coi_guard_ingress_${s}`, `delete table netdev coi_guard_ingress_${s}`]).join('\n') });
+  t.after(removeAll);
+  const planted = spawnSync('nft', ['-f', '-'], { input: script, encoding: 'utf8' });
+  assert.equal(planted.status, 0, planted.stderr);
+  await c.createInstance({ name: uniqueName(), source: { type: 'none' }, config: { [TEST_LABEL]: runId, 'user.coi.guard-scope': usedScope } });
+  // Every tag the host guard (1) leaves is in use now, unless another test's guard runs: then even more so.
+
+  const stderr: string[] = [];
+  guard = startGuard();
+  guard.stderr?.on('data', (d: Buffer) => stderr.push(d.toString()));
+  const probe = new GuardClient({ socketPath, reconnect: true });
+  probe.connect({ timeoutMs: 500 }).catch(() => undefined);
+  try {
+    await probe.waitConnected(20_000).catch(() => assert.fail(`the guard did not start:\n${stderr.join('')}`));
+  } finally {
+    probe.close();
+  }
+  const left = spawnSync('nft', ['list', 'tables'], { encoding: 'utf8' }).stdout;
+  const ofScope = (s: string) => left.split('\n').filter((l) => l.endsWith(`coi_guard_${s}`) || l.endsWith(`coi_guard_ingress_${s}`));
+  assert.deepEqual(scopes.filter((s) => ofScope(s).length > 0), [liveScope, usedScope], 'only the live guard\'s scope and the one with an instance are left');
+  assert.equal(ofScope(liveScope).length, 2);
+  assert.match(stderr.join(''), /removed the tables of 29 scope\(s\) whose guard is gone/);
+  assert.match(stderr.join(''), /network marks of scope gt[0-9a-f]+: tag 3\b/, 'the new guard took the lowest freed tag');
 });

@@ -10,6 +10,8 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { GuardClient } from '../../helper/guard/client';
+import { tablesFor } from '../../helper/guard/network/names';
+import { nftExec, removeAllRules } from '../../helper/guard/network/nft';
 import { auditLocation } from '../../helper/guard/monitor/audit-location';
 import type { IncusClient } from '../../helper/incus/client';
 import type { GuardEvent, ThreatEventWire, ThreatRecord } from '../../helper/protocol/methods';
@@ -141,6 +143,8 @@ export function monitorHarness(tag: string): MonitorHarness {
       for (const i of (await c?.listInstances().catch(() => [])) ?? []) {
         if (i.name.startsWith(prefix)) await c!.deleteInstance(i.name, { force: true }).catch(() => undefined);
       }
+      // The guard's tables outlive it by design; with its sandboxes gone, this scope's are ours to remove.
+      await removeAllRules(nftExec(), tablesFor(scope)).catch(() => undefined);
       rmSync(keep, { recursive: true, force: true });
       mkdirSync(keep, { recursive: true });
       if (existsSync(guardLog)) writeFileSync(path.join(keep, 'guard.log'), readFileSync(guardLog));

@@ -36,6 +36,7 @@ import type { IncusClient } from '../../incus/client';
 import { lifecycleOf } from '../../incus/events';
 import type { InstanceFull, RawEvent } from '../../incus/types';
 import type { Log } from '../../log';
+import { LABELS } from '../../sandbox/labels';
 import { NetworkLabel } from '../../sandbox/network-label';
 import { SETUP_NAMES } from '../../setup/names';
 import {
@@ -57,8 +58,9 @@ import { Desired, desiredFirewalld, desiredState, gatewayOf, inScope, ManagedSan
 import type { PacketEvent } from './kmsg';
 import { KmsgReader } from './kmsg-reader';
 import { sandboxKey, TableNames, tablesFor } from './names';
-import { chooseTag, HOST_TAG, tagsInUse } from './marks';
-import { applyRulesetFile, listInstalledRules, listRulesetText, NftExec, nftExec } from './nft';
+import { chooseTag, HOST_TAG } from './marks';
+import { guardTablesIn, renderRemoveScopes, ScopeTables, staleScopes, tagsInUse } from './guard-tables';
+import { applyRuleset, applyRulesetFile, listInstalledRules, listRulesetText, NftExec, nftExec } from './nft';
 import { FirewallCmdExec, FirewalldSandboxes, firewalldPid, FirewalldZoneKeeper } from './firewalld-runner';
 import { findOrphans, InstalledRules } from './parse';
 import { renderRuleset } from './render';
@@ -196,7 +198,8 @@ export class NetworkController {
   async start(): Promise<void> {
     await this.claimScope();
     if (this.o.scope) {
-      this.tag = chooseTag(this.o.scope, tagsInUse(await listRulesetText(this.nft), this.tables.filter));
+      const found = await this.removeStaleScopes(guardTablesIn(await listRulesetText(this.nft)));
+      this.tag = chooseTag(this.o.scope, tagsInUse(found, this.o.scope));
       this.o.log.info(`network marks of scope ${this.o.scope}: tag ${this.tag}`);
     }
     if (this.o.kmsgPath !== null) {
@@ -219,6 +222,28 @@ export class NetworkController {
       }, FIREWALLD_POLL_MS);
       this.firewalldTimer.unref();
     }
+  }
+
+  /**
+   * Removes the tables of scoped guards that died and left no sandbox behind
+   * (guard-tables.ts); returns what is left. Best effort: a failure only
+   * leaves them, and the tag choice says so if they are in the way.
+   */
+  private async removeStaleScopes(found: Map<string, ScopeTables>): Promise<Map<string, ScopeTables>> {
+    try {
+      const instances = await this.o.incus.listInstances({ recursion: 1, timeoutMs: 30_000 });
+      const scopesInUse = new Set(instances.map((i) => i.config?.[LABELS.guardScope]).filter((s): s is string => !!s));
+      const live = new Set<number>();
+      for (const s of found.values()) if (s.ownerPid !== undefined && (await isGuardProcess(s.ownerPid))) live.add(s.ownerPid);
+      const stale = staleScopes(found, { ownScope: this.o.scope, liveGuard: (pid) => live.has(pid), scopesInUse });
+      if (stale.length === 0) return found;
+      await applyRuleset(renderRemoveScopes(stale), this.nft);
+      this.o.log.info(`removed the tables of ${stale.length} scope(s) whose guard is gone and which fence no instance: ${stale.map((s) => s.scope).join(', ')}`);
+      for (const s of stale) found.delete(s.scope);
+    } catch (e) {
+      this.o.log.warn(`could not remove the tables of dead guards' scopes: ${toCoiError(e).message}`);
+    }
+    return found;
   }
 
   private get ownerFile(): string {
@@ -407,7 +432,7 @@ export class NetworkController {
       let nftMs = 0;
       const apply = async (live: ReadonlySet<string>): Promise<Desired> => {
         const d = desiredState(sandboxes, { gateways, resolved, firewalld: { live, problems: fwProblems } });
-        const script = renderRuleset(d.state, { now: this.now(), tables: this.tables, tag: this.tag });
+        const script = renderRuleset(d.state, { now: this.now(), tables: this.tables, tag: this.tag, owner: process.pid });
         const t1 = Date.now();
         await applyRulesetFile(script, this.o.stateDir, this.nft);
         nftMs += Date.now() - t1;

@@ -29,22 +29,6 @@ export function markOf(tag: number, id: number): number {
   return ((tag << TAG_SHIFT) | (id << ID_SHIFT)) >>> 0;
 }
 
-/** Tags the vmaps of coi guard tables other than `ownTable` use, from `nft list ruleset` text. */
-export function tagsInUse(rulesetText: string, ownTable: string): Set<number> {
-  const used = new Set<number>();
-  let table = '';
-  for (const line of rulesetText.split('\n')) {
-    const t = /^table (\S+) (\S+) \{/.exec(line);
-    if (t) {
-      table = t[1] === 'inet' ? t[2]! : '';
-      continue;
-    }
-    if (!table.startsWith('coi_guard') || table === ownTable) continue;
-    for (const m of line.matchAll(/(0x[0-9a-f]{8}) : jump /g)) used.add(Number(m[1]) >>> TAG_SHIFT);
-  }
-  return used;
-}
-
 /** The tag of a guard: the host's is fixed; a scoped guard's is the lowest odd one nobody else uses. */
 export function chooseTag(scope: string, used: ReadonlySet<number>): number {
   if (!scope) return HOST_TAG;

@@ -75,6 +75,7 @@ import {
 } from './names';
 import { BootBlock, NETWORK_MODES, NetworkState, SandboxNetwork } from './types';
 import { HOST_TAG, MARK_MASK, markOf, MAX_ID, MAX_TAG } from './marks';
+import { ownerComment } from './guard-tables';
 
 /** The most sandboxes with filtered networks one guard can tell apart (ids in the mark, see marks.ts). */
 export const MAX_FILTERED_SANDBOXES = MAX_ID;
@@ -133,6 +134,8 @@ export interface RenderOptions {
    * (see marks.ts).
    */
   tag?: number;
+  /** The guard's pid, recorded in each table's comment so that a later guard can tell live tables from a dead guard's (guard-tables.ts). */
+  owner?: number;
 }
 
 /** A sandbox after validation, with everything the script needs precomputed. */
@@ -443,9 +446,11 @@ export function renderRuleset(state: NetworkState, opts: RenderOptions): string 
   const mark = (p: Prepared) => hex(markOf(tag, p.id));
 
   const lines: string[] = [...resetLines(tables)];
+  if (opts.owner !== undefined && !(Number.isInteger(opts.owner) && opts.owner > 0)) throw invalid(`owner pid ${opts.owner} is not a process id`);
+  const owner = opts.owner !== undefined ? [`comment "${ownerComment(opts.owner)}"`] : [];
 
   if (prepared.length > 0 || boots.length > 0) {
-    const t: string[] = [];
+    const t: string[] = [...owner];
     const limitKeys = [...new Set([...filtered.map((p) => p.key), ...boots.map(([k]) => k)])].sort(byString);
     for (const k of limitKeys) t.push(`limit ${limitLog(k)} { ${LOG_RATE} }`);
     for (const [, b] of boots) t.push('', ...bootChain(b));
@@ -454,7 +459,7 @@ export function renderRuleset(state: NetworkState, opts: RenderOptions): string 
   }
 
   if (filtered.length > 0) {
-    const t: string[] = [];
+    const t: string[] = [...owner];
     for (const p of filtered) t.push(`limit ${limitLog(p.key)} { ${LOG_RATE} }`);
     for (const p of filtered.filter((x) => x.s.mode === 'restricted')) t.push(`limit ${limitDnsRate(p.key)} { ${DNS_RATE} }`);
     for (const p of filtered.filter((x) => x.s.mode === 'allowlist')) t.push('', ...allowSets(p));

@@ -1,40 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 import { CoiError } from '../../../../helper/errors';
-import { chooseTag, HOST_TAG, markOf, tagsInUse } from '../../../../helper/guard/network/marks';
-
-// What `nft list ruleset` prints: the host guard before tags (ids 1, 2), a scoped guard before tags (2049),
-// a tagged scoped guard (tag 3), our own table (tag 5), and a table that is not a guard's.
-const RULESET = `table inet coi_guard {
-	chain forward {
-		meta mark & 0x0fff0000 vmap { 0x00010000 : jump sb_a, 0x00020000 : jump sb_b }
-	}
-}
-table inet coi_guard_old1 {
-	chain forward {
-		meta mark & 0x0fff0000 vmap { 0x08010000 : jump sb_c }
-	}
-}
-table inet coi_guard_t3 {
-	chain forward {
-		meta mark & 0xffff0000 vmap { 0x0c010000 : jump sb_d, 0x0c020000 : jump sb_e }
-	}
-}
-table inet coi_guard_mine {
-	chain forward {
-		meta mark & 0xffff0000 vmap { 0x14010000 : jump sb_f }
-	}
-}
-table inet other {
-	chain forward {
-		meta mark vmap { 0x1c010000 : jump x }
-	}
-}
-`;
-
-test('tags in use are read from every other guard table\'s vmap, old and new, not from ours or foreign tables', () => {
-  assert.deepEqual([...tagsInUse(RULESET, 'coi_guard_mine')].sort(), [0, 2, 3]);
-});
+import { chooseTag, HOST_TAG, markOf } from '../../../../helper/guard/network/marks';
 
 test('the host guard is tag 1; a scoped guard takes the lowest free odd tag from 3; none left is an error with a remedy', () => {
   assert.equal(chooseTag('', new Set([1, 3])), HOST_TAG);
