@@ -136,7 +136,7 @@ describe('warm pool', () => {
     assert.match(readFileSync(guardLog, 'utf8'), new RegExp(`pool: ${member} taken by pid`));
     assert.equal(spawnSync('stat', ['-c', '%u', path.join(ws, 'made')], { encoding: 'utf8' }).stdout.trim(), String(process.getuid!()), 'files keep the user\'s ownership');
     // The guard deletes the used one (never back to the pool) and makes a new one.
-    await until('the used member to be gone', async () => ((await c.instanceExists(member)) ? undefined : true), 60_000);
+    await until('the used member to be gone', async () => ((await ours()).some((i) => i.config['volatile.uuid'] === m!.config['volatile.uuid']) ? undefined : true), 60_000);
     const [again] = await idleMembers(1);
     assert.ok(again, 'the pool refilled');
   });
@@ -165,7 +165,10 @@ describe('warm pool', () => {
     const next = await c.imageAlias('coi');
     assert.ok(next && next !== oldFp, 'the agent image is another image');
     await c.run('PUT', c.url(`/1.0/images/aliases/${IMAGE}`), { target: next, description: 'pool test, rebuilt' });
-    await until('the outdated member to be deleted', async () => ((await c.instanceExists(old!.name)) ? undefined : true), 60_000);
+    // By identity: the refill may give the next member the same name within the poll's 250 ms.
+    const uuid = old!.config['volatile.uuid'];
+    assert.ok(uuid);
+    await until('the outdated member to be deleted', async () => ((await ours()).some((i) => i.config['volatile.uuid'] === uuid) ? undefined : true), 60_000);
     // The alias change sends several events, each a sweep: one delete, not one per sweep racing the others.
     const log = readFileSync(guardLog, 'utf8');
     assert.doesNotMatch(log, new RegExp(`could not delete ${old!.name}`));
