@@ -4,10 +4,10 @@
  * are used by the guard and by clients.
  */
 import { z } from 'zod';
-import { request } from '../protocol/rpc';
+import { once, request } from '../protocol/rpc';
 import { poolSpecSchema } from './spec';
 
-const instanceName = z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-Za-z0-9-]*$/, 'an instance name (letters, digits and "-")');
+const instanceName = once(() => z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-Za-z0-9-]*$/, 'an instance name (letters, digits and "-")'));
 
 /**
  * Asks the guard to keep `size` members of this spec ready (0: none), and,
@@ -15,13 +15,15 @@ const instanceName = z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-Za-z0-9-]*$
  * it taken (never to return to the pool) only if it is idle, of this spec,
  * running and made from the image the alias points to now.
  */
-const adoption = z
+const adoption = once(() =>
+  z
   .object({
     config: z.record(z.string().max(256), z.string().max(65_536)),
     devices: z.record(z.string().max(64), z.record(z.string().max(64), z.string().max(4096))),
   })
-  .strict();
-export type Adoption = z.infer<typeof adoption>;
+  .strict()
+);
+export type Adoption = z.infer<ReturnType<typeof adoption>>;
 
 /**
  * With `adopt`, the guard also makes the taken member the sandbox (labels,
@@ -31,12 +33,12 @@ export type Adoption = z.infer<typeof adoption>;
  */
 export const GuardPoolTake = request(
   'guard/poolTake',
-  z
+  () => z
     .object({
       spec: poolSpecSchema,
       size: z.number().int().min(0).max(32),
-      name: instanceName.optional(),
-      adopt: adoption.optional(),
+      name: instanceName().optional(),
+      adopt: adoption().optional(),
       /**
        * An ephemeral `coi run`: the guard deletes the taken sandbox when this
        * connection closes (the command ended, or the coi process died), so
@@ -45,20 +47,20 @@ export const GuardPoolTake = request(
       endWithClient: z.boolean().optional(),
     })
     .strict(),
-  z.object({ taken: z.boolean(), reason: z.string().optional(), mode: z.string().optional(), warnings: z.array(z.string()).optional() }),
+  () => z.object({ taken: z.boolean(), reason: z.string().optional(), mode: z.string().optional(), warnings: z.array(z.string()).optional() }),
 );
 
 /** Forgets the demand of pools (all of a prefix) and deletes their members nobody took. */
 export const GuardPoolDrain = request(
   'guard/poolDrain',
-  z.object({ prefix: z.string().regex(/^[a-z][a-z0-9-]{0,20}$/).optional() }).strict(),
-  z.object({ deleted: z.array(z.string()) }),
+  () => z.object({ prefix: z.string().regex(/^[a-z][a-z0-9-]{0,20}$/).optional() }).strict(),
+  () => z.object({ deleted: z.array(z.string()) }),
 );
 
 export const GuardPoolStatus = request(
   'guard/poolStatus',
-  z.object({}).strict(),
-  z.object({
+  () => z.object({}).strict(),
+  () => z.object({
     pools: z.array(z.object({ key: z.string(), workspaceHash: z.string(), image: z.string(), size: z.number().int(), idle: z.array(z.string()), filling: z.array(z.string()) })),
     limits: z.object({ maxMembers: z.number().int(), minFreeMiB: z.number().int() }),
     problems: z.array(z.string()),

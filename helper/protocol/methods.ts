@@ -8,38 +8,44 @@
  */
 import { z } from 'zod';
 import { healthReport } from '../health/schema';
-import { notification, request } from './rpc';
+import { notification, once, request } from './rpc';
 
 /** Params of a method that takes none: `{}` or omitted, and nothing else. */
-const noParams = z.object({}).strict();
+const noParams = once(() => z.object({}).strict());
 
-export const versionInfo = z.object({
+export const versionInfo = once(() =>
+  z.object({
   version: z.string(),
   pid: z.number().int(),
   node: z.string(),
   /** A hash of the running bundle: tells builds of the same version apart. */
   build: z.string().max(64).optional(),
-});
-export type VersionInfo = z.infer<typeof versionInfo>;
+})
+);
+export type VersionInfo = z.infer<ReturnType<typeof versionInfo>>;
 
-export const incusStatus = z.discriminatedUnion('reachable', [
+export const incusStatus = once(() =>
+  z.discriminatedUnion('reachable', [
   z.object({ reachable: z.literal(true), serverVersion: z.string(), apiVersion: z.string(), endpoint: z.string() }),
   z.object({ reachable: z.literal(false), endpoint: z.string(), error: z.string(), remedy: z.string().optional() }),
-]);
-export type IncusStatus = z.infer<typeof incusStatus>;
+])
+);
+export type IncusStatus = z.infer<ReturnType<typeof incusStatus>>;
 
-export const guardStatus = z.discriminatedUnion('reachable', [
+export const guardStatus = once(() =>
+  z.discriminatedUnion('reachable', [
   z.object({ reachable: z.literal(true), version: z.string(), pid: z.number().int(), socket: z.string() }),
   z.object({ reachable: z.literal(false), socket: z.string(), error: z.string() }),
-]);
-export type GuardStatus = z.infer<typeof guardStatus>;
+])
+);
+export type GuardStatus = z.infer<ReturnType<typeof guardStatus>>;
 
 // ── helper ──────────────────────────────────────────────────────────────────
 
 export const HelperInfo = request(
   'helper/info',
-  noParams,
-  z.object({ helper: versionInfo, incus: incusStatus, guard: guardStatus }),
+  () => noParams(),
+  () => z.object({ helper: versionInfo(), incus: incusStatus(), guard: guardStatus() }),
 );
 export type HelperInfoResult = z.infer<typeof HelperInfo.result>;
 
@@ -47,14 +53,14 @@ export type HelperInfoResult = z.infer<typeof HelperInfo.result>;
 
 export const GuardInfo = request(
   'guard/info',
-  noParams,
-  z.object({
-    guard: versionInfo,
+  () => noParams(),
+  () => z.object({
+    guard: versionInfo(),
     startedAt: z.string(),
     socket: z.string(),
     clients: z.number().int(),
     subscriptions: z.number().int(),
-    incus: incusStatus,
+    incus: incusStatus(),
     eventsConnected: z.boolean(),
     /** Holds the host lock: reaps ended sandboxes, enforces deadlines. */
     primary: z.boolean(),
@@ -70,19 +76,20 @@ export type GuardInfoResult = z.infer<typeof GuardInfo.result>;
 /** Capability names in guard/info. */
 export const GUARD_CAPABILITIES = { network: 'network' } as const;
 
-export const eventTopic = z.enum(['incus', 'guard', 'network', 'threat']);
-export type EventTopic = z.infer<typeof eventTopic>;
+export const eventTopic = once(() => z.enum(['incus', 'guard', 'network', 'threat']));
+export type EventTopic = z.infer<ReturnType<typeof eventTopic>>;
 
 export const GuardSubscribe = request(
   'guard/subscribe',
-  z.object({ topics: z.array(eventTopic).min(1).max(8) }).strict(),
-  z.object({ topics: z.array(eventTopic) }),
+  () => z.object({ topics: z.array(eventTopic()).min(1).max(8) }).strict(),
+  () => z.object({ topics: z.array(eventTopic()) }),
 );
 
-export const GuardShutdown = request('guard/shutdown', noParams, z.object({ stopping: z.literal(true) }));
+export const GuardShutdown = request('guard/shutdown', () => noParams(), () => z.object({ stopping: z.literal(true) }));
 
 /** An Incus event as the guard relays it: trimmed to what clients use, never raw. */
-export const incusEvent = z.object({
+export const incusEvent = once(() =>
+  z.object({
   type: z.string().max(64),
   timestamp: z.string().max(64),
   /** For lifecycle events: e.g. "instance-started"; for operations: the operation's description. */
@@ -90,8 +97,9 @@ export const incusEvent = z.object({
   /** The source URL, e.g. /1.0/instances/coi-1a2b3c4d-1. */
   source: z.string().max(1024),
   project: z.string().max(256).optional(),
-});
-export type IncusEvent = z.infer<typeof incusEvent>;
+})
+);
+export type IncusEvent = z.infer<ReturnType<typeof incusEvent>>;
 
 /**
  * A connection our rules refused or dropped, from the kernel log line of the
@@ -99,7 +107,8 @@ export type IncusEvent = z.infer<typeof incusEvent>;
  * packet's source address). Fields other than container, rule and action are
  * absent for frames that are not IP (rule "vlan" or "l2").
  */
-export const networkEvent = z.object({
+export const networkEvent = once(() =>
+  z.object({
   container: z.string().max(128),
   /** private, linklocal, cgnat, loopback, multicast, reserved, host, dns, notallowed, ipv6, vlan, l2, boot */
   rule: z.string().max(32),
@@ -111,8 +120,9 @@ export const networkEvent = z.object({
   dport: z.number().int().min(0).max(65535).optional(),
   /** When the guard read the line (ISO 8601). */
   time: z.string().max(64),
-});
-export type NetworkEvent = z.infer<typeof networkEvent>;
+})
+);
+export type NetworkEvent = z.infer<ReturnType<typeof networkEvent>>;
 
 // ── monitor: threats ────────────────────────────────────────────────────────
 //
@@ -121,12 +131,13 @@ export type NetworkEvent = z.infer<typeof networkEvent>;
 // came from inside the container: render it as text, never as markup or
 // terminal control. Descriptions are already made display-safe.
 
-export const threatLevel = z.enum(['info', 'warning', 'high', 'critical']);
-export type ThreatLevel = z.infer<typeof threatLevel>;
+export const threatLevel = once(() => z.enum(['info', 'warning', 'high', 'critical']));
+export type ThreatLevel = z.infer<ReturnType<typeof threatLevel>>;
 
-const lineageEntry = z.object({ pid: z.number().int(), comm: z.string(), argv: z.array(z.string()) });
+const lineageEntry = once(() => z.object({ pid: z.number().int(), comm: z.string(), argv: z.array(z.string()) }));
 
-export const threatEvidence = z
+export const threatEvidence = once(() =>
+  z
   .object({
     process: z
       .object({
@@ -137,7 +148,7 @@ export const threatEvidence = z
         argv: z.array(z.string()),
         uid: z.number().int().optional(),
         /** The process, its parent, … up to the container's init. */
-        lineage: z.array(lineageEntry),
+        lineage: z.array(lineageEntry()),
       })
       .passthrough()
       .optional(),
@@ -152,10 +163,12 @@ export const threatEvidence = z
     rule: z.string(),
     key: z.string(),
   })
-  .passthrough();
+  .passthrough()
+);
 
 /** What the guard did about it, when, and how fast. */
-export const threatResponse = z
+export const threatResponse = once(() =>
+  z
   .object({
     /** When the snapshot that showed it was taken (ISO 8601). */
     detectedAt: z.string(),
@@ -165,17 +178,19 @@ export const threatResponse = z
     containMs: z.number().optional(),
     error: z.string().optional(),
   })
-  .passthrough();
+  .passthrough()
+);
 
-export const threatRecord = z
+export const threatRecord = once(() =>
+  z
   .object({
     id: z.string().max(64),
     timestamp: z.string().max(64),
-    level: threatLevel,
+    level: threatLevel(),
     category: z.string().max(64),
     title: z.string().max(1024),
     description: z.string().max(16_384),
-    evidence: threatEvidence,
+    evidence: threatEvidence(),
     /** logged | alerted | paused | killed | logged (already paused) | pause failed | kill failed */
     action: z.string().max(64),
     container: z.string().max(128),
@@ -183,23 +198,27 @@ export const threatRecord = z
     mitre: z.array(z.string().max(32)).max(16).optional(),
     /** Identical events folded into this one (de-duplication window 30 s). */
     folded: z.number().int().optional(),
-    response: threatResponse.optional(),
+    response: threatResponse().optional(),
   })
-  .passthrough();
-export type ThreatRecord = z.infer<typeof threatRecord>;
+  .passthrough()
+);
+export type ThreatRecord = z.infer<ReturnType<typeof threatRecord>>;
 
-export const threatEvent = z.object({
+export const threatEvent = once(() =>
+  z.object({
   container: z.string().max(128),
   ownerUid: z.number().int().optional(),
   /** The audit file the record is in. */
   auditPath: z.string().max(4096).optional(),
-  record: threatRecord,
-});
-export type ThreatEventWire = z.infer<typeof threatEvent>;
+  record: threatRecord(),
+})
+);
+export type ThreatEventWire = z.infer<ReturnType<typeof threatEvent>>;
 
-export const guardEvent = z.discriminatedUnion('topic', [
-  z.object({ topic: z.literal('incus'), event: incusEvent }),
-  z.object({ topic: z.literal('network'), event: networkEvent }),
+export const guardEvent = once(() =>
+  z.discriminatedUnion('topic', [
+  z.object({ topic: z.literal('incus'), event: incusEvent() }),
+  z.object({ topic: z.literal('network'), event: networkEvent() }),
   z.object({
     topic: z.literal('guard'),
     event: z.object({
@@ -208,19 +227,20 @@ export const guardEvent = z.discriminatedUnion('topic', [
       container: z.string().max(128).optional(),
     }),
   }),
-  z.object({ topic: z.literal('threat'), event: threatEvent }),
-]);
-export type GuardEvent = z.infer<typeof guardEvent>;
+  z.object({ topic: z.literal('threat'), event: threatEvent() }),
+])
+);
+export type GuardEvent = z.infer<ReturnType<typeof guardEvent>>;
 
 /** Pushed by the guard to every client subscribed to the event's topic. */
-export const GuardEventNotification = notification('$/guard/event', guardEvent);
+export const GuardEventNotification = notification('$/guard/event', () => guardEvent());
 
 /**
  * Every threat the guard pushes, forwarded by the helper to its client (the
  * extension) the moment it arrives: the notifications, the alert view and the
  * tree's counts are made from these.
  */
-export const ThreatNotification = notification('$/threat', threatEvent);
+export const ThreatNotification = notification('$/threat', () => threatEvent());
 
 /**
  * Delegates a user's own uid and gid to root in /etc/subuid and /etc/subgid, so
@@ -228,11 +248,11 @@ export const ThreatNotification = notification('$/threat', threatEvent);
  */
 export const GuardAllowIdmap = request(
   'guard/allowIdmap',
-  z.object({ uid: z.number().int().min(0).max(4_294_967_294), gid: z.number().int().min(0).max(4_294_967_294) }).strict(),
-  z.object({ changed: z.boolean() }),
+  () => z.object({ uid: z.number().int().min(0).max(4_294_967_294), gid: z.number().int().min(0).max(4_294_967_294) }).strict(),
+  () => z.object({ changed: z.boolean() }),
 );
 
-const instanceName = z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-Za-z0-9-]*$/, 'an instance name (letters, digits and "-")');
+const instanceName = once(() => z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-Za-z0-9-]*$/, 'an instance name (letters, digits and "-")'));
 
 /**
  * Fences a sandbox's network before it starts. The guard reads the instance
@@ -243,8 +263,8 @@ const instanceName = z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-Za-z0-9-]*$
  */
 export const GuardSecureSandbox = request(
   'guard/secureSandbox',
-  z.object({ name: instanceName }).strict(),
-  z.object({
+  () => z.object({ name: instanceName() }).strict(),
+  () => z.object({
     name: z.string(),
     mode: z.enum(['restricted', 'allowlist', 'open']),
     hostIface: z.string(),
@@ -255,7 +275,8 @@ export const GuardSecureSandbox = request(
 );
 export type GuardSecureSandboxResult = z.infer<typeof GuardSecureSandbox.result>;
 
-const ruleSummary = z.object({
+const ruleSummary = once(() =>
+  z.object({
   container: z.string(),
   hostIface: z.string().optional(),
   mode: z.string().optional(),
@@ -264,23 +285,24 @@ const ruleSummary = z.object({
   bootBlocked: z.boolean(),
   packets: z.number().optional(),
   bytes: z.number().optional(),
-});
+})
+);
 
-const applyReport = z.object({ at: z.string(), ok: z.boolean(), error: z.string().optional(), reason: z.string(), reasons: z.array(z.string()).optional() });
+const applyReport = once(() => z.object({ at: z.string(), ok: z.boolean(), error: z.string().optional(), reason: z.string(), reasons: z.array(z.string()).optional() }));
 
 /** What the guard enforces now: installed rules, what it would not fence, and orphans. */
 export const GuardNetworkStatus = request(
   'guard/networkStatus',
-  noParams,
-  z.object({
+  () => noParams(),
+  () => z.object({
     tables: z.array(z.string()),
-    installed: z.array(ruleSummary),
+    installed: z.array(ruleSummary()),
     /** Rules of instances that no longer exist (removed by the next apply, or by coi clean --orphans). */
     orphans: z.array(z.string()),
     problems: z.array(z.object({ container: z.string(), problem: z.string() })),
-    lastApply: applyReport.optional(),
+    lastApply: applyReport().optional(),
     /** The last applies, oldest first, each with every request it served (a deletion event, a launch's secure, …). */
-    recentApplies: z.array(applyReport).optional(),
+    recentApplies: z.array(applyReport()).optional(),
     /** Requests waiting for the next apply (one is running). */
     pending: z.array(z.string()).optional(),
   }),
@@ -290,13 +312,14 @@ export type GuardNetworkStatusResult = z.infer<typeof GuardNetworkStatus.result>
 /** Removes rules (and allowlist caches) of sandboxes that no longer exist. */
 export const GuardCleanOrphans = request(
   'guard/cleanOrphans',
-  z.object({ dryRun: z.boolean().default(false) }).strict(),
-  z.object({ removed: z.array(z.object({ container: z.string(), objects: z.array(z.string()) })), caches: z.array(z.string()) }),
+  () => z.object({ dryRun: z.boolean().default(false) }).strict(),
+  () => z.object({ removed: z.array(z.object({ container: z.string(), objects: z.array(z.string()) })), caches: z.array(z.string()) }),
 );
 
 // ── sandboxes ───────────────────────────────────────────────────────────────
 
-export const sandboxInfo = z.object({
+export const sandboxInfo = once(() =>
+  z.object({
   name: z.string(),
   workspace: z.string(),
   slot: z.number().int(),
@@ -313,16 +336,17 @@ export const sandboxInfo = z.object({
   ownerUid: z.number().int().optional(),
   launcherPid: z.number().int().optional(),
   monitored: z.boolean().optional(),
-});
-export type SandboxInfoWire = z.infer<typeof sandboxInfo>;
+})
+);
+export type SandboxInfoWire = z.infer<ReturnType<typeof sandboxInfo>>;
 
-const sandboxName = z.string().min(1).max(63).regex(/^[a-z0-9][a-z0-9-]*$/, 'a sandbox name (lowercase letters, digits and "-")');
+const sandboxName = once(() => z.string().min(1).max(63).regex(/^[a-z0-9][a-z0-9-]*$/, 'a sandbox name (lowercase letters, digits and "-")'));
 
-export const SandboxList = request('sandbox/list', noParams, z.object({ sandboxes: z.array(sandboxInfo) }));
+export const SandboxList = request('sandbox/list', () => noParams(), () => z.object({ sandboxes: z.array(sandboxInfo()) }));
 
 export const SandboxOpen = request(
   'sandbox/open',
-  z
+  () => z
     .object({
       workspace: z.string().min(1).max(4096),
       slot: z.number().int().min(1).max(10).optional(),
@@ -332,23 +356,23 @@ export const SandboxOpen = request(
       profile: z.string().max(64).optional(),
     })
     .strict(),
-  z.object({ sandbox: sandboxInfo, warnings: z.array(z.string()) }),
+  () => z.object({ sandbox: sandboxInfo(), warnings: z.array(z.string()) }),
 );
 
-export const SandboxShutdown = request('sandbox/shutdown', z.object({ name: sandboxName }).strict(), z.object({ outcome: z.enum(['deleted', 'stopped']) }));
-export const SandboxKill = request('sandbox/kill', z.object({ name: sandboxName }).strict(), z.object({ killed: z.literal(true) }));
-export const SandboxPersist = request('sandbox/persist', z.object({ name: sandboxName }).strict(), z.object({ sandbox: sandboxInfo }));
-export const SandboxResume = request('sandbox/resume', z.object({ name: sandboxName }).strict(), z.object({ sandbox: sandboxInfo }));
+export const SandboxShutdown = request('sandbox/shutdown', () => z.object({ name: sandboxName() }).strict(), () => z.object({ outcome: z.enum(['deleted', 'stopped']) }));
+export const SandboxKill = request('sandbox/kill', () => z.object({ name: sandboxName() }).strict(), () => z.object({ killed: z.literal(true) }));
+export const SandboxPersist = request('sandbox/persist', () => z.object({ name: sandboxName() }).strict(), () => z.object({ sandbox: sandboxInfo() }));
+export const SandboxResume = request('sandbox/resume', () => z.object({ name: sandboxName() }).strict(), () => z.object({ sandbox: sandboxInfo() }));
 export const SandboxClean = request(
   'sandbox/clean',
-  z.object({ dryRun: z.boolean().default(false) }).strict(),
-  z.object({ removed: z.array(z.object({ name: z.string(), reason: z.string() })) }),
+  () => z.object({ dryRun: z.boolean().default(false) }).strict(),
+  () => z.object({ removed: z.array(z.object({ name: z.string(), reason: z.string() })) }),
 );
 
 /** A sandbox appeared, changed state or went away (sandbox null), from Incus events. */
 export const SandboxChanged = notification(
   '$/sandbox/changed',
-  z.object({ name: z.string(), action: z.string(), sandbox: sandboxInfo.nullable() }),
+  () => z.object({ name: z.string(), action: z.string(), sandbox: sandboxInfo().nullable() }),
 );
 
 /**
@@ -357,8 +381,8 @@ export const SandboxChanged = notification(
  */
 export const SandboxOptions = request(
   'sandbox/options',
-  z.object({ workspace: z.string().min(1).max(4096) }).strict(),
-  z.object({
+  () => z.object({ workspace: z.string().min(1).max(4096) }).strict(),
+  () => z.object({
     tools: z.array(z.object({ name: z.string(), description: z.string() })),
     profiles: z.array(z.object({ name: z.string(), scope: z.string(), description: z.string().optional() })),
     defaults: z.object({ tool: z.string(), persistent: z.boolean(), profile: z.string().optional() }),
@@ -368,17 +392,18 @@ export type SandboxOptionsResult = z.infer<typeof SandboxOptions.result>;
 
 // ── snapshots ───────────────────────────────────────────────────────────────
 
-export const SnapshotList = request('snapshot/list', z.object({ name: sandboxName }).strict(), z.object({ snapshots: z.array(z.object({ name: z.string(), createdAt: z.string(), stateful: z.boolean() })) }));
+export const SnapshotList = request('snapshot/list', () => z.object({ name: sandboxName() }).strict(), () => z.object({ snapshots: z.array(z.object({ name: z.string(), createdAt: z.string(), stateful: z.boolean() })) }));
 
-const snapshotName = z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a snapshot name (letters, digits, ".", "_" and "-")');
-const snapshotSummary = z.object({ name: z.string(), createdAt: z.string(), stateful: z.boolean() });
-export type SnapshotInfoWire = z.infer<typeof snapshotSummary>;
+const snapshotName = once(() => z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a snapshot name (letters, digits, ".", "_" and "-")'));
+const snapshotSummary = once(() => z.object({ name: z.string(), createdAt: z.string(), stateful: z.boolean() }));
+export type SnapshotInfoWire = z.infer<ReturnType<typeof snapshotSummary>>;
 
 /** Takes a snapshot; without `snapshot`, named snap-YYYYMMDD-HHMMSS. */
-export const SnapshotCreate = request('snapshot/create', z.object({ name: sandboxName, snapshot: snapshotName.optional() }).strict(), z.object({ snapshot: snapshotSummary }));
+export const SnapshotCreate = request('snapshot/create', () => z.object({ name: sandboxName(), snapshot: snapshotName().optional() }).strict(), () => z.object({ snapshot: snapshotSummary() }));
 
 /** What a restore throws away and keeps, and whether it will go ahead: for the confirmation dialog. */
-export const restorePlan = z.object({
+export const restorePlan = once(() =>
+  z.object({
   sandbox: z.string(),
   snapshot: z.string(),
   snapshotCreatedAt: z.string(),
@@ -386,8 +411,9 @@ export const restorePlan = z.object({
   restart: z.boolean(),
   lost: z.array(z.string()),
   kept: z.array(z.string()),
-});
-export type RestorePlanWire = z.infer<typeof restorePlan>;
+})
+);
+export type RestorePlanWire = z.infer<ReturnType<typeof restorePlan>>;
 
 /**
  * Restores a sandbox to a snapshot. With `dryRun` only the plan is returned
@@ -396,30 +422,30 @@ export type RestorePlanWire = z.infer<typeof restorePlan>;
  */
 export const SnapshotRestore = request(
   'snapshot/restore',
-  z.object({ name: sandboxName, snapshot: snapshotName, dryRun: z.boolean().default(false) }).strict(),
-  z.object({ plan: restorePlan, restored: z.boolean(), restarted: z.boolean(), sandbox: sandboxInfo }),
+  () => z.object({ name: sandboxName(), snapshot: snapshotName(), dryRun: z.boolean().default(false) }).strict(),
+  () => z.object({ plan: restorePlan(), restored: z.boolean(), restarted: z.boolean(), sandbox: sandboxInfo() }),
 );
 
 export const SnapshotDelete = request(
   'snapshot/delete',
-  z
-    .object({ name: sandboxName, snapshot: snapshotName.optional(), all: z.boolean().default(false) })
+  () => z
+    .object({ name: sandboxName(), snapshot: snapshotName().optional(), all: z.boolean().default(false) })
     .strict()
     .refine((p) => p.all !== (p.snapshot !== undefined), { message: 'give either snapshot or all: true' }),
-  z.object({ deleted: z.array(z.string()) }),
+  () => z.object({ deleted: z.array(z.string()) }),
 );
 
 /** Starts a new slot of the sandbox's workspace from one of its snapshots. */
-export const SnapshotBranch = request('snapshot/branch', z.object({ name: sandboxName, snapshot: snapshotName }).strict(), z.object({ sandbox: sandboxInfo, warnings: z.array(z.string()) }));
+export const SnapshotBranch = request('snapshot/branch', () => z.object({ name: sandboxName(), snapshot: snapshotName() }).strict(), () => z.object({ sandbox: sandboxInfo(), warnings: z.array(z.string()) }));
 // ── monitor: methods ────────────────────────────────────────────────────────
 
-const containerName = z.string().min(1).max(128).regex(/^[A-Za-z0-9][A-Za-z0-9-]*$/, 'a container name (letters, digits and "-")');
+const containerName = once(() => z.string().min(1).max(128).regex(/^[A-Za-z0-9][A-Za-z0-9-]*$/, 'a container name (letters, digits and "-")'));
 
 /** The audit log of a sandbox (also of one already deleted), read by the helper as its user. */
 export const AuditRead = request(
   'audit/read',
-  z.object({ container: containerName, limit: z.number().int().min(1).max(100_000).optional(), minLevel: threatLevel.optional() }).strict(),
-  z.object({ container: z.string(), files: z.array(z.string()), records: z.array(threatRecord), skipped: z.number().int() }),
+  () => z.object({ container: containerName(), limit: z.number().int().min(1).max(100_000).optional(), minLevel: threatLevel().optional() }).strict(),
+  () => z.object({ container: z.string(), files: z.array(z.string()), records: z.array(threatRecord()), skipped: z.number().int() }),
 );
 
 /**
@@ -429,18 +455,19 @@ export const AuditRead = request(
  */
 export const AuditRecent = request(
   'audit/recent',
-  z.object({ limit: z.number().int().min(1).max(5_000).optional(), minLevel: threatLevel.optional() }).strict(),
-  z.object({ events: z.array(threatEvent), skipped: z.number().int() }),
+  () => z.object({ limit: z.number().int().min(1).max(5_000).optional(), minLevel: threatLevel().optional() }).strict(),
+  () => z.object({ events: z.array(threatEvent()), skipped: z.number().int() }),
 );
 
 /** Where one audit event's raw line is (1-based), for "open the audit line". */
 export const AuditLocate = request(
   'audit/locate',
-  z.object({ container: containerName, id: z.string().min(1).max(64) }).strict(),
-  z.object({ path: z.string(), line: z.number().int().min(1) }),
+  () => z.object({ container: containerName(), id: z.string().min(1).max(64) }).strict(),
+  () => z.object({ path: z.string(), line: z.number().int().min(1) }),
 );
 
-export const monitorProcess = z.object({
+export const monitorProcess = once(() =>
+  z.object({
   pid: z.number().int(),
   nsPid: z.number().int().optional(),
   ppid: z.number().int(),
@@ -450,18 +477,22 @@ export const monitorProcess = z.object({
   state: z.string().optional(),
   /** What fds 0, 1 and 2 point at: a path, pipe:[…], socket:[…] (with its peer when it is inet). */
   stdio: z.array(z.string()),
-});
+})
+);
 
-export const monitorConnection = z.object({
+export const monitorConnection = once(() =>
+  z.object({
   proto: z.enum(['tcp', 'udp']),
   local: z.string(),
   remote: z.string(),
   state: z.string(),
   pid: z.number().int().optional(),
   comm: z.string().optional(),
-});
+})
+);
 
-export const monitorStatus = z.object({
+export const monitorStatus = once(() =>
+  z.object({
   container: z.string(),
   /** watching: running and polled; frozen: paused by the guard or Incus; killing: a CRITICAL response in progress; unmonitored: a one-shot look. */
   state: z.enum(['watching', 'frozen', 'killing', 'waiting', 'unmonitored']),
@@ -481,26 +512,27 @@ export const monitorStatus = z.object({
   peeks: z.number().int(),
   lastPollMs: z.number(),
   processCount: z.number().int().optional(),
-  processes: z.array(monitorProcess).optional(),
-  connections: z.array(monitorConnection).optional(),
+  processes: z.array(monitorProcess()).optional(),
+  connections: z.array(monitorConnection()).optional(),
   /** The latest threats the guard recorded for it (newest last). */
-  threats: z.array(threatRecord),
-});
-export type MonitorStatus = z.infer<typeof monitorStatus>;
+  threats: z.array(threatRecord()),
+})
+);
+export type MonitorStatus = z.infer<ReturnType<typeof monitorStatus>>;
 
 /** What the guard watches; with a container, its processes, connections and threats now. */
 export const MonitorSnapshot = request(
   'monitor/snapshot',
-  z.object({ container: containerName.optional() }).strict(),
-  z.object({
+  () => z.object({ container: containerName().optional() }).strict(),
+  () => z.object({
     execEvents: z.object({ available: z.boolean(), reason: z.string().optional(), events: z.number().int() }),
-    monitors: z.array(monitorStatus),
+    monitors: z.array(monitorStatus()),
   }),
 );
 
 // ── images ──────────────────────────────────────────────────────────────────
 
-const imageName = z.string().min(1).max(64).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'an image alias (letters, digits, ".", "_" and "-")');
+const imageName = once(() => z.string().min(1).max(64).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'an image alias (letters, digits, ".", "_" and "-")'));
 
 /**
  * Starts a build and answers at once with its id; progress arrives as
@@ -510,7 +542,7 @@ const imageName = z.string().min(1).max(64).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/
  */
 export const BuildStart = request(
   'build/start',
-  z.discriminatedUnion('kind', [
+  () => z.discriminatedUnion('kind', [
     z
       .object({
         kind: z.literal('default'),
@@ -525,8 +557,8 @@ export const BuildStart = request(
     z
       .object({
         kind: z.literal('custom'),
-        name: imageName,
-        base: imageName.or(z.string().max(256).regex(/^[a-z][a-z0-9-]*:[A-Za-z0-9._/-]+$/)).optional(),
+        name: imageName(),
+        base: imageName().or(z.string().max(256).regex(/^[a-z][a-z0-9-]*:[A-Za-z0-9._/-]+$/)).optional(),
         /** Path of the script on the helper's host. */
         script: z.string().min(1).max(4096).optional(),
         commands: z.array(z.string().max(8192)).max(100).optional(),
@@ -536,18 +568,19 @@ export const BuildStart = request(
       })
       .strict(),
   ]),
-  z.object({ buildId: z.string(), log: z.string() }),
+  () => z.object({ buildId: z.string(), log: z.string() }),
 );
 
-export const BuildCancel = request('build/cancel', z.object({ buildId: z.string().min(1).max(64) }).strict(), z.object({ cancelled: z.boolean() }));
+export const BuildCancel = request('build/cancel', () => z.object({ buildId: z.string().min(1).max(64) }).strict(), () => z.object({ cancelled: z.boolean() }));
 
 /** A step began (title set) or a log line of the current step (line set). */
 export const BuildProgress = notification(
   '$/build/progress',
-  z.object({ buildId: z.string(), step: z.string().max(64), title: z.string().max(1024).optional(), line: z.string().max(8192).optional() }),
+  () => z.object({ buildId: z.string(), step: z.string().max(64), title: z.string().max(1024).optional(), line: z.string().max(8192).optional() }),
 );
 
-export const buildResult = z.object({
+export const buildResult = once(() =>
+  z.object({
   buildId: z.string(),
   name: z.string(),
   fingerprint: z.string(),
@@ -559,20 +592,22 @@ export const buildResult = z.object({
   log: z.string(),
   tools: z.record(z.string(), z.string()),
   pruned: z.array(z.string()),
-});
+})
+);
 
 /** The build ended: with a result, or with an error that names the failed step (cancelled: code CANCELLED). */
 export const BuildFinished = notification(
   '$/build/finished',
-  z.object({
+  () => z.object({
     buildId: z.string(),
     ok: z.boolean(),
-    result: buildResult.optional(),
+    result: buildResult().optional(),
     error: z.object({ code: z.string(), message: z.string(), step: z.string().optional(), log: z.string().optional() }).optional(),
   }),
 );
 
-export const imageSummary = z.object({
+export const imageSummary = once(() =>
+  z.object({
   fingerprint: z.string(),
   aliases: z.array(z.string()),
   description: z.string(),
@@ -581,11 +616,12 @@ export const imageSummary = z.object({
   kind: z.string(),
   tools: z.record(z.string(), z.string()),
   properties: z.record(z.string(), z.string()),
-});
+})
+);
 
-export const ImageList = request('image/list', z.object({ all: z.boolean().default(false) }).strict(), z.object({ images: z.array(imageSummary) }));
-export const ImageInfo = request('image/info', z.object({ name: z.string().min(1).max(64) }).strict(), z.object({ image: imageSummary }));
-export const ImageDelete = request('image/delete', z.object({ name: z.string().min(1).max(64) }).strict(), z.object({ aliases: z.array(z.string()), images: z.array(z.string()) }));
+export const ImageList = request('image/list', () => z.object({ all: z.boolean().default(false) }).strict(), () => z.object({ images: z.array(imageSummary()) }));
+export const ImageInfo = request('image/info', () => z.object({ name: z.string().min(1).max(64) }).strict(), () => z.object({ image: imageSummary() }));
+export const ImageDelete = request('image/delete', () => z.object({ name: z.string().min(1).max(64) }).strict(), () => z.object({ aliases: z.array(z.string()), images: z.array(z.string()) }));
 
 // ── health ──────────────────────────────────────────────────────────────────
 
@@ -598,7 +634,7 @@ export const ImageDelete = request('image/delete', z.object({ name: z.string().m
  */
 export const HealthCheck = request(
   'health/check',
-  z.object({ workspace: z.string().min(1).max(4096).optional(), live: z.boolean().default(true) }).strict(),
-  z.object({ report: healthReport }),
+  () => z.object({ workspace: z.string().min(1).max(4096).optional(), live: z.boolean().default(true) }).strict(),
+  () => z.object({ report: healthReport }),
 );
 export type HealthCheckResult = z.infer<typeof HealthCheck.result>;

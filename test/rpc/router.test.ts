@@ -8,9 +8,9 @@ import { call, request, Router } from '../../helper/protocol/rpc';
 import { createConnection } from '../../helper/rpc/connection';
 import { collect, frame, pair } from './support';
 
-const Greet = request('test/greet', z.object({ name: z.string().max(20), times: z.number().int().min(1).default(1) }).strict(), z.object({ text: z.string() }));
-const Fail = request('test/fail', z.object({}).strict(), z.object({}));
-const Liar = request('test/liar', z.object({}).strict(), z.object({ count: z.number() }));
+const Greet = request('test/greet', () => z.object({ name: z.string().max(20), times: z.number().int().min(1).default(1) }).strict(), () => z.object({ text: z.string() }));
+const Fail = request('test/fail', () => z.object({}).strict(), () => z.object({}));
+const Liar = request('test/liar', () => z.object({}).strict(), () => z.object({ count: z.number() }));
 
 function router(): Router {
   return new Router(silentLog)

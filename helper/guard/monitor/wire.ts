@@ -28,8 +28,8 @@ export function toThreatWire(r: AuditRecord): ThreatRecord {
   };
   if (r.detector !== undefined) out.detector = cut(r.detector, 64);
   if (r.mitre !== undefined) out.mitre = r.mitre.slice(0, 16).map((m) => cut(m, 32));
-  const parsed = threatRecord.safeParse(out);
+  const parsed = threatRecord().safeParse(out);
   if (parsed.success) return parsed.data;
   // Evidence of an unexpected shape (an older or hand-edited file): keep what identifies it.
-  return threatRecord.parse({ ...out, evidence: { rule: cut(ev.rule, 256), key: cut(ev.key, 1024), unparsed: true } });
+  return threatRecord().parse({ ...out, evidence: { rule: cut(ev.rule, 256), key: cut(ev.key, 1024), unparsed: true } });
 }

@@ -158,11 +158,11 @@ test('records on the wire fit the protocol whatever their size, and travel on th
   const huge = 'x'.repeat(100_000);
   const r = auditRecord({ id: 'i'.repeat(200), time: new Date().toISOString(), level: 'critical', category: 'reverse_shell', title: huge, description: huge, evidence: { rule: 'r', key: huge, process: { pid: 1, comm: 'sh', argv: [huge], lineage: [] } }, detector: 'reverse-shell', mitre: Array(40).fill('T1059') }, 'coi-x-1', 'killed');
   const wire = toThreatWire(r);
-  assert.ok(threatRecord.safeParse(wire).success);
+  assert.ok(threatRecord().safeParse(wire).success);
   assert.ok(wire.title.length <= 1024 && wire.description.length <= 16_384 && (wire.mitre?.length ?? 0) <= 16);
-  assert.ok(guardEvent.safeParse({ topic: 'threat', event: { container: 'coi-x-1', ownerUid: 0, record: wire } }).success);
+  assert.ok(guardEvent().safeParse({ topic: 'threat', event: { container: 'coi-x-1', ownerUid: 0, record: wire } }).success);
   const odd = toThreatWire({ ...r, evidence: { rule: 'r', key: 'k', process: 'not an object' } });
-  assert.ok(threatRecord.safeParse(odd).success, 'evidence of an unexpected shape is reduced, not dropped');
+  assert.ok(threatRecord().safeParse(odd).success, 'evidence of an unexpected shape is reduced, not dropped');
 });
 
 test('forensic copies are named <name>-forensics-<UTC time>, within 63 characters', () => {
