@@ -93,10 +93,13 @@ export class DeadlineKeeper {
   private async doSync(): Promise<void> {
     const boot = bootTimeMs(readFileSync(`${this.procRoot}/stat`, 'utf8'));
     const seen = new Set<string>();
-    for (const i of await this.incus.listInstances()) {
+    // Without state (much cheaper for Incus: this runs on every instance event, a pool take's among
+    // them); the state of the few sandboxes with a max_duration is read after.
+    for (const i of await this.incus.listInstances({ recursion: 1 })) {
       const rt = parseRuntimeLabel(i.config?.[LABELS.runtime]);
-      const pid = i.state?.pid;
-      if (i.config?.[LABELS.managed] !== 'true' || !rt || i.status !== 'Running' || !pid || boot === undefined) continue;
+      if (i.config?.[LABELS.managed] !== 'true' || !rt || i.status !== 'Running' || boot === undefined) continue;
+      const pid = (await this.incus.getState(i.name).catch(() => undefined))?.pid;
+      if (!pid) continue;
       let ticks: number | undefined;
       try {
         ticks = startTicksOf(readFileSync(`${this.procRoot}/${pid}/stat`, 'utf8'));
