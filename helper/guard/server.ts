@@ -151,6 +151,7 @@ export class GuardServer {
         ...(opts.socketPath !== DEFAULT_GUARD_SOCKET ? { guardSocket: opts.socketPath } : {}),
         secure: (name, known) => network.secure(name, known),
         holdUpdates: (name) => network.holdUpdates(name),
+        expectUpdate: (name, now) => network.expectUpdate(name, now),
         // One keeper per scope: the primary guard's, or a test guard's for its own scope.
         active: () => this.dutiful,
         ...(opts.pool ?? {}),

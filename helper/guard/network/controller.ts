@@ -158,6 +158,8 @@ export class NetworkController {
   private readonly departed = new Map<string, number>();
   /** Instances whose instance-updated events are left to a reconcile still to come (see holdUpdates). */
   private readonly holding = new Set<string>();
+  /** Updates a pool take is making now, stood in for the listing until Incus has them (see expectUpdate). */
+  private readonly pendingUpdates = new Map<string, InstanceFull>();
   private retryTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private kmsg: KmsgReader | undefined;
@@ -412,11 +414,15 @@ export class NetworkController {
     const reason = reasons.join('; ');
     const flight: { listed?: ReadonlySet<string> } = {};
     this.inFlight = flight;
-    // This listing sees every update made so far: the holds have served.
-    this.holding.clear();
+    // This listing sees every update made so far: the holds have served. Not those of updates still
+    // under way, whose events are still to come: the listing stands in their result for them.
+    for (const h of [...this.holding]) if (!this.pendingUpdates.has(h)) this.holding.delete(h);
     try {
       const t0 = Date.now();
-      const instances = await this.o.incus.listInstances({ recursion: 1, timeoutMs: 30_000 });
+      const instances = (await this.o.incus.listInstances({ recursion: 1, timeoutMs: 30_000 })).map((i) => {
+        const p = this.pendingUpdates.get(i.name);
+        return p && p.config?.['volatile.uuid'] === i.config?.['volatile.uuid'] ? p : i;
+      });
       const listMs = Date.now() - t0;
       const sandboxes = instances.map((i) => managedSandboxOf(i, this.o.scope)).filter((s): s is ManagedSandbox => s !== undefined);
       flight.listed = new Set(sandboxes.map((s) => s.container));
@@ -518,6 +524,19 @@ export class NetworkController {
     this.holding.add(name);
     return () => {
       if (this.holding.delete(name)) void this.reconcile(`released hold on ${name}`).catch(() => undefined);
+    };
+  }
+
+  /**
+   * A pool take applies the sandbox's labels and fences it at once: the rules
+   * of `now` (the member as the update will leave it) are applied while the
+   * update runs, and every reconcile until `done` lists `now` in its place.
+   * `done` when the update has ended (failed: the caller deletes the member).
+   */
+  expectUpdate(name: string, now: InstanceFull): () => void {
+    this.pendingUpdates.set(name, now);
+    return () => {
+      if (this.pendingUpdates.get(name) === now) this.pendingUpdates.delete(name);
     };
   }
 

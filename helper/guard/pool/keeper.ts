@@ -43,6 +43,8 @@ export interface PoolKeeperOptions {
   secure: (name: string, known?: InstanceFull) => Promise<unknown>;
   /** Leaves the instance-updated event of the take's own update to the secure that follows it (one rules apply per take). */
   holdUpdates?: (name: string) => () => void;
+  /** Has the network stand in the take's update for the listing until it ends, so the fence need not wait for it. */
+  expectUpdate?: (name: string, now: InstanceFull) => () => void;
   /** How long a take delays the refill it causes, so the launch that took is not slowed by it (ms; an ended sandbox refills sooner). */
   refillDelayMs?: number;
   /** Whether this guard keeps the pool now (the primary, or a scoped test guard). */
@@ -216,7 +218,7 @@ export class PoolKeeper {
    * fenced is deleted.
    */
   take(spec: PoolSpec, size: number, name: string, takerPid: number, adopt?: Adoption): Promise<{ taken: boolean; reason?: string; mode?: string; warnings?: string[] }> {
-    const run = async (): Promise<{ taken: boolean; reason?: string; now?: InstanceFull }> => {
+    const run = async (): Promise<{ taken: boolean; reason?: string; fence?: Promise<unknown> }> => {
       const key = poolKey(spec);
       // Both reads at once: the launch waits for them.
       const [inst, fp] = await Promise.all([this.o.incus.getInstance(name, { timeoutMs: 30_000 }).catch(() => undefined), this.o.incus.imageAlias(spec.image).catch(() => undefined)]);
@@ -230,24 +232,34 @@ export class PoolKeeper {
       }
       const config = { [LABELS.launcher]: String(takerPid), [LABELS.phase]: 'creating', ...(adopt?.config ?? {}), [POOL_LABELS.state]: 'taken' };
       const devices = adopt && Object.keys(adopt.devices).length > 0 ? adopt.devices : undefined;
-      // With an adoption, the secure below reconciles after this update: its event needs no apply of its own.
+      const now = { ...inst, config: { ...inst.config, ...config }, devices: { ...inst.devices, ...(devices ?? {}) } };
+      // With an adoption, the member is fenced for its sandbox while the update runs (the rules of the
+      // updated member; until they are in, it keeps the strictest), and the update's event needs no
+      // apply of its own. The launch gets it when both have ended.
       const release = adopt ? this.o.holdUpdates?.(name) : undefined;
+      const updated = adopt ? this.o.expectUpdate?.(name, now) : undefined;
+      const fence = adopt ? this.o.secure(name, now) : undefined;
+      fence?.catch(() => undefined);
       try {
         await this.o.incus.run('PATCH', this.o.incus.url(`/1.0/instances/${encodeURIComponent(name)}`), { config, ...(devices ? { devices } : {}) });
       } catch (e) {
+        updated?.();
         release?.();
+        // Its rules may be the sandbox's already, its labels a member's: it goes.
+        if (fence) await this.remove(name, `its take failed: ${toCoiError(e).message}`);
         throw e;
       }
+      updated?.();
       this.o.log.info(`pool: ${name} taken by pid ${takerPid}`);
-      return { taken: true, now: { ...inst, config: { ...inst.config, ...config }, devices: { ...inst.devices, ...(devices ?? {}) } } };
+      return { taken: true, ...(fence ? { fence } : {}) };
     };
     const p = this.takeChain.then(run, run);
     this.takeChain = p.catch(() => undefined);
     return p
-      .then(async ({ now, ...r }) => {
-        if (!r.taken || !adopt) return r;
+      .then(async ({ fence, ...r }) => {
+        if (!r.taken || !fence) return r;
         try {
-          const s = (await this.o.secure(name, now)) as { mode?: string; warnings?: string[] } | undefined;
+          const s = (await fence) as { mode?: string; warnings?: string[] } | undefined;
           return { ...r, ...(s?.mode ? { mode: s.mode } : {}), warnings: s?.warnings ?? [] };
         } catch (e) {
           await this.remove(name, `it could not be fenced for its sandbox: ${toCoiError(e).message}`);
