@@ -13,6 +13,10 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
+// Once nothing is left to do, exit at once: left to itself Node then frees the whole heap page by
+// page, 25-45 ms of a warm `coi run` (about a tenth of it) for memory the kernel takes back anyway.
+process.once('beforeExit', () => process.exit());
+
 const argv = process.argv.slice(2);
 if (argv[0] === '--stdio') {
   runStdioServer();
