@@ -538,7 +538,7 @@ after(async () => {
 
 // ── tests ───────────────────────────────────────────────────────────────────
 
-describe('network isolation of real sandboxes', () => {
+describe(`network isolation of real sandboxes${POOLED ? ' (taken from the warm pool)' : ''}`, () => {
   test('the guard says it fences networks; each sandbox records its settings and has rules on its own veth', async () => {
     const g = new GuardClient({ socketPath });
     await g.connect();

@@ -87,7 +87,7 @@ after(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-describe('coi run', () => {
+describe(`coi run${POOLED ? ' (warm pool)' : ''}`, () => {
   test('exits with the command\'s code, prints nothing extra, keeps workspace changes and leaves no container', async () => {
     const ws = workspace('run-exit');
     const r = await coiIn(ws, ['run', '--', 'sh', '-c', 'echo hi > /workspace/out; exit 7']);
@@ -147,7 +147,7 @@ describe('coi run', () => {
   });
 });
 
-describe('coi shell', () => {
+describe(`coi shell${POOLED ? ' (warm pool)' : ''}`, () => {
   test('two launches on one workspace, at the same time, get slots 1 and 2 with separate homes', async () => {
     const ws = workspace('slots');
     const [a, b] = await Promise.all([coiIn(ws, ['shell', '--background']), coiIn(ws, ['shell', '--background'])]);
