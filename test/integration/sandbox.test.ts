@@ -257,15 +257,21 @@ describe(`coi shell${POOLED ? ' (warm pool)' : ''}`, () => {
   test('a privileged default profile is refused with the key and the profile named, and nothing is created', async () => {
     const ws = workspace('privileged');
     const profile = await c.get<Profile>('/1.0/profiles/default');
+    // Incus applies a profile change to every instance using it; one being deleted meanwhile (a warm
+    // member the guard replaces) fails that step, and Incus says the change is saved all the same.
+    const putProfile = (body: Omit<Profile, 'name'>) =>
+      c.run('PUT', '/1.0/profiles/default', body).catch((e: unknown) => {
+        if (!/profile change still saved/.test(String((e as Error).message))) throw e;
+      });
     try {
-      await c.run('PUT', '/1.0/profiles/default', { config: { ...profile.config, 'security.privileged': 'true' }, devices: profile.devices, description: profile.description });
+      await putProfile({ config: { ...profile.config, 'security.privileged': 'true' }, devices: profile.devices, description: profile.description });
       const r = await coiIn(ws, ['shell', '--background']);
       assert.equal(r.code, 1);
       assert.match(r.stderr, /the Incus profile "default" sets security\.privileged=true/);
       assert.match(r.stderr, /incus profile unset default security\.privileged/);
       assert.deepEqual(await sandboxesOf(ws), []);
     } finally {
-      await c.run('PUT', '/1.0/profiles/default', { config: profile.config, devices: profile.devices, description: profile.description });
+      await putProfile({ config: profile.config, devices: profile.devices, description: profile.description });
     }
   });
 
