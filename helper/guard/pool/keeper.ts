@@ -238,7 +238,8 @@ export class PoolKeeper {
       // apply of its own. The launch gets it when both have ended.
       const release = adopt ? this.o.holdUpdates?.(name) : undefined;
       const updated = adopt ? this.o.expectUpdate?.(name, now) : undefined;
-      const fence = adopt ? this.o.secure(name, now) : undefined;
+      // Without a stand-in for the listing, the fence must list after the update.
+      let fence = updated ? this.o.secure(name, now) : undefined;
       fence?.catch(() => undefined);
       try {
         await this.o.incus.run('PATCH', this.o.incus.url(`/1.0/instances/${encodeURIComponent(name)}`), { config, ...(devices ? { devices } : {}) });
@@ -250,6 +251,7 @@ export class PoolKeeper {
         throw e;
       }
       updated?.();
+      if (adopt) fence ??= this.o.secure(name, now);
       this.o.log.info(`pool: ${name} taken by pid ${takerPid}`);
       return { taken: true, ...(fence ? { fence } : {}) };
     };
