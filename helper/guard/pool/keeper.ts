@@ -42,9 +42,9 @@ export interface PoolKeeperOptions {
   /** The network handshake: resolves once the member's rules are in place (`known`: the instance as just updated, not read again). */
   secure: (name: string, known?: InstanceFull) => Promise<unknown>;
   /** Leaves the instance-updated event of the take's own update to the secure that follows it (one rules apply per take). */
-  holdUpdates?: (name: string) => () => void;
+  holdUpdates: (name: string) => () => void;
   /** Has the network stand in the take's update for the listing until it ends, so the fence need not wait for it. */
-  expectUpdate?: (name: string, now: InstanceFull) => () => void;
+  expectUpdate: (name: string, now: InstanceFull) => () => void;
   /** How long a take delays the refill it causes, so the launch that took is not slowed by it (ms; an ended sandbox refills sooner). */
   refillDelayMs?: number;
   /** Whether this guard keeps the pool now (the primary, or a scoped test guard). */
@@ -236,10 +236,9 @@ export class PoolKeeper {
       // With an adoption, the member is fenced for its sandbox while the update runs (the rules of the
       // updated member; until they are in, it keeps the strictest), and the update's event needs no
       // apply of its own. The launch gets it when both have ended.
-      const release = adopt ? this.o.holdUpdates?.(name) : undefined;
-      const updated = adopt ? this.o.expectUpdate?.(name, now) : undefined;
-      // Without a stand-in for the listing, the fence must list after the update.
-      let fence = updated ? this.o.secure(name, now) : undefined;
+      const release = adopt ? this.o.holdUpdates(name) : undefined;
+      const updated = adopt ? this.o.expectUpdate(name, now) : undefined;
+      const fence = adopt ? this.o.secure(name, now) : undefined;
       fence?.catch(() => undefined);
       try {
         await this.o.incus.run('PATCH', this.o.incus.url(`/1.0/instances/${encodeURIComponent(name)}`), { config, ...(devices ? { devices } : {}) });
@@ -251,7 +250,6 @@ export class PoolKeeper {
         throw e;
       }
       updated?.();
-      if (adopt) fence ??= this.o.secure(name, now);
       this.o.log.info(`pool: ${name} taken by pid ${takerPid}`);
       return { taken: true, ...(fence ? { fence } : {}) };
     };
