@@ -31,8 +31,8 @@ export interface ScopeTables {
 }
 
 function scopeOf(family: string, name: string): string | undefined {
-  const [base, fam] = family === FILTER_FAMILY ? [FILTER_TABLE, FILTER_FAMILY] : family === INGRESS_FAMILY ? [INGRESS_TABLE, INGRESS_FAMILY] : [];
-  if (!base || family !== fam) return undefined;
+  const base = family === FILTER_FAMILY ? FILTER_TABLE : family === INGRESS_FAMILY ? INGRESS_TABLE : undefined;
+  if (!base) return undefined;
   if (name === base) return '';
   return name.startsWith(`${base}_`) ? name.slice(base.length + 1) : undefined;
 }

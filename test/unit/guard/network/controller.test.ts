@@ -341,3 +341,28 @@ test('a pool take applies the rules once: the update the guard made itself is le
   assert.equal(await applies(before + 3), before + 3);
   w.ctl.stop();
 });
+
+test('a pool take fences with the update it is making: reconciles until it ends list the updated member in its place', async () => {
+  const w = world();
+  const member = { ...inst('coi-a-1', { ...restricted, mode: 'allowlist' }), status: 'Running' };
+  w.instances.set('coi-a-1', member);
+  await w.ctl.secure('coi-a-1');
+  // Incus still holds the member's labels; the take's update (mode open) is under way.
+  const taken = { ...member, config: { ...member.config, 'user.coi.network': encodeNetworkLabel({ ...restricted, mode: 'open' }) } };
+  const done = w.ctl.expectUpdate('coi-a-1', taken);
+  const r = await w.ctl.secure('coi-a-1', taken);
+  assert.equal(r.mode, 'open');
+  assert.match(w.scripts[w.scripts.length - 1]!, /key=coi-a-1 iface=vcoi-a-1 mode=open/, 'the rules of the update, not of the listing');
+  // Ended without reaching Incus (it failed): the listing is Incus's again.
+  done();
+  await w.ctl.reconcile('after the update');
+  assert.match(w.scripts[w.scripts.length - 1]!, /key=coi-a-1 iface=vcoi-a-1 mode=allowlist/);
+  // A stand-in is only for the instance it was made from: another under the same name is listed as it is.
+  const other = { ...member, config: { ...member.config, 'volatile.uuid': 'another' } };
+  w.instances.set('coi-a-1', other);
+  const done2 = w.ctl.expectUpdate('coi-a-1', { ...taken, config: { ...taken.config, 'volatile.uuid': 'first' } });
+  await w.ctl.reconcile('a new instance under the name');
+  assert.match(w.scripts[w.scripts.length - 1]!, /key=coi-a-1 iface=vcoi-a-1 mode=allowlist/);
+  done2();
+  w.ctl.stop();
+});
