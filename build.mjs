@@ -48,6 +48,7 @@ const builds = [
   esbuild.build({
     ...common,
     entryPoints: { 'helper-main': 'helper/main.ts' },
+    minify: true,
     outdir: 'dist',
     platform: 'node',
     format: 'cjs',

@@ -8,6 +8,7 @@ import { IncusClient } from '../incus/client';
 import { UnixSocketTransport } from '../incus/transport';
 import { createLog } from '../log';
 import { COI_VERSION } from '../version';
+import { z } from 'zod';
 import type { CliContext, Command } from './command';
 
 /**
@@ -98,8 +99,9 @@ export async function runCli(argv: string[], ctx: CliContext = defaultContext())
   }
   // One process, one command: zod's compiled parsers (generated and compiled per object schema on its
   // first parse) cost a short command more than they save. Set before the command builds its schemas;
-  // not for the guard, a daemon that parses the same messages all day.
-  if (name !== 'guard') (require('zod') as typeof import('zod')).config({ jitless: true });
+  // not for the guard, a daemon that parses the same messages all day. Imported, not required: a
+  // require() resolves to zod's CommonJS build, a second zod the schemas never see.
+  if (name !== 'guard') z.config({ jitless: true });
   const cmd = table.find((c) => c.name === name)?.load();
   if (!cmd) {
     ctx.err(formatErrorForTerminal(new CoiError(ErrorCodes.INVALID_INPUT, `unknown command "${name}"`, { remedy: { title: 'See the commands', shell: 'coi --help' } })) + '\n');

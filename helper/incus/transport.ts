@@ -11,7 +11,7 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
 import { CoiError, ErrorCodes } from '../errors';
 
 export interface TransportRequest {
@@ -50,6 +50,13 @@ export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string 
 
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
+/**
+ * The TLS server name, which nothing over a unix socket uses. Left unset, Node's agent (and ws)
+ * work it out from the host with net.isIP, whose first call compiles a large IPv6 regex: ~8 ms
+ * of a short command.
+ */
+const NO_SERVERNAME = { servername: '' } as const;
+
 export class UnixSocketTransport implements Transport {
   readonly endpoint: string;
 
@@ -71,7 +78,7 @@ export class UnixSocketTransport implements Transport {
         headers['content-length'] = String(payload.length);
       }
       const r = http.request(
-        { socketPath: this.socketPath, path: req.path, method: req.method, headers, signal: req.signal },
+        { socketPath: this.socketPath, path: req.path, method: req.method, headers, signal: req.signal, ...NO_SERVERNAME },
         (res) => {
           const chunks: Buffer[] = [];
           let size = 0;
@@ -99,7 +106,7 @@ export class UnixSocketTransport implements Transport {
 
   download(pathAndQuery: string, dest: string, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<{ status: number; bytes: number }> {
     return new Promise((resolve, reject) => {
-      const r = http.request({ socketPath: this.socketPath, path: pathAndQuery, method: 'GET', signal: opts.signal }, (res) => {
+      const r = http.request({ socketPath: this.socketPath, path: pathAndQuery, method: 'GET', signal: opts.signal, ...NO_SERVERNAME }, (res) => {
         const status = res.statusCode ?? 0;
         if (status >= 400) {
           const chunks: Buffer[] = [];
@@ -127,7 +134,11 @@ export class UnixSocketTransport implements Transport {
   }
 
   websocket(pathAndQuery: string): WebSocket {
-    return new WebSocket(`ws+unix://${this.socketPath}:${pathAndQuery}`, { handshakeTimeout: 10_000 });
+    // Loaded on first use: most commands never open one, and a warm `coi run` opens its first while
+    // it waits for the guard.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { WebSocket } = require('ws') as typeof import('ws');
+    return new WebSocket(`ws+unix://${this.socketPath}:${pathAndQuery}`, { handshakeTimeout: 10_000, ...NO_SERVERNAME });
   }
 
   /** Socket-level failures become errors that say what to do. */

@@ -10,7 +10,7 @@ import type { IncusClient } from '../incus/client';
 import type { Log } from '../log';
 import { CoiError, ErrorCodes } from '../errors';
 import { GUARD_CAPABILITIES, GuardAllowIdmap, GuardSecureSandbox, GuardSecureSandboxResult } from '../protocol/methods';
-import { SnapshotService } from '../snapshot/service';
+import type { SnapshotService } from '../snapshot/service';
 import { settingsFromConfig } from './from-config';
 import { guardPool } from '../pool/access';
 import { hostIdentity, resolveWorkspace, SandboxManager, SandboxSettings } from './manager';
@@ -102,5 +102,8 @@ export function managerWith(d: FactoryDeps, settings: SandboxSettings): SandboxM
 
 /** Snapshots: sandboxes found by name; a restored session or a branch runs with its workspace's configuration. */
 export function snapshotService(d: FactoryDeps): SnapshotService {
-  return new SnapshotService({ incus: d.incus, log: d.log, sandboxes: managerByName(d), launcher: (workspace) => launchManager(d, workspace, {}) });
+  // Required here: launches (coi run, coi shell) load this module and never need the snapshot service.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { SnapshotService: Service } = require('../snapshot/service') as typeof import('../snapshot/service');
+  return new Service({ incus: d.incus, log: d.log, sandboxes: managerByName(d), launcher: (workspace) => launchManager(d, workspace, {}) });
 }
