@@ -102,6 +102,12 @@ export class GuardClient extends EventEmitter<GuardClientEvents> {
     if (this.conn) await this.request(GuardSubscribe, { topics: [...this.topics] });
   }
 
+  /** Whether the connection keeps the process alive (it does, unless it waits for a use that may not come). */
+  keepAlive(on: boolean): void {
+    if (on) this.socket?.ref();
+    else this.socket?.unref();
+  }
+
   close(): void {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);

@@ -78,8 +78,9 @@ function exitCodeOf(md: unknown): number {
   return typeof r === 'number' ? r : -1;
 }
 
-/** Runs a command with stdin/stdout/stderr streamed; resolves with its exit code. */
-export async function execStream(incus: IncusClient, name: string, command: string[], opts: StreamExecOptions): Promise<number> {
+export type StreamExecCommand = Pick<StreamExecOptions, 'user' | 'group' | 'cwd' | 'env'>;
+
+function streamBody(command: string[], opts: StreamExecCommand): Record<string, unknown> {
   const body: Record<string, unknown> = {
     command,
     environment: opts.env ?? {},
@@ -90,9 +91,11 @@ export async function execStream(incus: IncusClient, name: string, command: stri
   if (opts.user !== undefined) body.user = opts.user;
   if (opts.group !== undefined) body.group = opts.group;
   if (opts.cwd !== undefined) body.cwd = opts.cwd;
-  const { op, fds } = await startExec(incus, name, body);
-  const [ws0, ws1, ws2, control] = await Promise.all([connect(incus, op, fds['0']!), connect(incus, op, fds['1']!), connect(incus, op, fds['2']!), connect(incus, op, fds.control!)]);
-  for (const ws of [ws0, ws1, ws2, control]) ws.on('error', () => undefined);
+  return body;
+}
+
+/** Streams a started exec whose websockets are all connected; resolves with its exit code. */
+async function stream(incus: IncusClient, op: string, [ws0, ws1, ws2, control]: [WebSocket, WebSocket, WebSocket, WebSocket], opts: StreamExecOptions): Promise<number> {
   ws1.on('message', (d: Buffer) => opts.stdout.write(d));
   ws2.on('message', (d: Buffer) => opts.stderr.write(d));
   if (opts.stdin) {
@@ -111,6 +114,87 @@ export async function execStream(incus: IncusClient, name: string, command: stri
     opts.signal?.removeEventListener('abort', onAbort);
     for (const ws of [ws0, control]) if (ws.readyState === ws.OPEN) ws.close();
   }
+}
+
+/** Runs a command with stdin/stdout/stderr streamed; resolves with its exit code. */
+export async function execStream(incus: IncusClient, name: string, command: string[], opts: StreamExecOptions): Promise<number> {
+  const { op, fds } = await startExec(incus, name, streamBody(command, opts));
+  const sockets = await Promise.all([connect(incus, op, fds['0']!), connect(incus, op, fds['1']!), connect(incus, op, fds['2']!), connect(incus, op, fds.control!)]);
+  for (const ws of sockets) ws.on('error', () => undefined);
+  return stream(incus, op, sockets, opts);
+}
+
+/**
+ * How long a held exec may wait for its release. Incus fails an exec whose
+ * websockets are not all connected within 5 s; a release later than this is
+ * not attempted (the caller runs the command afresh).
+ */
+const HOLD_MS = 4_000;
+
+/** A held exec that can no longer start: its command never ran, and the caller may run it afresh. */
+export class ExecNotStarted extends Error {}
+
+export interface HeldExec {
+  readonly name: string;
+  /**
+   * Connects the last websocket, which starts the command, and streams it.
+   * Rejects with ExecNotStarted when the exec could not be set up or its
+   * hold ran out: the command did not run.
+   */
+  release(io: Pick<StreamExecOptions, 'stdin' | 'stdout' | 'stderr' | 'signal'>): Promise<number>;
+  /** Gives it up: its command never runs (Incus ends the exec when its wait runs out). */
+  abandon(): void;
+}
+
+/**
+ * Sets up an exec now and starts its command later: Incus starts a command
+ * only once every one of its websockets is connected, so all but stdin's are
+ * connected here and stdin's at `release`. For a command that must not start
+ * before something else is done (a warm member's take), at no cost to it.
+ */
+export function holdExec(incus: IncusClient, name: string, command: string[], opts: StreamExecCommand): HeldExec {
+  const since = Date.now();
+  let abandoned = false;
+  const ready = (async () => {
+    const { op, fds } = await startExec(incus, name, streamBody(command, opts));
+    const sockets = await Promise.all([connect(incus, op, fds['1']!), connect(incus, op, fds['2']!), connect(incus, op, fds.control!)]);
+    for (const ws of sockets) ws.on('error', () => undefined);
+    return { op, stdin: fds['0']!, sockets };
+  })();
+  ready.catch(() => undefined);
+  const drop = () => void ready.then((r) => r.sockets.forEach((ws) => ws.terminate()), () => undefined);
+  return {
+    name,
+    async release(io) {
+      if (abandoned) throw new ExecNotStarted(`the exec in ${name} was given up`);
+      let r: Awaited<typeof ready>;
+      try {
+        r = await ready;
+      } catch (e) {
+        throw new ExecNotStarted(`could not set up the exec in ${name}: ${(e as Error).message}`);
+      }
+      if (Date.now() - since > HOLD_MS) {
+        drop();
+        throw new ExecNotStarted(`the exec in ${name} waited too long`);
+      }
+      let ws0: WebSocket;
+      try {
+        ws0 = await connect(incus, r.op, r.stdin);
+      } catch (e) {
+        // Incus refused the last websocket: the exec had failed (its wait ran out), the command never started.
+        drop();
+        throw new ExecNotStarted(`the exec in ${name} could not start: ${(e as Error).message}`);
+      }
+      ws0.on('error', () => undefined);
+      const [ws1, ws2, control] = r.sockets;
+      return stream(incus, r.op, [ws0, ws1, ws2, control], { ...opts, ...io });
+    },
+    abandon() {
+      if (abandoned) return;
+      abandoned = true;
+      drop();
+    },
+  };
 }
 
 /** An interactive command on a pty, e.g. `tmux attach`. */

@@ -15,7 +15,7 @@ import type { Readable, Writable } from 'node:stream';
 import { CoiError, ErrorCodes, toCoiError } from '../errors';
 import type { IncusClient } from '../incus/client';
 import { instanceEnded } from '../incus/events';
-import { execInteractive, execStream, InteractiveSession } from '../incus/exec-stream';
+import { ExecNotStarted, execInteractive, execStream, HeldExec, holdExec, InteractiveSession } from '../incus/exec-stream';
 import type { InstanceCreate, InstanceFull, Profile } from '../incus/types';
 import type { MonitorPolicy } from '../guard/monitor/policy';
 import { frozenBehindIncus } from '../host/freezer';
@@ -111,6 +111,25 @@ export interface OpenRequest {
    * the same workspace, in a new slot (never a reused one).
    */
   from?: { instance: string; snapshot: string; persistent: boolean };
+  /**
+   * Told the name of a warm member as its take is asked for: the launch's
+   * first command can be set up while the guard hands the member over (it
+   * must not start before the take has answered).
+   */
+  onTake?: (name: string) => void;
+}
+
+const defaultProfileUrl = (incus: IncusClient) => incus.url('/1.0/profiles/default');
+
+/**
+ * What a launch asks Incus first (its look at the instances, as
+ * listInstances({ recursion: 1 }) asks, and the default profile), asked
+ * before the command has loaded its configuration: the answers come back
+ * while it does.
+ */
+export function prefetchLaunch(incus: IncusClient): void {
+  incus.prefetch(incus.url('/1.0/instances', { recursion: 1 }));
+  incus.prefetch(defaultProfileUrl(incus));
 }
 
 const CODE_HOME = '/home/code';
@@ -200,6 +219,8 @@ export class SandboxManager {
     // nothing is created before it has answered.
     const privileged = this.refusePrivileged();
     privileged.catch(() => undefined);
+    // A launch that may take a warm member connects to the guard now, while it looks around.
+    if (!req.from && (this.d.pool?.size ?? 0) > 0) this.d.pool!.prepare?.();
     const hash = workspaceHash(workspace);
     const lock = await acquireLock(path.join(this.d.host.home, '.coi', 'locks'), hash).catch(async (e: unknown) => {
       await privileged;
@@ -392,7 +413,9 @@ export class SandboxManager {
       // label in one update and re-fences it before answering: the same handshake as below.
       this.d.progress?.(`taking warm ${name} from the pool`);
       if (oneShot) spec.config = { ...spec.config, [LABELS.phase]: 'ready' };
-      const r = await this.d.pool!.take(warm, name, adoption(spec), { endWithClient: oneShot });
+      const taking = this.d.pool!.take(warm, name, adoption(spec), { endWithClient: oneShot });
+      req.onTake?.(name);
+      const r = await taking;
       if (!r.taken) throw new PoolMiss();
       if (r.end) this.warmEnds.set(name, r.end);
       this.d.progress?.(`fenced the network of ${name} (${r.mode ?? this.s.network.mode})`);
@@ -506,7 +529,7 @@ export class SandboxManager {
 
   /** Refuses when any profile the sandbox would use is privileged, naming the key and the profile. */
   private async refusePrivileged(): Promise<void> {
-    const profile = await this.d.incus.get<Profile>(this.d.incus.url('/1.0/profiles/default'));
+    const profile = await this.d.incus.get<Profile>(defaultProfileUrl(this.d.incus));
     const keys = privilegedKeys(profile.config);
     if (keys.length > 0) {
       throw new CoiError(ErrorCodes.NOT_PERMITTED, `refusing to launch: the Incus profile "default" sets ${keys.map((k) => `${k}=true`).join(', ')}, which would give the agent root on the host`, {
@@ -742,21 +765,33 @@ export class SandboxManager {
   /** Runs a command in a fresh sandbox, streaming its output; the sandbox is deleted after. */
   async run(workspace: string, argv: string[], io: { stdin?: Readable; stdout: Writable; stderr: Writable; signal?: AbortSignal }): Promise<number> {
     if (argv.length === 0) throw new CoiError(ErrorCodes.INVALID_INPUT, 'coi run needs a command: coi run -- CMD ARGS… or coi run "shell command"');
-    const sb = await this.open({ workspace, kind: 'run', startTool: false });
+    const command = { user: this.s.codeUid, group: this.s.codeGid, cwd: WORKSPACE_MOUNT, env: this.agentEnv() };
+    // A warm member's exec is set up while the guard hands it over (the command waits for the take).
+    let held: HeldExec | undefined;
+    const onTake = (name: string) => {
+      held?.abandon();
+      held = holdExec(this.d.incus, name, argv, command);
+    };
+    const sb = await this.open({ workspace, kind: 'run', startTool: false, onTake }).catch((e: unknown) => {
+      held?.abandon();
+      throw e;
+    });
     this.d.progress?.(`running in ${sb.name}`);
     const guardEnds = this.warmEnds.get(sb.name);
     this.warmEnds.delete(sb.name);
+    const streams = { stdout: io.stdout, stderr: io.stderr, ...(io.stdin ? { stdin: io.stdin } : {}), ...(io.signal ? { signal: io.signal } : {}) };
     try {
-      return await execStream(this.d.incus, sb.name, argv, {
-        user: this.s.codeUid,
-        group: this.s.codeGid,
-        cwd: WORKSPACE_MOUNT,
-        env: this.agentEnv(),
-        stdout: io.stdout,
-        stderr: io.stderr,
-        ...(io.stdin ? { stdin: io.stdin } : {}),
-        ...(io.signal ? { signal: io.signal } : {}),
-      });
+      // Only the take that made this sandbox (a miss may end in a cold sandbox of the same name).
+      const ready = guardEnds && held?.name === sb.name ? held : (held?.abandon(), undefined);
+      if (ready) {
+        try {
+          return await ready.release(streams);
+        } catch (e) {
+          if (!(e instanceof ExecNotStarted)) throw e;
+          this.d.log.debug(`${e.message}: running the command afresh`);
+        }
+      }
+      return await execStream(this.d.incus, sb.name, argv, { ...command, ...streams });
     } finally {
       if (guardEnds?.()) {
         // Warm: closing the connection the guard watches hands it the deletion (it would do the

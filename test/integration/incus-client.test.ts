@@ -4,6 +4,8 @@ import { after, before, test } from 'node:test';
 import { CoiError, ErrorCodes } from '../../helper/errors';
 import { IncusClient } from '../../helper/incus/client';
 import { lifecycleOf } from '../../helper/incus/events';
+import { ExecNotStarted, holdExec } from '../../helper/incus/exec-stream';
+import { PassThrough } from 'node:stream';
 import { UnixSocketTransport } from '../../helper/incus/transport';
 import { SETUP_NAMES } from '../../helper/setup/names';
 import { cleanupLabelled, requireIncus, TEST_LABEL, uniqueName } from './support';
@@ -61,6 +63,44 @@ test('launches, execs in and deletes a labelled container, and the event stream 
   } finally {
     events.close();
   }
+});
+
+test('a held exec runs its command only when released, and one held too long or given up never runs it', async () => {
+  const name = uniqueName();
+  await c.createInstance({ name, source: { type: 'image', alias: SETUP_NAMES.baseImage }, config: { [TEST_LABEL]: runId, 'user.coi.purpose': 'client-test' }, start: true }, { timeoutMs: 120_000 });
+  const ran = async (mark: string) => (await c.exec(name, ['test', '-e', `/tmp/${mark}`])).exitCode === 0;
+  const collect = () => {
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (d: Buffer) => (text += d.toString()));
+    return { out, text: () => text };
+  };
+  const cmd = (mark: string) => ['sh', '-c', `touch /tmp/${mark}; echo "ran in $PWD as $(id -un)"; echo warn >&2; exit 3`];
+
+  const held = holdExec(c, name, cmd('released'), { user: 1000, group: 1000, cwd: '/tmp', env: {} });
+  await new Promise((r) => setTimeout(r, 1_000));
+  assert.equal(await ran('released'), false, 'nothing runs while the exec is held');
+  const stdout = collect();
+  const stderr = collect();
+  assert.equal(await held.release({ stdout: stdout.out, stderr: stderr.out }), 3, 'the exit code of the command');
+  assert.equal(stdout.text(), 'ran in /tmp as code\n');
+  assert.equal(stderr.text(), 'warn\n');
+  assert.equal(await ran('released'), true);
+
+  // Incus gives up on an exec whose websockets are not all connected within 5 s.
+  const late = holdExec(c, name, cmd('late'), {});
+  await new Promise((r) => setTimeout(r, 4_500));
+  await assert.rejects(late.release({ stdout: new PassThrough(), stderr: new PassThrough() }), ExecNotStarted);
+  await new Promise((r) => setTimeout(r, 1_500));
+  assert.equal(await ran('late'), false, 'a hold that ran out never starts the command');
+
+  const dropped = holdExec(c, name, cmd('dropped'), {});
+  await new Promise((r) => setTimeout(r, 200));
+  dropped.abandon();
+  await assert.rejects(dropped.release({ stdout: new PassThrough(), stderr: new PassThrough() }), ExecNotStarted);
+  await new Promise((r) => setTimeout(r, 6_000));
+  assert.equal(await ran('dropped'), false, 'a given-up exec never starts the command');
+  await c.deleteInstance(name, { force: true });
 });
 
 test('a wait that outlives its timeout fails with TIMEOUT instead of hanging', async () => {

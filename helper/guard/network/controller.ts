@@ -69,7 +69,9 @@ import type { ResolvedIp } from './types';
 const RECONCILE_ACTIONS = /^instance-(created|deleted|renamed|updated|started|restarted)$/;
 const SWEEP_MS = 5 * 60_000;
 const RETRY_MS = 5_000;
-const GATEWAY_TTL_MS = 60_000;
+// A bridge's address is forgotten at its network-updated event; the TTL covers an event missed
+// while the event stream was down. Read once per sweep, not on a launch's critical path.
+const GATEWAY_TTL_MS = SWEEP_MS;
 /** How long a deletion event that comes after the apply which already dropped the instance still gets an apply. */
 const DEPARTED_MS = 10 * 60_000;
 /** How often the guard looks for a firewalld it has not seen yet (a /proc scan; firewall-cmd only when one is new). */

@@ -220,8 +220,8 @@ export class PoolKeeper {
   take(spec: PoolSpec, size: number, name: string, takerPid: number, adopt?: Adoption): Promise<{ taken: boolean; reason?: string; mode?: string; warnings?: string[] }> {
     const run = async (): Promise<{ taken: boolean; reason?: string; fence?: Promise<unknown> }> => {
       const key = poolKey(spec);
-      // Both reads at once: the launch waits for them.
-      const [inst, fp] = await Promise.all([this.o.incus.getInstance(name, { timeoutMs: 30_000 }).catch(() => undefined), this.o.incus.imageAlias(spec.image).catch(() => undefined)]);
+      // Both reads at once, the instance without its state (nothing here needs it): the launch waits for them.
+      const [inst, fp] = await Promise.all([this.o.incus.getInstance(name, { timeoutMs: 30_000, state: false }).catch(() => undefined), this.o.incus.imageAlias(spec.image).catch(() => undefined)]);
       const m = inst ? memberOf(inst) : undefined;
       if (!inst || !m || m.key !== key || m.scope !== this.o.scope) return { taken: false, reason: `${name} is not a member of this pool` };
       if (m.state !== 'idle') return { taken: false, reason: `${name} is ${m.state === 'taken' ? 'taken already' : 'not ready yet'}` };
