@@ -11,7 +11,7 @@ import { configSchema, profileSchema } from './schema';
 export type SchemaKind = 'config' | 'profile';
 
 export function configJsonSchema(kind: SchemaKind = 'config'): Record<string, unknown> {
-  const schema = z.toJSONSchema(kind === 'config' ? configSchema : profileSchema, { target: 'draft-7', io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  const schema = z.toJSONSchema(kind === 'config' ? configSchema() : profileSchema(), { target: 'draft-7', io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
   const { $schema, ...rest } = schema;
   return {
     $schema,

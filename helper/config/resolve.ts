@@ -130,7 +130,7 @@ function normalizeMounts(data: Record<string, unknown>, index: KeyIndex): void {
 function parseLayer(f: TextFile, kind: LayerKind): FileLayer {
   const { data, index } = parseToml(f.text, f.path);
   normalizeMounts(data, index);
-  validateLayer(configSchema, data, { label: f.path, index });
+  validateLayer(configSchema(), data, { label: f.path, index });
   // The written data, not the parsed output: defaults must not count as "set".
   return { kind, file: f.path, patch: data as ConfigPatch, index };
 }
@@ -143,7 +143,7 @@ function parseProfile(src: ProfileSource): ProfileDef {
   }
   const { data, index } = parseToml(src.text, src.file);
   normalizeMounts(data, index);
-  validateLayer(profileSchema, data, { label: src.file, index });
+  validateLayer(profileSchema(), data, { label: src.file, index });
   const { inherits, description, ...patch } = data as ConfigPatch & { inherits?: string; description?: string };
   const def: ProfileDef = { name: src.name, scope: src.scope, file: src.file, index, patch };
   if (inherits !== undefined) def.inherits = inherits;
@@ -178,11 +178,11 @@ function merged(base: Merged, patch: object | undefined, sourceAt: (path: KeyPat
 function toConfig(m: Merged): Config {
   const v = structuredClone(m.value);
   stripDeletionMarkers(v);
-  return configSchema.parse(v);
+  return configSchema().parse(v);
 }
 
 function validatePatch(data: unknown, label: string, labelFor?: (path: KeyPath) => string | undefined): ConfigPatch {
-  validateLayer(configSchema, data, labelFor ? { label, labelFor } : { label });
+  validateLayer(configSchema(), data, labelFor ? { label, labelFor } : { label });
   return data as ConfigPatch;
 }
 
@@ -335,10 +335,10 @@ export function resolveConfig(inp: ConfigInputs): LoadedConfig {
 
 /** Schema and cross-key checks on the merged result; problems point at the layer that set the key. */
 function finalCheck(m: Merged): Config {
-  const r = configSchema.safeParse(m.value);
+  const r = configSchema().safeParse(m.value);
   const problems = r.success
     ? crossFieldProblems(r.data).map(([path, message]) => ({ path, key: formatPath(path), message }))
-    : problemsFromIssues(r.error.issues, m.value, configSchema);
+    : problemsFromIssues(r.error.issues, m.value, configSchema());
   if (r.success && problems.length === 0) return r.data;
   throw configError(
     problems.map((p) => {

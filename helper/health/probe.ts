@@ -126,7 +126,7 @@ export async function gatherFacts(o: ProbeOptions): Promise<HealthFacts> {
 }
 
 async function configFacts(o: ProbeOptions, home: string): Promise<{ config: HealthFacts['config']; loaded?: LoadedConfig }> {
-  const fallback: Config = configSchema.parse({});
+  const fallback: Config = configSchema().parse({});
   const image = o.env.COI_IMAGE || fallback.container.image;
   try {
     const loaded = await loadConfig({ home, workspace: safe(() => realpathSync(o.cwd), o.cwd), env: o.env });

@@ -4,7 +4,8 @@
  * are used by the guard and by clients.
  */
 import { z } from 'zod';
-import { once, request } from '../protocol/rpc';
+import { once } from '../lazy';
+import { request } from '../protocol/rpc';
 import { poolSpecSchema } from './spec';
 
 const instanceName = once(() => z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-Za-z0-9-]*$/, 'an instance name (letters, digits and "-")'));

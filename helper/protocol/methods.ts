@@ -8,7 +8,8 @@
  */
 import { z } from 'zod';
 import { healthReport } from '../health/schema';
-import { notification, once, request } from './rpc';
+import { once } from '../lazy';
+import { notification, request } from './rpc';
 
 /** Params of a method that takes none: `{}` or omitted, and nothing else. */
 const noParams = once(() => z.object({}).strict());
@@ -635,6 +636,6 @@ export const ImageDelete = request('image/delete', () => z.object({ name: z.stri
 export const HealthCheck = request(
   'health/check',
   () => z.object({ workspace: z.string().min(1).max(4096).optional(), live: z.boolean().default(true) }).strict(),
-  () => z.object({ report: healthReport }),
+  () => z.object({ report: healthReport() }),
 );
 export type HealthCheckResult = z.infer<typeof HealthCheck.result>;

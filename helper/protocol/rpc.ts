@@ -7,6 +7,7 @@
  * sent: a positional array, a missing object or a wrong type all become
  * InvalidParams that name the offending fields, never a crash or a silent drop.
  */
+import { once } from '../lazy';
 import { z } from 'zod';
 import {
   CancellationToken,
@@ -27,16 +28,6 @@ export interface NotificationDef<P> {
   readonly kind: 'notification';
   readonly method: string;
   readonly params: z.ZodType<P>;
-}
-
-/**
- * A schema built on first use. Building zod schemas is most of what loading
- * the protocol costs (about 30 ms of a 500 ms warm `coi run`), and a process
- * uses a handful of its methods.
- */
-export function once<T>(build: () => T): () => T {
-  let built: { v: T } | undefined;
-  return () => (built ??= { v: build() }).v;
 }
 
 export function request<P, R>(method: string, params: () => z.ZodType<P>, result: () => z.ZodType<R>): RequestDef<P, R> {

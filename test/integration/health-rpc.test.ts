@@ -33,9 +33,9 @@ async function healthOverRpc(env: NodeJS.ProcessEnv, params: { live: boolean }) 
 test('against the real Incus: the same checks and verdicts as coi health --format json', async () => {
   await requireIncus();
   const { report } = await healthOverRpc({}, { live: false });
-  assert.ok(healthReport.safeParse(report).success);
+  assert.ok(healthReport().safeParse(report).success);
   const cli = await coi(['health', '--format', 'json', '--no-live'], {}, 120_000, nowhere);
-  const fromCli = healthReport.parse(JSON.parse(cli.stdout));
+  const fromCli = healthReport().parse(JSON.parse(cli.stdout));
   const verdicts = (r: typeof report) => Object.fromEntries(Object.entries(r.checks).filter(([k]) => k !== 'orphaned_resources').map(([k, c]) => [k, c.status]));
   // Other tests' sandboxes come and go meanwhile: orphans are the one check that may differ.
   assert.deepEqual(verdicts(report), verdicts(fromCli));

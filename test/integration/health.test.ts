@@ -58,7 +58,7 @@ async function report(home: string, args: string[] = []): Promise<{ code: number
   } catch {
     assert.fail(`coi health printed no JSON (exit ${res.code}): ${res.stdout}\n${res.stderr}`);
   }
-  const parsed = healthReport.safeParse(json);
+  const parsed = healthReport().safeParse(json);
   assert.ok(parsed.success, `the report matches its schema: ${JSON.stringify(parsed.error?.issues)}`);
   return { code: res.code, r: parsed.data, stderr: res.stderr };
 }

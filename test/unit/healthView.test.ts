@@ -15,7 +15,7 @@ function report(checks: Record<string, HealthCheck>): HealthReport {
   const failed = count('failed');
   const warnings = count('warning');
   // Valid by the same schema `coi health --format json` is checked against.
-  return healthReport.parse({
+  return healthReport().parse({
     status: failed ? 'unhealthy' : warnings ? 'degraded' : 'healthy',
     timestamp: '2026-11-27T08:00:00Z',
     checks,

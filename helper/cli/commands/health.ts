@@ -47,7 +47,7 @@ export const healthCommand: Command = {
       }
       report = { ...report, fixes };
     }
-    const valid = healthReport.safeParse(report);
+    const valid = healthReport().safeParse(report);
     if (!valid.success) throw new CoiError(ErrorCodes.INTERNAL, `the health report does not match its schema: ${describeZodError(valid.error)}`);
     if (format === 'json') ctx.out(JSON.stringify(report, null, 2) + '\n');
     else ctx.out(renderText(report, values.verbose === true));

@@ -9,6 +9,7 @@
  * renders it), never interpret it.
  */
 import { z } from 'zod';
+import { once } from '../../lazy';
 import type { FdKind, SocketState } from './procfs';
 
 export interface SocketEndpoint {
@@ -225,50 +226,54 @@ export function isConnected(s: SocketInfo): boolean {
 
 // ── JSON form (fixtures, forensics) ─────────────────────────────────────────
 
-const endpointSchema = z.object({ address: z.string(), port: z.number().int() });
-const socketSchema = z.object({
-  proto: z.enum(['tcp', 'udp']),
-  family: z.union([z.literal(4), z.literal(6)]),
-  local: endpointSchema,
-  remote: endpointSchema,
-  state: z.enum(['ESTABLISHED', 'SYN_SENT', 'SYN_RECV', 'FIN_WAIT1', 'FIN_WAIT2', 'TIME_WAIT', 'CLOSE', 'CLOSE_WAIT', 'LAST_ACK', 'LISTEN', 'CLOSING', 'NEW_SYN_RECV', 'UNKNOWN']),
-  inode: z.number().int(),
+/** Built on first use (see helper/lazy.ts): only fixtures and forensics read this form. */
+export const snapshotJsonSchema = once(() => {
+  const endpointSchema = z.object({ address: z.string(), port: z.number().int() });
+  const socketSchema = z.object({
+    proto: z.enum(['tcp', 'udp']),
+    family: z.union([z.literal(4), z.literal(6)]),
+    local: endpointSchema,
+    remote: endpointSchema,
+    state: z.enum(['ESTABLISHED', 'SYN_SENT', 'SYN_RECV', 'FIN_WAIT1', 'FIN_WAIT2', 'TIME_WAIT', 'CLOSE', 'CLOSE_WAIT', 'LAST_ACK', 'LISTEN', 'CLOSING', 'NEW_SYN_RECV', 'UNKNOWN']),
+    inode: z.number().int(),
+  });
+  const fdSchema = z.object({
+    fd: z.number().int(),
+    target: z.string(),
+    kind: z.enum(['socket', 'pipe', 'file', 'tty', 'anon', 'other']),
+    inode: z.number().int().optional(),
+    socket: socketSchema.optional(),
+  });
+  const processSchema = z.object({
+    pid: z.number().int(),
+    ppid: z.number().int(),
+    nsPid: z.number().int().optional(),
+    comm: z.string(),
+    exe: z.string().optional(),
+    argv: z.array(z.string()),
+    argvTruncated: z.boolean().optional(),
+    uid: z.number().int(),
+    startTime: z.number(),
+    state: z.string().optional(),
+    netns: z.string().optional(),
+    fds: z.array(fdSchema),
+    fdsComplete: z.boolean(),
+    io: z.object({ readBytes: z.number(), writeBytes: z.number(), storageReadBytes: z.number().optional(), storageWriteBytes: z.number().optional() }).optional(),
+  });
+  const snapshotJsonSchema = z.object({
+    container: z.string(),
+    takenAt: z.number(),
+    monotonicMs: z.number().optional(),
+    processes: z.array(processSchema),
+    processCount: z.number().int(),
+    truncated: z.boolean(),
+    connections: z.array(socketSchema),
+    netdev: z.object({ rxBytes: z.number(), txBytes: z.number() }).optional(),
+    partial: z.boolean().optional(),
+  });
+  return snapshotJsonSchema;
 });
-const fdSchema = z.object({
-  fd: z.number().int(),
-  target: z.string(),
-  kind: z.enum(['socket', 'pipe', 'file', 'tty', 'anon', 'other']),
-  inode: z.number().int().optional(),
-  socket: socketSchema.optional(),
-});
-const processSchema = z.object({
-  pid: z.number().int(),
-  ppid: z.number().int(),
-  nsPid: z.number().int().optional(),
-  comm: z.string(),
-  exe: z.string().optional(),
-  argv: z.array(z.string()),
-  argvTruncated: z.boolean().optional(),
-  uid: z.number().int(),
-  startTime: z.number(),
-  state: z.string().optional(),
-  netns: z.string().optional(),
-  fds: z.array(fdSchema),
-  fdsComplete: z.boolean(),
-  io: z.object({ readBytes: z.number(), writeBytes: z.number(), storageReadBytes: z.number().optional(), storageWriteBytes: z.number().optional() }).optional(),
-});
-export const snapshotJsonSchema = z.object({
-  container: z.string(),
-  takenAt: z.number(),
-  monotonicMs: z.number().optional(),
-  processes: z.array(processSchema),
-  processCount: z.number().int(),
-  truncated: z.boolean(),
-  connections: z.array(socketSchema),
-  netdev: z.object({ rxBytes: z.number(), txBytes: z.number() }).optional(),
-  partial: z.boolean().optional(),
-});
-export type SnapshotJson = z.infer<typeof snapshotJsonSchema>;
+export type SnapshotJson = z.infer<ReturnType<typeof snapshotJsonSchema>>;
 
 export function snapshotToJson(s: Snapshot): SnapshotJson {
   return { ...s, processes: [...s.processes.values()] };
@@ -276,7 +281,7 @@ export function snapshotToJson(s: Snapshot): SnapshotJson {
 
 /** Validates as it converts: fixture files and forensic copies are files, not trusted values. */
 export function snapshotFromJson(value: unknown): Snapshot {
-  const j = snapshotJsonSchema.parse(value);
+  const j = snapshotJsonSchema().parse(value);
   const processes = new Map<number, ProcessInfo>();
   for (const p of j.processes) processes.set(p.pid, p);
   return { ...j, processes };

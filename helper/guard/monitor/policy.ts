@@ -11,6 +11,7 @@
  * from inside the container (security.guestapi is off).
  */
 import { z } from 'zod';
+import { once } from '../../lazy';
 import type { Config } from '../../config';
 import { thresholdsFromConfig } from './thresholds';
 import type { MonitorThresholds } from './detectors/types';
@@ -59,7 +60,8 @@ export function encodePolicy(p: MonitorPolicy): string {
   });
 }
 
-const labelSchema = z
+const labelSchema = once(() =>
+  z
   .object({
     v: z.literal(1),
     enabled: z.boolean(),
@@ -68,7 +70,8 @@ const labelSchema = z
     forensics_on_kill: z.boolean().default(false),
     audit_log_retention_days: z.number().int().min(1).max(36500).default(30),
   })
-  .passthrough();
+  .passthrough(),
+);
 
 export type PolicyDecode =
   | { kind: 'absent' }
@@ -92,7 +95,7 @@ export function decodePolicy(value: string | undefined): PolicyDecode {
   } catch (e) {
     return { kind: 'invalid', policy: defaultPolicy(), error: `not JSON: ${(e as Error).message}` };
   }
-  const r = labelSchema.safeParse(raw);
+  const r = labelSchema().safeParse(raw);
   if (!r.success) return { kind: 'invalid', policy: defaultPolicy(), error: r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
   const d = r.data;
   const nft = typeof d.dns_query_threshold === 'number' ? { nft: { dns_query_threshold: d.dns_query_threshold } } : {};

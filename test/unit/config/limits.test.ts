@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { limitsToIncus, runtimeLimits } from '../../../helper/config/limits';
 import { configSchema, defaults } from '../../../helper/config/schema';
 
-const limits = (patch: object) => configSchema.parse({ limits: patch }).limits;
+const limits = (patch: object) => configSchema().parse({ limits: patch }).limits;
 
 test('default limits set no Incus key: Incus defaults apply', () => {
   assert.deepEqual(limitsToIncus(defaults().limits), { config: {}, rootDevice: {} });

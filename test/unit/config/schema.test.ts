@@ -12,7 +12,7 @@ function patch(path: string, value: unknown): Record<string, unknown> {
   return root;
 }
 
-const valid = (path: string, value: unknown) => configSchema.safeParse(patch(path, value)).success;
+const valid = (path: string, value: unknown) => configSchema().safeParse(patch(path, value)).success;
 
 test('defaults() are the reference defaults', () => {
   const d = defaults();
@@ -61,9 +61,9 @@ test('unknown keys are errors at every depth', () => {
   assert.equal(valid('netwrok.mode', 'open'), false);
   assert.equal(valid('network.mdoe', 'open'), false);
   assert.equal(valid('limits.cpu.cores', '2'), false);
-  assert.equal(configSchema.safeParse({ mounts: [{ host: '/a', container: '/a', ro: true }] }).success, false);
-  assert.equal(profileSchema.safeParse({ inherits: 'x', network: { mode: 'open' } }).success, true);
-  assert.equal(configSchema.safeParse({ inherits: 'x' }).success, false, 'inherits belongs to profiles only');
+  assert.equal(configSchema().safeParse({ mounts: [{ host: '/a', container: '/a', ro: true }] }).success, false);
+  assert.equal(profileSchema().safeParse({ inherits: 'x', network: { mode: 'open' } }).success, true);
+  assert.equal(configSchema().safeParse({ inherits: 'x' }).success, false, 'inherits belongs to profiles only');
 });
 
 // [key, accepted values, rejected values]
@@ -172,6 +172,6 @@ test('the JSON Schema is strict, carries defaults, descriptions and value patter
 test('[tool.custom] state_dirs: paths inside the home only', () => {
   assert.ok(valid('tool.custom.state_dirs', ['.mytool', '.cache/mytool', '~/.x']));
   for (const bad of ['/etc', '../outside', '.mytool/../../x', '.', '']) assert.ok(!valid('tool.custom.state_dirs', [bad]), bad);
-  const r = configSchema.safeParse(patch('tool.custom.state_dirs', ['/etc']));
+  const r = configSchema().safeParse(patch('tool.custom.state_dirs', ['/etc']));
   assert.match(JSON.stringify(r.error?.issues), /a path inside the home/);
 });

@@ -36,7 +36,7 @@ const tmp = () => {
 after(() => made.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 
 test('the policy label: config → compact JSON → the same policy; absent, invalid and disabled', () => {
-  const cfg = configSchema.parse({ monitoring: { enabled: true, auto_pause_on_high: false, forensics_on_kill: true, process_count_threshold: 300, audit_log_retention_days: 7, nft: { dns_query_threshold: 42 } } });
+  const cfg = configSchema().parse({ monitoring: { enabled: true, auto_pause_on_high: false, forensics_on_kill: true, process_count_threshold: 300, audit_log_retention_days: 7, nft: { dns_query_threshold: 42 } } });
   const p = policyFromConfig(cfg.monitoring);
   const text = encodePolicy(p);
   assert.ok(text.length < 600, 'compact');
@@ -49,7 +49,7 @@ test('the policy label: config → compact JSON → the same policy; absent, inv
   const bad = decodePolicy('{not json');
   assert.equal(bad.kind, 'invalid');
   assert.equal(bad.kind === 'invalid' && bad.policy.enabled, true, 'an unreadable label still means: watch it');
-  const off = decodePolicy(encodePolicy(policyFromConfig(configSchema.parse({}).monitoring)));
+  const off = decodePolicy(encodePolicy(policyFromConfig(configSchema().parse({}).monitoring)));
   assert.equal(off.kind === 'ok' && off.policy.enabled, false);
 });
 
@@ -57,7 +57,7 @@ test('the instance spec carries the label, and a sandbox read back says it is mo
   const spec = buildInstanceSpec({
     name: 'coi-abc-1', image: 'coi-base', pool: 'coi', bridge: 'coibr0', workspace: '/w', slot: 1, kind: 'shell', tool: 'shell', persistent: false, session: 's', profile: 'default',
     ownerUid: 1000, ownerHome: '/home/alice', launcherPid: 1, network: DEFAULT_NETWORK, idmap: { kind: 'shift' }, protectedPaths: [], mounts: [], nesting: false, now: new Date(0),
-    monitor: policyFromConfig(configSchema.parse({ monitoring: { enabled: true } }).monitoring),
+    monitor: policyFromConfig(configSchema().parse({ monitoring: { enabled: true } }).monitoring),
     guardSocket: '/tmp/private/guard.sock',
   } as Parameters<typeof buildInstanceSpec>[0]);
   const label = spec.config?.[MONITOR_LABEL];
