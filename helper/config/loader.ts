@@ -7,6 +7,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { CoiError, ErrorCodes } from '../errors';
+import { cachedResolve } from './cache';
 import { profileChain, type ProfileScope } from './profiles';
 import { ConfigInputs, LoadedConfig, ProfileSource, profilesOf, resolveConfig, TextFile } from './resolve';
 import type { ConfigPatch } from './schema';
@@ -144,7 +145,7 @@ export async function readConfigInputs(opts: LoadOptions): Promise<ConfigInputs>
 
 /** The effective configuration for a workspace: `{config, provenance, warnings, profile, trust}`. */
 export async function loadConfig(opts: LoadOptions): Promise<LoadedConfig> {
-  return resolveConfig(await readConfigInputs(opts));
+  return cachedResolve(await readConfigInputs(opts), resolveConfig);
 }
 
 // ── profiles ────────────────────────────────────────────────────────────────
