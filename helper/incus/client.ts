@@ -23,9 +23,6 @@ interface Envelope {
   metadata?: unknown;
 }
 
-/** How long a prefetched answer waits for its `get` (a launch's configuration loads in well under this). */
-const PREFETCH_MS = 2_000;
-
 export interface CallOptions {
   signal?: AbortSignal;
   /** How long to wait for an async operation to finish. Default 120 s. */
@@ -97,26 +94,7 @@ export class IncusClient {
   }
 
   async get<T>(path: string, opts: CallOptions = {}): Promise<T> {
-    const early = this.prefetched.get(path);
-    if (early) {
-      this.prefetched.delete(path);
-      if (Date.now() - early.at < PREFETCH_MS && !opts.signal) return (await early.answer) as T;
-    }
     return (await this.call<T>('GET', path, undefined, opts)).metadata;
-  }
-
-  private readonly prefetched = new Map<string, { at: number; answer: Promise<unknown> }>();
-
-  /**
-   * Asks for a GET now whose answer the command will want once it has done
-   * other work (a launch loading its configuration): the next `get` of the
-   * same path within PREFETCH_MS takes it, once. The answer is as old as
-   * that work, which is as if the command had been that much faster.
-   */
-  prefetch(path: string): void {
-    const answer = this.call('GET', path).then((r) => r.metadata);
-    answer.catch(() => undefined);
-    this.prefetched.set(path, { at: Date.now(), answer });
   }
 
   /** Performs a call and, if Incus answers with an operation, waits for it to succeed. */

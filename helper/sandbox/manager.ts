@@ -119,19 +119,6 @@ export interface OpenRequest {
   onTake?: (name: string) => void;
 }
 
-const defaultProfileUrl = (incus: IncusClient) => incus.url('/1.0/profiles/default');
-
-/**
- * What a launch asks Incus first (its look at the instances, as
- * listInstances({ recursion: 1 }) asks, and the default profile), asked
- * before the command has loaded its configuration: the answers come back
- * while it does.
- */
-export function prefetchLaunch(incus: IncusClient): void {
-  incus.prefetch(incus.url('/1.0/instances', { recursion: 1 }));
-  incus.prefetch(defaultProfileUrl(incus));
-}
-
 const CODE_HOME = '/home/code';
 const CONTEXT_FILE = `${CODE_HOME}/SANDBOX_CONTEXT.md`;
 
@@ -529,7 +516,7 @@ export class SandboxManager {
 
   /** Refuses when any profile the sandbox would use is privileged, naming the key and the profile. */
   private async refusePrivileged(): Promise<void> {
-    const profile = await this.d.incus.get<Profile>(defaultProfileUrl(this.d.incus));
+    const profile = await this.d.incus.get<Profile>(this.d.incus.url('/1.0/profiles/default'));
     const keys = privilegedKeys(profile.config);
     if (keys.length > 0) {
       throw new CoiError(ErrorCodes.NOT_PERMITTED, `refusing to launch: the Incus profile "default" sets ${keys.map((k) => `${k}=true`).join(', ')}, which would give the agent root on the host`, {

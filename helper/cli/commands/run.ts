@@ -1,7 +1,6 @@
 import { CoiError, ErrorCodes } from '../../errors';
 import { Command, parseFlags } from '../command';
 import { launchManager } from '../sandboxes';
-import { prefetchLaunch } from '../../sandbox/manager';
 
 export const runCommand: Command = {
   name: 'run',
@@ -20,7 +19,6 @@ export const runCommand: Command = {
     } else {
       throw new CoiError(ErrorCodes.INVALID_INPUT, `give the command as one quoted string or after --\nusage: ${this.usage}`);
     }
-    prefetchLaunch(ctx.incus());
     // `coi run` prints only what the command prints.
     const mgr = await launchManager(ctx, values.workspace ?? process.cwd(), values.image ? { image: values.image } : {}, { quiet: true });
     const ac = new AbortController();

@@ -3,7 +3,6 @@ import { toolNames } from '../../tools/registry';
 import { Command, parseFlags } from '../command';
 import { attachTerminal } from '../terminal';
 import { launchManager } from '../sandboxes';
-import { prefetchLaunch } from '../../sandbox/manager';
 
 export const shellCommand: Command = {
   name: 'shell',
@@ -30,7 +29,6 @@ export const shellCommand: Command = {
     });
     const slot = values.slot === undefined ? undefined : Number(values.slot);
     if (slot !== undefined && !Number.isInteger(slot)) throw new CoiError(ErrorCodes.INVALID_INPUT, `--slot takes a number from 1 to 10, not "${values.slot}"`);
-    prefetchLaunch(ctx.incus());
     const mgr = await launchManager(ctx, values.workspace ?? process.cwd(), {
       ...(values.persistent !== undefined ? { persistent: values.persistent } : {}),
       ...(values.image ? { image: values.image } : {}),
