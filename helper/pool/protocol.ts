@@ -18,11 +18,11 @@ const instanceName = once(() => z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-
  */
 const adoption = once(() =>
   z
-  .object({
-    config: z.record(z.string().max(256), z.string().max(65_536)),
-    devices: z.record(z.string().max(64), z.record(z.string().max(64), z.string().max(4096))),
-  })
-  .strict()
+    .object({
+      config: z.record(z.string().max(256), z.string().max(65_536)),
+      devices: z.record(z.string().max(64), z.record(z.string().max(64), z.string().max(4096))),
+    })
+    .strict()
 );
 export type Adoption = z.infer<ReturnType<typeof adoption>>;
 

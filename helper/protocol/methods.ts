@@ -139,69 +139,69 @@ const lineageEntry = once(() => z.object({ pid: z.number().int(), comm: z.string
 
 export const threatEvidence = once(() =>
   z
-  .object({
-    process: z
-      .object({
-        pid: z.number().int(),
-        nsPid: z.number().int().optional(),
-        comm: z.string(),
-        exe: z.string().optional(),
-        argv: z.array(z.string()),
-        uid: z.number().int().optional(),
-        /** The process, its parent, … up to the container's init. */
-        lineage: z.array(lineageEntry()),
-      })
-      .passthrough()
-      .optional(),
-    network: z
-      .object({ proto: z.enum(['tcp', 'udp']), remote: z.string(), port: z.number().int(), local: z.string(), state: z.string().optional(), fds: z.array(z.number().int()).optional() })
-      .passthrough()
-      .optional(),
-    filesystem: z.record(z.string(), z.unknown()).optional(),
-    processCount: z.record(z.string(), z.unknown()).optional(),
-    dns: z.record(z.string(), z.unknown()).optional(),
-    /** The rule that matched, e.g. "reverse-shell/shell-stdio-network". */
-    rule: z.string(),
-    key: z.string(),
-  })
-  .passthrough()
+    .object({
+      process: z
+        .object({
+          pid: z.number().int(),
+          nsPid: z.number().int().optional(),
+          comm: z.string(),
+          exe: z.string().optional(),
+          argv: z.array(z.string()),
+          uid: z.number().int().optional(),
+          /** The process, its parent, … up to the container's init. */
+          lineage: z.array(lineageEntry()),
+        })
+        .passthrough()
+        .optional(),
+      network: z
+        .object({ proto: z.enum(['tcp', 'udp']), remote: z.string(), port: z.number().int(), local: z.string(), state: z.string().optional(), fds: z.array(z.number().int()).optional() })
+        .passthrough()
+        .optional(),
+      filesystem: z.record(z.string(), z.unknown()).optional(),
+      processCount: z.record(z.string(), z.unknown()).optional(),
+      dns: z.record(z.string(), z.unknown()).optional(),
+      /** The rule that matched, e.g. "reverse-shell/shell-stdio-network". */
+      rule: z.string(),
+      key: z.string(),
+    })
+    .passthrough()
 );
 
 /** What the guard did about it, when, and how fast. */
 export const threatResponse = once(() =>
   z
-  .object({
-    /** When the snapshot that showed it was taken (ISO 8601). */
-    detectedAt: z.string(),
-    /** When the cgroup freezer was written (ISO 8601): from then on nothing in the container ran. */
-    frozenAt: z.string().optional(),
-    /** Milliseconds from the snapshot to the freeze. */
-    containMs: z.number().optional(),
-    error: z.string().optional(),
-  })
-  .passthrough()
+    .object({
+      /** When the snapshot that showed it was taken (ISO 8601). */
+      detectedAt: z.string(),
+      /** When the cgroup freezer was written (ISO 8601): from then on nothing in the container ran. */
+      frozenAt: z.string().optional(),
+      /** Milliseconds from the snapshot to the freeze. */
+      containMs: z.number().optional(),
+      error: z.string().optional(),
+    })
+    .passthrough()
 );
 
 export const threatRecord = once(() =>
   z
-  .object({
-    id: z.string().max(64),
-    timestamp: z.string().max(64),
-    level: threatLevel(),
-    category: z.string().max(64),
-    title: z.string().max(1024),
-    description: z.string().max(16_384),
-    evidence: threatEvidence(),
-    /** logged | alerted | paused | killed | logged (already paused) | pause failed | kill failed */
-    action: z.string().max(64),
-    container: z.string().max(128),
-    detector: z.string().max(64).optional(),
-    mitre: z.array(z.string().max(32)).max(16).optional(),
-    /** Identical events folded into this one (de-duplication window 30 s). */
-    folded: z.number().int().optional(),
-    response: threatResponse().optional(),
-  })
-  .passthrough()
+    .object({
+      id: z.string().max(64),
+      timestamp: z.string().max(64),
+      level: threatLevel(),
+      category: z.string().max(64),
+      title: z.string().max(1024),
+      description: z.string().max(16_384),
+      evidence: threatEvidence(),
+      /** logged | alerted | paused | killed | logged (already paused) | pause failed | kill failed */
+      action: z.string().max(64),
+      container: z.string().max(128),
+      detector: z.string().max(64).optional(),
+      mitre: z.array(z.string().max(32)).max(16).optional(),
+      /** Identical events folded into this one (de-duplication window 30 s). */
+      folded: z.number().int().optional(),
+      response: threatResponse().optional(),
+    })
+    .passthrough()
 );
 export type ThreatRecord = z.infer<ReturnType<typeof threatRecord>>;
 

@@ -62,15 +62,15 @@ export function encodePolicy(p: MonitorPolicy): string {
 
 const labelSchema = once(() =>
   z
-  .object({
-    v: z.literal(1),
-    enabled: z.boolean(),
-    auto_pause_on_high: z.boolean().default(true),
-    auto_kill_on_critical: z.boolean().default(true),
-    forensics_on_kill: z.boolean().default(false),
-    audit_log_retention_days: z.number().int().min(1).max(36500).default(30),
-  })
-  .passthrough(),
+    .object({
+      v: z.literal(1),
+      enabled: z.boolean(),
+      auto_pause_on_high: z.boolean().default(true),
+      auto_kill_on_critical: z.boolean().default(true),
+      forensics_on_kill: z.boolean().default(false),
+      audit_log_retention_days: z.number().int().min(1).max(36500).default(30),
+    })
+    .passthrough(),
 );
 
 export type PolicyDecode =
