@@ -40,7 +40,7 @@ export function cacheDir(home: string): string {
 }
 
 /** The inputs a resolve may see (the environment narrowed to what it reads) and their key. */
-export function keyed(inputs: ConfigInputs): { inputs: ConfigInputs; key: string } {
+function keyed(inputs: ConfigInputs): { inputs: ConfigInputs; key: string } {
   const env: Record<string, string> = {};
   for (const k of ENV_READ) if (inputs.env[k] !== undefined) env[k] = inputs.env[k]!;
   const narrowed = { ...inputs, env };

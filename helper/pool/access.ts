@@ -86,15 +86,14 @@ export function guardPool(socketPath: string, size: number, log: Log): PoolAcces
     async take(spec, name, adopt, opts = {}) {
       const early = prepared;
       prepared = undefined;
-      let g = early ? await early : undefined;
+      // A prepared dial that failed moments ago is not tried again; one lost since (a guard restart) is.
+      let g = early ? await early : await dial();
       if (g && !g.connected) {
-        // Lost meanwhile (a guard restart): dialled again.
         g.close();
-        g = undefined;
+        g = await dial();
       }
-      g?.keepAlive(true);
-      g ??= await dial();
       if (!g) return { taken: false };
+      g.keepAlive(true);
       let keep = false;
       try {
         try {
