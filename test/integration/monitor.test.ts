@@ -164,16 +164,26 @@ describe('the monitor in the guard', () => {
     git('add', '-A');
     git('commit', '-qm', 'initial');
 
+    // Meanwhile the host reads environments all the time (as VS Code's `ps` does every few
+    // seconds): none of it is the sandboxes', however their watch begins.
+    const hostReader = spawn('sh', ['-c', 'end=$(($(date +%s) + 120)); while [ $(date +%s) -lt $end ]; do cat /proc/$$/environ > /dev/null; done'], { stdio: 'ignore' });
     const list = ['benign', 'devtcp', 'renamed', 'perl', 'busybox', 'restart'];
-    const launched = await Promise.all(list.map((k) => launch(path.join(root, `ws-${k}`), k === 'devtcp' ? homes.forensics : homes.main)));
-    list.forEach((k, i) => (names[k] = launched[i]!));
+    try {
+      const launched = await Promise.all(list.map((k) => launch(path.join(root, `ws-${k}`), k === 'devtcp' ? homes.forensics : homes.main)));
+      list.forEach((k, i) => (names[k] = launched[i]!));
+      for (const n of Object.values(names)) {
+        await waitFor(`${n} to be watched`, () => threatsOf(n).find((r) => r.title === 'Monitoring started'), 20_000);
+      }
+      await sleep(1_000);
+    } finally {
+      hostReader.kill('SIGKILL');
+    }
+    const host = Object.values(names).flatMap((n) => threatsOf(n).filter((r) => r.level !== 'info').map((r) => `${n}: ${r.level} ${r.title}: ${r.description}`));
+    assert.deepEqual(host, [], 'the host\'s environment reads are not put down to any sandbox');
     const inst = await c.getInstance(names.benign!);
     const label = JSON.parse(inst.config['user.coi.monitor'] ?? '{}') as Record<string, unknown>;
     assert.equal(label.enabled, true);
     assert.equal(label.process_count_threshold, 100);
-    for (const n of Object.values(names)) {
-      await waitFor(`${n} to be watched`, () => threatsOf(n).find((r) => r.title === 'Monitoring started'), 20_000);
-    }
     const listed = await coi(['list', '--format', 'json'], { HOME: homes.main, COI_CONTAINER_PREFIX: h.prefix });
     const sb = (JSON.parse(listed.stdout) as { sandboxes: { name: string; monitored?: boolean }[] }).sandboxes.find((s) => s.name === names.benign);
     assert.equal(sb?.monitored, true, 'coi list says it is monitored');

@@ -33,6 +33,7 @@ import { elapsedMs, Snapshot } from './model';
 import type { MonitorPolicy } from './policy';
 import type { KillOutcome } from './responder';
 import type { TraceEvent } from './trace';
+import { PidOwner, TraceMembers } from './trace-members';
 
 export type LoopState = 'watching' | 'waiting' | 'frozen' | 'killing' | 'killed' | 'stopped';
 
@@ -66,6 +67,8 @@ export interface LoopDeps {
   onEnded?: (state: LoopState) => void;
   /** After each full poll: the container's pids (the kernel trace follows them and what they fork). */
   track?: (pids: number[]) => void;
+  /** Whose a live pid is now (its cgroup): a trace event of a pid not known from polls or forks is checked so. */
+  ownerOf?: (pid: number) => PidOwner;
   log: Log;
   network?: NetworkPolicyContext;
   intervalMs?: number;
@@ -104,6 +107,9 @@ export class MonitorLoop {
   /** From the kernel's fork and exec events: the parent and program of processes that may be gone. */
   private readonly parents = new Map<number, number>();
   private readonly programs = new Map<number, string>();
+  private readonly members: TraceMembers;
+  /** Trace events of processes that are not the container's (see TraceMembers). */
+  private foreignEvents = 0;
   private peekTimer: NodeJS.Timeout | undefined;
   private lastPeekAt = 0;
   private readonly followUps: NodeJS.Timeout[] = [];
@@ -115,6 +121,7 @@ export class MonitorLoop {
   constructor(private readonly d: LoopDeps) {
     this.intervalMs = d.intervalMs ?? 250;
     this.peekGapMs = d.peekGapMs ?? 20;
+    this.members = new TraceMembers(d.ownerOf ?? (() => 'gone'));
   }
 
   get state(): LoopState {
@@ -184,6 +191,7 @@ export class MonitorLoop {
   /** The container restarted: nothing known about its processes holds any more. */
   restarted(): void {
     this.d.collector.reset();
+    this.members.reset();
     this.prev = undefined;
     this.history = [];
     this.dnsQueries = [];
@@ -205,6 +213,12 @@ export class MonitorLoop {
 
   /** An event of the container's kernel trace. */
   onTrace(e: TraceEvent): void {
+    if (e.kind === 'lost') return this.members.lost();
+    if (e.kind === 'fork' ? !this.members.fork(e.pid, e.child) : !this.members.counts(e.pid)) {
+      // Logged at 1, 10, 100…: enough to see it happens, never a flood.
+      if (Number.isInteger(Math.log10(++this.foreignEvents))) this.d.log.debug(`monitor ${this.d.container}: ${this.foreignEvents} trace event(s) of other processes ignored (last: ${e.kind} of pid ${e.pid}, ${e.comm})`);
+      return;
+    }
     switch (e.kind) {
       case 'fork':
         remember(this.parents, e.child, e.pid);
@@ -368,7 +382,9 @@ export class MonitorLoop {
     const keepMs = (Math.max(this.d.policy.thresholds.pollIntervalSec, this.d.policy.thresholds.rateWindowSec) + 1) * 1000;
     this.history = this.history.filter((h) => elapsedMs(h, snap) <= keepMs).slice(-64);
     this.prev = snap;
-    this.d.track?.([...snap.processes.keys()]);
+    const pids = [...snap.processes.keys()];
+    this.members.polledNow(pids);
+    this.d.track?.(pids);
     this.handle(events, snap);
   }
 

@@ -32,7 +32,7 @@ import { LoopState, MonitorLoop } from './loop';
 import { capArgv, Snapshot } from './model';
 import { decodePolicy, MonitorPolicy } from './policy';
 import { incusFreeze, incusStopping, killSandbox } from './responder';
-import { prepareTracefs, TraceSession } from './trace';
+import { pidOwner, prepareTracefs, TraceSession } from './trace';
 import { toThreatWire } from './wire';
 
 export interface SupervisorOptions {
@@ -243,6 +243,7 @@ export class MonitorSupervisor {
       publish: (r) => this.publish(name, owner, entry.auditPath, r),
       onEnded: (state) => void this.ended(name, loop, state),
       track: (pids) => entry.trace?.track(pids),
+      ownerOf: (pid) => pidOwner(pid, name, this.o.procRoot),
       log: this.o.log,
       guardPid: process.pid,
       ...(this.o.intervalMs ? { intervalMs: this.o.intervalMs } : {}),

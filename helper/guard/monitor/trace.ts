@@ -18,9 +18,12 @@
  *   tools read): reading a process's environment, seen even when the reader
  *   lives for a millisecond.
  *
- * An event in the instance belongs to the container by construction: no
- * lookup, no race with the process exiting. Processes entering through
- * `incus exec` are not descendants; the next poll adds them.
+ * Tracing starts only once the list holds the container's pids: an instance
+ * with an empty list traces every process of the host. The list holds
+ * numbers, so a number written as its process exits can match a host process
+ * after pids wrap: `TraceMembers` decides which events are the container's.
+ * Processes entering through `incus exec` are not descendants; the next poll
+ * adds them.
  *
  * No native code: tracefs is files. `trace_pipe` is read by a `cat` child
  * (a blocking read in libuv's thread pool would hang the guard's exit),
@@ -34,16 +37,21 @@ import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Log } from '../../log';
+import type { PidOwner } from './trace-members';
 
 export type TraceEvent =
   | { kind: 'fork'; pid: number; comm: string; child: number; childComm: string }
   | { kind: 'exec'; pid: number; comm: string; filename: string }
-  | { kind: 'environ-open'; pid: number; comm: string };
+  | { kind: 'environ-open'; pid: number; comm: string }
+  /** The kernel dropped events of one CPU (its buffer was full). */
+  | { kind: 'lost'; cpu: number };
 
 /** `  <comm>-<pid>  [001] ..... 4011.616566: <event>: <fields>` (comm may hold spaces and dashes). */
 const HEADER = /^\s*(.*)-(\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[\d+\]\s+\S+\s+\d+\.\d+:\s+(.*)$/;
 
 export function parseTraceLine(line: string): TraceEvent | undefined {
+  const lost = /^CPU:(\d+) \[LOST (?:\d+ )?EVENTS\]/.exec(line);
+  if (lost) return { kind: 'lost', cpu: Number(lost[1]) };
   const h = HEADER.exec(line);
   if (!h) return undefined;
   const comm = h[1]!.slice(0, 64);
@@ -118,6 +126,7 @@ export class TraceSession {
   private closed = false;
   private partial = '';
   private readonly tracked = new Set<number>();
+  private started = false;
   events = 0;
 
   private constructor(
@@ -133,8 +142,14 @@ export class TraceSession {
       fs.writeFileSync(path.join(dir, 'buffer_size_kb'), '128');
       fs.writeFileSync(path.join(dir, 'options', 'event-fork'), '1');
       fs.writeFileSync(path.join(dir, 'events', 'syscalls', 'sys_enter_openat', 'filter'), ENVIRON_FILTER);
-      for (const [sys, ev] of EVENTS) fs.writeFileSync(path.join(dir, 'events', sys, ev, 'enable'), '1');
-      fs.writeFileSync(path.join(dir, 'tracing_on'), '1');
+      // Off until the pid list is set (`track`): a new instance is on, for every process.
+      fs.writeFileSync(path.join(dir, 'tracing_on'), '0');
+      // One clock for all CPUs: a fork on one is read before its child's exec on another.
+      try {
+        fs.writeFileSync(path.join(dir, 'trace_clock'), 'global');
+      } catch {
+        // an older kernel: per-CPU clocks, in step on today's hardware
+      }
     } catch (e) {
       disable(dir);
       removeInstance(dir);
@@ -152,7 +167,8 @@ export class TraceSession {
   /**
    * Traces these processes (and, through event-fork, all they fork from now
    * on). Pass every pid of the container at each poll: only new ones are
-   * written; the kernel drops exited ones itself.
+   * written; the kernel drops those that exit while listed. The first call
+   * with pids starts the trace.
    */
   track(pids: Iterable<number>): void {
     if (this.closed) return;
@@ -166,7 +182,7 @@ export class TraceSession {
       fs.writeFileSync(path.join(this.dir, 'set_event_pid'), fresh.join(' '), { flag: 'a' });
       for (const p of fresh) this.tracked.add(p);
     } catch (e) {
-      // A pid that exited in between makes the write fail: add them one by one.
+      // A number the kernel refuses fails the whole write: add them one by one.
       for (const p of fresh) {
         try {
           fs.writeFileSync(path.join(this.dir, 'set_event_pid'), String(p), { flag: 'a' });
@@ -176,6 +192,19 @@ export class TraceSession {
         }
       }
       this.o.log.debug(`trace ${this.o.container}: ${(e as Error).message}`);
+    }
+    if (!this.started && this.tracked.size) this.start();
+  }
+
+  private start(): void {
+    try {
+      for (const [sys, ev] of EVENTS) fs.writeFileSync(path.join(this.dir, 'events', sys, ev, 'enable'), '1');
+      fs.writeFileSync(path.join(this.dir, 'tracing_on'), '1');
+      this.started = true;
+    } catch (e) {
+      disable(this.dir);
+      this.o.log.warn(`trace ${this.o.container}: cannot start: ${(e as Error).message}; polling only`);
+      this.close();
     }
   }
 
@@ -231,10 +260,11 @@ function disable(dir: string): void {
   }
 }
 
-/** The container of a host pid now, or undefined (gone, or not a container's). */
-export function containerOfPid(pid: number, procRoot = '/proc'): string | undefined {
+/** Whose a host pid is now: this container's, another's (the host's), or gone. */
+export function pidOwner(pid: number, container: string, procRoot = '/proc'): PidOwner {
   const text = readText(path.join(procRoot, String(pid), 'cgroup'));
-  return text === undefined ? undefined : containerOfCgroup(text);
+  if (text === undefined) return 'gone';
+  return containerOfCgroup(text) === container ? 'ours' : 'other';
 }
 
 function readText(p: string): string | undefined {

@@ -123,6 +123,8 @@ test('trace lines: fork, exec, environ open; comm with spaces and dashes; anythi
     kind: 'environ-open', pid: 14334, comm: 'tmux: server',
   });
   assert.deepEqual(parseTraceLine('  my-prog-2-77 [001] ..... 1.5: sched_process_exec: filename=/tmp/a b pid=77 old_pid=77'), { kind: 'exec', pid: 77, comm: 'my-prog-2', filename: '/tmp/a b' });
+  assert.deepEqual(parseTraceLine('CPU:1 [LOST 211 EVENTS]'), { kind: 'lost', cpu: 1 });
+  assert.deepEqual(parseTraceLine('CPU:0 [LOST EVENTS]'), { kind: 'lost', cpu: 0 });
   assert.equal(parseTraceLine('# tracer: nop'), undefined);
   assert.equal(parseTraceLine('garbage'), undefined);
   assert.equal(containerOfCgroup('12:pids:/lxc.payload.coi-ab12-1/init.scope\n0::/lxc.payload.coi-ab12-1/init.scope\n'), 'coi-ab12-1');

@@ -26,6 +26,9 @@ interface World {
   killGate: { release: () => void };
 }
 
+/** Pids below 1000 are the container's, others the host's; 999 has exited. */
+const ownerOf = (pid: number) => (pid === 999 ? 'gone' : pid < 1000 ? 'ours' : 'other');
+
 function world(policy: MonitorPolicy = defaultPolicy(), opts: { killFails?: number; stopping?: () => Promise<boolean> } = {}): World {
   const steps: string[] = [];
   const records: AuditRecord[] = [];
@@ -75,6 +78,7 @@ function world(policy: MonitorPolicy = defaultPolicy(), opts: { killFails?: numb
       pushed.push(r);
     },
     onEnded: (s) => ended.push(s),
+    ownerOf,
     log: silentLog,
     intervalMs: 1_000_000,
     peekFollowUpsMs: [],
@@ -228,6 +232,35 @@ test('an exec is peeked at once with the instant detectors; the kernel environ t
   w.killGate.release();
   await w.loop.flush();
   await v.loop.stop('done');
+});
+
+test('trace events of host processes are not the container\'s: no peek, no finding (a pid list holds numbers, which wrap)', async () => {
+  const w = world();
+  w.loop.start();
+  w.loop.tick();
+  w.steps.length = 0;
+  // Were they the container's, each of these would be a finding.
+  w.peekResult(snap([init, agent(), shellOnSocket()], { partial: true }));
+  w.loop.onTrace({ kind: 'exec', pid: 5453, comm: 'ps', filename: '/usr/bin/ps' });
+  w.loop.onTrace({ kind: 'environ-open', pid: 5453, comm: 'ps' });
+  // A host process's child, gone by the time its read is seen, is not adopted either.
+  w.loop.onTrace({ kind: 'fork', pid: 5452, comm: 'sh', child: 999, childComm: 'sh' });
+  w.loop.onTrace({ kind: 'environ-open', pid: 999, comm: 'cat' });
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(w.steps, [], 'nothing frozen, recorded or pushed');
+  assert.equal(w.loop.state, 'watching');
+
+  // After the kernel said it dropped events, a reader that is gone and unknown counts (its fork may be the one lost);
+  // a live host process still does not.
+  w.peekResult(snap([init, agent()], { partial: true }));
+  w.loop.onTrace({ kind: 'lost', cpu: 0 });
+  w.loop.onTrace({ kind: 'environ-open', pid: 5453, comm: 'ps' });
+  const findings = () => w.pushed.filter((r) => r.level !== 'info').map((r) => r.evidence.rule);
+  assert.deepEqual(findings(), []);
+  w.loop.onTrace({ kind: 'environ-open', pid: 999, comm: 'cat' });
+  assert.deepEqual(findings(), ['credential-scan/proc-environ-open']);
+  w.killGate.release();
+  await w.loop.stop('done');
 });
 
 test('a restart of the container forgets what was known', async () => {
