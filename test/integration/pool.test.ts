@@ -43,6 +43,8 @@ const guardEnv = (): NodeJS.ProcessEnv => ({
   COI_NET_STATE_DIR: path.join(root, 'state'),
   COI_GUARD_MONITOR: '0',
   COI_POOL_MIN_FREE_MIB: '256',
+  // Small, so that the suite's workspaces reach it (one member each).
+  COI_POOL_MAX: '3',
   COI_LOG_LEVEL: 'debug',
 });
 
@@ -179,6 +181,27 @@ describe('warm pool', () => {
     const fresh = await until('a member of the new image', async () => (await ours()).find((i) => spec(i) && i.config[POOL_LABELS.state] === 'idle'));
     assert.equal(fresh.config[POOL_LABELS.fingerprint], next, 'refilled from the new image');
     await c.run('PUT', c.url(`/1.0/images/aliases/${IMAGE}`), { target: oldFp, description: 'pool test' });
+  });
+
+  test('at the host\'s cap (COI_POOL_MAX), the workspace used now gets its member: the least recently used one\'s makes room', async () => {
+    const untaken = async () => (await ours()).filter((i) => i.config[POOL_LABELS.state] !== 'taken');
+    const ofWs = (i: { config: Record<string, string> }, ws: string) => i.config['user.coi.pool-spec']?.includes(`"workspace":"${ws}"`);
+    const used = [workspace('lru-1'), workspace('lru-2'), workspace('lru-3')];
+    for (const ws of used) assert.equal((await coi(['pool', 'warm', '--wait', '120'], ws)).code, 0);
+    await until('the cap to be reached by these three', async () => ((await untaken()).length === 3 ? true : undefined), 60_000);
+    assert.deepEqual((await untaken()).map((i) => used.findIndex((ws) => ofWs(i, ws))).sort(), [0, 1, 2], 'the three most recently used workspaces hold the three places');
+
+    const now = workspace('lru-now');
+    const warm = await coi(['pool', 'warm', '--wait', '120'], now);
+    assert.equal(warm.code, 0, `the member came within the wait: ${warm.stderr}`);
+    const after = await untaken();
+    assert.ok(after.length <= 3, `never above the cap: ${after.map((i) => i.name).join(', ')}`);
+    assert.ok(after.some((i) => ofWs(i, now) && i.config[POOL_LABELS.state] === 'idle'), 'the workspace used now has its warm member');
+    assert.ok(!after.some((i) => ofWs(i, used[0]!)), 'the least recently used workspace gave its place');
+    assert.match(readFileSync(guardLog, 'utf8'), /pool: deleted \S+: room for a workspace used more recently/);
+    // The one that gave way does not take it back: a refill never pushes out a more recent workspace.
+    await sleep(3_000);
+    assert.ok((await untaken()).some((i) => ofWs(i, now)), 'still there');
   });
 
   test('coi clean empties the pool and the guard stops refilling it', async () => {

@@ -17,7 +17,11 @@
  *   image events, at every sweep, and at the take itself), so a launch never
  *   gets an outdated image.
  * - Limits: at most `maxMembers` untaken members in all, and none is started
- *   while the host has less than `minFreeMiB` of memory available.
+ *   while the host has less than `minFreeMiB` of memory available. At the
+ *   cap, the idle member of the workspace least recently used makes room for
+ *   one used more recently: the pool serves the workspaces in use now, not
+ *   the first ones it saw. Members are made one at a time, so two workspaces
+ *   filling at once cannot both take the last place.
  */
 import { promises as fs } from 'node:fs';
 import { toCoiError } from '../../errors';
@@ -60,6 +64,8 @@ export interface PoolKeeperOptions {
 interface Demand {
   spec: PoolSpec;
   size: number;
+  /** When a launch or `coi pool warm` last asked for it (0: found again from labels after a restart). */
+  wantedAt: number;
 }
 
 const SWEEP_MS = 60_000;
@@ -69,6 +75,8 @@ const IMAGE_EVENTS = /^image-(alias-(created|updated|deleted|renamed)|deleted|cr
 export class PoolKeeper {
   private readonly demands = new Map<string, Demand>();
   private readonly filling = new Map<string, Promise<void>>();
+  /** Fills run one after another (see the limits above). */
+  private fillQueue: Promise<void> = Promise.resolve();
   /** Members this process is creating now (their names). */
   private readonly making = new Set<string>();
   /**
@@ -170,7 +178,7 @@ export class PoolKeeper {
       }
       // A restarted guard knows its demand again from what is there: once, at its first sweep
       // (later, a member listed just before a drain would bring back the demand the drain ended).
-      if (!this.rediscovered) for (const [key, f] of found) if (!this.demands.has(key)) this.demands.set(key, { spec: f.spec, size: f.n });
+      if (!this.rediscovered) for (const [key, f] of found) if (!this.demands.has(key)) this.demands.set(key, { spec: f.spec, size: f.n, wantedAt: 0 });
       this.rediscovered = true;
       for (const key of this.demands.keys()) void this.fill(key);
     } catch (e) {
@@ -207,7 +215,7 @@ export class PoolKeeper {
       this.demands.delete(key);
       return;
     }
-    this.demands.set(key, { spec, size });
+    this.demands.set(key, { spec, size, wantedAt: Date.now() });
     void this.fill(key);
   }
 
@@ -278,7 +286,7 @@ export class PoolKeeper {
   private wantLater(spec: PoolSpec, size: number): void {
     const delay = this.o.refillDelayMs ?? REFILL_DELAY_MS;
     const key = poolKey(spec);
-    this.demands.set(key, { spec, size });
+    this.demands.set(key, { spec, size, wantedAt: Date.now() });
     if (delay <= 0) return void this.fill(key);
     const t = setTimeout(() => {
       if (this.demands.has(key)) void this.fill(key);
@@ -330,13 +338,15 @@ export class PoolKeeper {
     return { pools, limits: { maxMembers: this.maxMembers, minFreeMiB: this.minFreeMiB }, problems: [...this.problems] };
   }
 
-  /** One filling loop per demand at a time. */
+  /** One filling loop per demand at a time, queued behind the others'. */
   private fill(key: string): Promise<void> {
     const running = this.filling.get(key);
     if (running) return running;
-    const p = this.fillNow(key)
+    const p = this.fillQueue
+      .then(() => this.fillNow(key))
       .catch((e: unknown) => this.o.log.warn(`pool: filling failed: ${toCoiError(e).message}`))
       .finally(() => this.filling.delete(key));
+    this.fillQueue = p;
     this.filling.set(key, p);
     return p;
   }
@@ -349,6 +359,11 @@ export class PoolKeeper {
       const untaken = members.filter((m) => m.state !== 'taken');
       const mine = untaken.filter((m) => m.key === key).length;
       if (mine >= d.size) return;
+      const victim = untaken.length >= this.maxMembers ? this.leastRecentlyWanted(untaken, d) : undefined;
+      if (victim) {
+        await this.remove(victim.name, `room for a workspace used more recently (the host keeps at most ${this.maxMembers} warm containers, COI_POOL_MAX)`);
+        continue;
+      }
       const problem = await this.refusal(untaken.length);
       this.problems = problem ? [problem] : [];
       if (problem) {
@@ -358,6 +373,18 @@ export class PoolKeeper {
       const ok = await this.makeMember(d.spec);
       if (ok === 'full') return;
     }
+  }
+
+  /** The idle member of another demand wanted longest ago, and before this one; none when all are newer. */
+  private leastRecentlyWanted(untaken: Member[], d: Demand): Member | undefined {
+    const key = poolKey(d.spec);
+    const wantedAt = (m: Member) => this.demands.get(m.key)?.wantedAt ?? Number.NEGATIVE_INFINITY;
+    let best: Member | undefined;
+    for (const m of untaken) {
+      if (m.state !== 'idle' || m.key === key || this.deleting.has(m.name) || wantedAt(m) >= d.wantedAt) continue;
+      if (!best || wantedAt(m) < wantedAt(best)) best = m;
+    }
+    return best;
   }
 
   private async refusal(untaken: number): Promise<string | undefined> {
