@@ -39,9 +39,13 @@ const run = (args: string[], ws: string, env: NodeJS.ProcessEnv = {}, timeoutMs?
 
 /** `coi` with the working directory set to the workspace. */
 async function coiIn(ws: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CoiResult> {
-  // Pooled: fill the workspace's pool first (a failure here is the launch's to report).
-  if (POOLED && (args[0] === 'run' || args[0] === 'shell')) await coi(['pool', 'warm', '--wait', '120'], { ...baseEnv(), ...env }, 300_000, ws);
-  return coi(args, { ...baseEnv(), ...env }, 300_000, ws);
+  if (!POOLED || (args[0] !== 'run' && args[0] !== 'shell')) return coi(args, { ...baseEnv(), ...env }, 300_000, ws);
+  // Pooled: fill the workspace's pool first. Should that fail, the launch must fail too (with its
+  // own report): one that succeeded would have started cold, and tested nothing of the pool.
+  const warm = await coi(['pool', 'warm', '--wait', '120'], { ...baseEnv(), ...env }, 300_000, ws);
+  const r = await coi(args, { ...baseEnv(), ...env }, 300_000, ws);
+  assert.ok(warm.code === 0 || r.code !== 0, `the pool did not fill (${warm.stderr.trim()}), so the launch started cold`);
+  return r;
 }
 
 async function sandboxesOf(ws: string) {
