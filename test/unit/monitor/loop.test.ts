@@ -234,6 +234,21 @@ test('an exec is peeked at once with the instant detectors; the kernel environ t
   await v.loop.stop('done');
 });
 
+test('a reader seen by its command line and by the kernel trace is one WARNING, not two', async () => {
+  const w = world();
+  w.loop.start();
+  w.loop.tick();
+  // Still running when the peek reads it: its command line names the files too.
+  w.peekResult(snap([init, agent(), proc(250, 200, ['bash']), proc(251, 250, ['cat', '/proc/1/environ', '/proc/22/environ'])], { partial: true }));
+  w.loop.onTrace({ kind: 'fork', pid: 250, comm: 'bash', child: 251, childComm: 'bash' });
+  w.loop.onTrace({ kind: 'exec', pid: 251, comm: 'cat', filename: '/usr/bin/cat' });
+  w.loop.onTrace({ kind: 'environ-open', pid: 251, comm: 'cat' });
+  await new Promise((r) => setTimeout(r, 20));
+  const warnings = w.pushed.filter((r) => r.category === 'credential_access');
+  assert.deepEqual(warnings.map((r) => [r.level, r.title]), [['warning', "Reading other processes' environments"]]);
+  await w.loop.stop('done');
+});
+
 test('trace events of host processes are not the container\'s: no peek, no finding (a pid list holds numbers, which wrap)', async () => {
   const w = world();
   w.loop.start();

@@ -177,7 +177,9 @@ export const credentialScanDetector: Detector = {
         evidence: {
           process: processEvidence(current, p),
           rule: `${ID}/${h.rule}`,
-          key: `${processKey(p)}:${h.rule}`,
+          // One process reading environments is one finding, whether its command line (here) or
+          // the kernel's trace (below, which cannot know the start time of a reader that is gone) saw it first.
+          key: h.rule === 'proc-environ' ? `${p.pid}:proc-environ` : `${processKey(p)}:${h.rule}`,
         },
       });
       if (h.paths) ev.evidence.filesystem = { paths: h.paths };
@@ -230,7 +232,7 @@ export const environTraceDetector: Detector = {
           category: 'credential_access',
           title: "Reading other processes' environments",
           description: `${who} — opened a process's /proc/<pid>/environ, where other processes keep their secrets (seen by the kernel). Chain: ${chain}.`,
-          evidence: { process, rule: `${ID}/proc-environ-open`, key: `${a.pid}:proc-environ-open` },
+          evidence: { process, rule: `${ID}/proc-environ-open`, key: `${a.pid}:proc-environ` },
         }),
       );
     }
