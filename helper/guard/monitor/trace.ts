@@ -202,7 +202,6 @@ export class TraceSession {
       fs.writeFileSync(path.join(this.dir, 'tracing_on'), '1');
       this.started = true;
     } catch (e) {
-      disable(this.dir);
       this.o.log.warn(`trace ${this.o.container}: cannot start: ${(e as Error).message}; polling only`);
       this.close();
     }
