@@ -6,7 +6,7 @@
  * the agent could create it); a symlink anywhere on the way is refused (the
  * bind would follow it out of the workspace).
  */
-import { constants, promises as fs } from 'node:fs';
+import { constants, promises as fs, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { CoiError, ErrorCodes } from '../errors';
 import { DEFAULT_PROTECTED_PATHS } from '../config/schema';
@@ -53,6 +53,9 @@ export function protectedDevices(workspace: string, mountPath: string, paths: st
  * Makes every protected path exist on the host, refusing symlinks. Components
  * are checked with lstat and created one at a time with exclusive flags, so a
  * symlink swapped in concurrently makes creation fail rather than escape.
+ * Another launch (or `coi pool warm`) of the same workspace may be creating the
+ * same placeholders at the same moment: a component that appears between the
+ * lstat and the create is checked again as one that was there.
  */
 export async function preparePlaceholders(workspace: string, paths: string[]): Promise<string[]> {
   const created: string[] = [];
@@ -62,28 +65,50 @@ export async function preparePlaceholders(workspace: string, paths: string[]): P
     for (let i = 0; i < parts.length; i++) {
       cur = path.join(cur, parts[i]!);
       const last = i === parts.length - 1;
-      const st = await fs.lstat(cur).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
-      if (st?.isSymbolicLink()) {
+      const file = last && FILE_PLACEHOLDERS.has(rel);
+      let st = await lstatOrNone(cur);
+      if (!st) {
+        if (await createExclusive(cur, file, rel.endsWith('.json'))) {
+          created.push(path.relative(workspace, cur));
+          continue;
+        }
+        st = await lstatOrNone(cur);
+        if (!st) throw new CoiError(ErrorCodes.INVALID_INPUT, `cannot protect ${rel}: ${cur} appeared and vanished while it was being created`);
+      }
+      if (st.isSymbolicLink()) {
         throw new CoiError(ErrorCodes.INVALID_INPUT, `refusing to protect ${path.join(workspace, rel)}: ${cur} is a symbolic link, which a read-only mount would follow out of the workspace`, {
           remedy: { title: 'Replace the link with a real file or directory, or remove it' },
         });
       }
-      if (st) {
-        if (!last && !st.isDirectory()) {
-          throw new CoiError(ErrorCodes.INVALID_INPUT, `cannot protect ${rel}: ${cur} is not a directory`);
-        }
-        continue;
+      if (!last && !st.isDirectory()) {
+        throw new CoiError(ErrorCodes.INVALID_INPUT, `cannot protect ${rel}: ${cur} is not a directory`);
       }
-      if (last && FILE_PLACEHOLDERS.has(rel)) {
-        const fh = await fs.open(cur, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o644);
-        // An empty settings file would be invalid JSON to the tool that reads it.
-        if (rel.endsWith('.json')) await fh.writeFile('{}\n');
-        await fh.close();
-      } else {
-        await fs.mkdir(cur, { mode: 0o755 });
-      }
-      created.push(path.relative(workspace, cur));
     }
   }
   return created;
+}
+
+function lstatOrNone(p: string): Promise<Stats | undefined> {
+  return fs.lstat(p).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
+}
+
+/** Creates a placeholder; false when something already took its name. */
+async function createExclusive(p: string, file: boolean, json: boolean): Promise<boolean> {
+  try {
+    if (!file) {
+      await fs.mkdir(p, { mode: 0o755 });
+      return true;
+    }
+    const fh = await fs.open(p, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o644);
+    try {
+      // An empty settings file would be invalid JSON to the tool that reads it.
+      if (json) await fh.writeFile('{}\n');
+    } finally {
+      await fh.close();
+    }
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  }
 }
