@@ -359,7 +359,7 @@ export class PoolKeeper {
       const untaken = members.filter((m) => m.state !== 'taken');
       const mine = untaken.filter((m) => m.key === key).length;
       if (mine >= d.size) return;
-      const victim = untaken.length >= this.maxMembers ? this.leastRecentlyWanted(untaken, d) : undefined;
+      const victim = untaken.length >= this.maxMembers ? this.leastRecentlyWanted(untaken, d.wantedAt) : undefined;
       if (victim) {
         await this.remove(victim.name, `room for a workspace used more recently (the host keeps at most ${this.maxMembers} warm containers, COI_POOL_MAX)`);
         continue;
@@ -375,13 +375,15 @@ export class PoolKeeper {
     }
   }
 
-  /** The idle member of another demand wanted longest ago, and before this one; none when all are newer. */
-  private leastRecentlyWanted(untaken: Member[], d: Demand): Member | undefined {
-    const key = poolKey(d.spec);
+  /**
+   * The idle member of the demand wanted longest ago, and before `before`; none when all are newer.
+   * The filling demand's own members are never chosen: they were wanted exactly then.
+   */
+  private leastRecentlyWanted(untaken: Member[], before: number): Member | undefined {
     const wantedAt = (m: Member) => this.demands.get(m.key)?.wantedAt ?? Number.NEGATIVE_INFINITY;
     let best: Member | undefined;
     for (const m of untaken) {
-      if (m.state !== 'idle' || m.key === key || this.deleting.has(m.name) || wantedAt(m) >= d.wantedAt) continue;
+      if (m.state !== 'idle' || this.deleting.has(m.name) || wantedAt(m) >= before) continue;
       if (!best || wantedAt(m) < wantedAt(best)) best = m;
     }
     return best;
